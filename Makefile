@@ -1,0 +1,39 @@
+# Everyday commands. `make run` and `make test` are the two commands the README promises.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# The hub is never called at run time on machines without it; see README "Offline use".
+export HF_HUB_DISABLE_PROGRESS_BARS ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: venv run test test-fast lint clean bench
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	# CPU torch first: otherwise anything that depends on torch pulls a multi-GB CUDA build.
+	$(PY) -m pip install "torch==2.13.0"
+	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name lc-utils --display-name "Python (lc-utils)"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Execute every notebook into outputs/<run>/ and write a report. Pass ARGS="-p NAME VALUE ...".
+run: $(STAMP)
+	$(PY) -m lc_utils.runner $(ARGS)
+
+## The whole test suite: library, notebooks (papermill + nbval) and the real Milvus server.
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow and not server" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check lc_utils tests benchmarks
+	$(VENV)/bin/ruff format --check lc_utils tests benchmarks
+
+clean:
+	rm -rf outputs .pytest_cache .hypothesis

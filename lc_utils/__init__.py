@@ -1,0 +1,1 @@
+"""Late chunking for retrieval-augmented generation."""
