@@ -1,1 +1,49 @@
-"""Late chunking for retrieval-augmented generation."""
+"""lc_utils: late chunking for retrieval-augmented generation.
+
+The notebooks in ``notebooks/`` introduce each function; users call the same API on their data::
+
+    import lc_utils as lc
+    model = lc.load_model("auto")
+    chunks = lc.chunk_text(text, "sentences")
+    late = lc.late_chunking(model, text, chunks)     # (len(chunks), model.dim) float32
+    naive = lc.naive_chunking(model, chunks)         # each chunk embedded alone
+"""
+
+from .chunking import (
+    STRATEGIES,
+    Chunk,
+    chunk_fixed,
+    chunk_paragraphs,
+    chunk_sentences,
+    chunk_text,
+    validate_chunks,
+)
+from .corpus import CorpusEmbeddings, as_documents, embed_corpus, iter_embed_corpus
+from .late import (
+    DocumentEmbedding,
+    TokenizedDocument,
+    WindowPlan,
+    chunk_of_tokens,
+    embed_queries,
+    encode_document,
+    late_chunking,
+    late_pool,
+    naive_chunking,
+    plan_windows,
+    pool_spans,
+    prepare_document,
+    token_offsets,
+    token_spans,
+    tokenize_document,
+)
+from .models import (
+    LONG_CONTEXT_DEFAULT,
+    PACKAGED_MINILM,
+    EmbeddingModel,
+    ModelLoadError,
+    hub_reachable,
+    load_model,
+    packaged_minilm_path,
+)
+
+__version__ = "0.1.0"

@@ -1,0 +1,273 @@
+"""Chunking a document into character spans.
+
+Every chunker here returns `Chunk` objects whose `start` and `end` are half-open character offsets
+into the original string, so `text[chunk.start:chunk.end] == chunk.text` always holds. Character
+spans are the one currency of the package: token positions are derived from them later through the
+tokenizer's offset mapping (see `lc_utils.late`), never from a chunker's own word indices.
+
+Introduced in notebook 01_chunking.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+__all__ = [
+    "Chunk",
+    "STRATEGIES",
+    "chunk_text",
+    "chunk_sentences",
+    "chunk_fixed",
+    "chunk_paragraphs",
+    "validate_chunks",
+    "whitespace_mask",
+]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk of a document: the half-open character span ``[start, end)`` and its text.
+
+    Introduced in notebook 01_chunking.
+    """
+
+    text: str
+    start: int
+    end: int
+
+    @property
+    def span(self) -> tuple[int, int]:
+        """The half-open character span ``(start, end)``."""
+        return (self.start, self.end)
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+
+# Codepoints for which str.isspace() is true. Kept as an array so whitespace tests over a whole
+# document run in numpy rather than in a Python loop over characters.
+_WHITESPACE_CODEPOINTS = np.array(
+    [cp for cp in range(0x3000 + 1) if chr(cp).isspace()], dtype=np.uint32
+)
+
+
+def whitespace_mask(text: str) -> np.ndarray:
+    """Boolean array of shape ``(len(text),)``: True where ``text[i].isspace()``.
+
+    Vectorised through the UTF-32 code points, so it costs the same for a 5-million-character
+    document as a handful of numpy calls. Introduced in notebook 01_chunking.
+    """
+    codepoints = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    return np.isin(codepoints, _WHITESPACE_CODEPOINTS)
+
+
+def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """Shrink ``[start, end)`` so it holds no leading or trailing whitespace (may become empty)."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def _chunks_from_spans(text: str, spans: Sequence[tuple[int, int]]) -> list[Chunk]:
+    chunks = []
+    for start, end in spans:
+        start, end = _strip_span(text, start, end)
+        if start < end:
+            chunks.append(Chunk(text[start:end], start, end))
+    return chunks
+
+
+@lru_cache(maxsize=1)
+def _sentencizer():
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer")
+    return nlp
+
+
+def chunk_sentences(text: str, *, sentences_per_chunk: int = 1) -> list[Chunk]:
+    """Sentences from spaCy's blank English pipeline with the rule-based ``sentencizer``.
+
+    spaCy runs once over the whole text (its ``max_length`` is raised to fit), so no sentence is
+    ever cut by an arbitrary slice boundary. ``sentences_per_chunk`` groups n consecutive
+    sentences into one chunk. Returns chunks in order with exact character spans.
+    Introduced in notebook 01_chunking.
+    """
+    if sentences_per_chunk < 1:
+        raise ValueError(f"sentences_per_chunk={sentences_per_chunk}; it must be >= 1")
+    if not text.strip():
+        return []
+    nlp = _sentencizer()
+    # The sentencizer is rule-based and cheap, so the usual 1M-character guard (which protects
+    # the parser and NER from running out of memory) does not apply to it.
+    nlp.max_length = max(nlp.max_length, len(text) + 1)
+    doc = nlp(text)
+    sentence_spans = [(s.start_char, s.end_char) for s in doc.sents]
+    sentence_chunks = _chunks_from_spans(text, sentence_spans)
+    if sentences_per_chunk == 1:
+        return sentence_chunks
+    grouped = [
+        (group[0].start, group[-1].end)
+        for group in (
+            sentence_chunks[i : i + sentences_per_chunk]
+            for i in range(0, len(sentence_chunks), sentences_per_chunk)
+        )
+    ]
+    return _chunks_from_spans(text, grouped)
+
+
+_BLANK_LINE = re.compile(r"\n[^\S\n]*\n\s*")
+
+
+def chunk_paragraphs(text: str, *, paragraphs_per_chunk: int = 1) -> list[Chunk]:
+    """Paragraphs: text separated by one or more blank lines (lines holding only whitespace).
+
+    ``paragraphs_per_chunk`` groups n consecutive paragraphs. Introduced in notebook 01_chunking.
+    """
+    if paragraphs_per_chunk < 1:
+        raise ValueError(f"paragraphs_per_chunk={paragraphs_per_chunk}; it must be >= 1")
+    spans = []
+    position = 0
+    for separator in _BLANK_LINE.finditer(text):
+        spans.append((position, separator.start()))
+        position = separator.end()
+    spans.append((position, len(text)))
+    paragraphs = _chunks_from_spans(text, spans)
+    if paragraphs_per_chunk == 1:
+        return paragraphs
+    grouped = [
+        (paragraphs[i].start, paragraphs[min(i + paragraphs_per_chunk, len(paragraphs)) - 1].end)
+        for i in range(0, len(paragraphs), paragraphs_per_chunk)
+    ]
+    return _chunks_from_spans(text, grouped)
+
+
+def chunk_fixed(text: str, tokenizer, *, chunk_size: int = 64) -> list[Chunk]:
+    """Chunks of ``chunk_size`` model tokens each (the last may be shorter).
+
+    Token positions come from the fast tokenizer's offset mapping, without special tokens. A
+    chunk runs from the first character of its first token up to the first character of the next
+    chunk's first token, with surrounding whitespace stripped. Boundaries fall on token starts, so
+    the token-to-chunk rule of ``late_chunking`` (a token belongs to the chunk whose span holds its
+    first non-whitespace character) puts exactly ``chunk_size`` tokens in every chunk but the
+    last, except where several tokens share one character (BERT splits a Hangul syllable into
+    jamo, byte-level BPE splits an emoji into bytes): those stay together, and the chunk before
+    them grows by fewer tokens than share that character. Introduced in notebook 01_chunking.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size={chunk_size}; it must be a positive number of tokens")
+    if tokenizer is None:
+        raise ValueError(
+            'strategy "fixed" counts model tokens, so it needs the tokenizer: '
+            'chunk_text(text, "fixed", tokenizer=model.tokenizer, chunk_size=64)'
+        )
+    if not text.strip():
+        return []
+    from .late import token_offsets  # late imports chunking; import here to avoid a cycle
+
+    starts, _ = token_offsets(tokenizer, text)
+    if len(starts) == 0:
+        return []
+    # Tokens sharing one character (BERT's jamo for a Hangul syllable, byte-level BPE pieces of
+    # an emoji) must stay in one chunk, so a boundary may only fall where a new character starts.
+    new_character = np.flatnonzero(np.r_[True, starts[1:] != starts[:-1]])
+    first_tokens = [0]
+    while True:
+        k = np.searchsorted(new_character, first_tokens[-1] + chunk_size)
+        if k == len(new_character):
+            break
+        first_tokens.append(int(new_character[k]))
+    boundaries = starts[first_tokens].tolist() + [len(text)]
+    return _chunks_from_spans(text, list(zip(boundaries[:-1], boundaries[1:], strict=True)))
+
+
+STRATEGIES = {
+    "sentences": chunk_sentences,
+    "paragraphs": chunk_paragraphs,
+    "fixed": chunk_fixed,
+}
+
+
+def chunk_text(text: str, strategy: str = "sentences", *, tokenizer=None, **options) -> list[Chunk]:
+    """Split ``text`` into ordered, non-overlapping chunks with exact character spans.
+
+    Strategies:
+      - ``"sentences"``: spaCy sentencizer over the whole text; option ``sentences_per_chunk``.
+      - ``"fixed"``: ``chunk_size`` model tokens per chunk; needs ``tokenizer``.
+      - ``"paragraphs"``: split on blank lines; option ``paragraphs_per_chunk``.
+
+    Every chunk satisfies ``text[c.start:c.end] == c.text``, holds no leading or trailing
+    whitespace, and chunks are sorted and disjoint. Empty or whitespace-only text gives ``[]``.
+    Introduced in notebook 01_chunking.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, not {type(text).__name__}")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown chunking strategy {strategy!r}; valid: {sorted(STRATEGIES)}")
+    function = STRATEGIES[strategy]
+    try:
+        if strategy == "fixed":
+            return function(text, tokenizer, **options)
+        return function(text, **options)
+    except TypeError as error:
+        if "unexpected keyword argument" in str(error):
+            import inspect
+
+            valid = [
+                name
+                for name, p in inspect.signature(function).parameters.items()
+                if p.kind == p.KEYWORD_ONLY
+            ]
+            raise TypeError(
+                f"chunk_text: {error}; options valid for strategy {strategy!r}: {valid}"
+            ) from None
+        raise
+
+
+def validate_chunks(text: str, chunks: Sequence) -> np.ndarray:
+    """Check chunks against ``text`` and return their spans as an int64 array ``(n, 2)``.
+
+    Accepts ``Chunk`` objects or ``(start, end)`` pairs. Each span must satisfy
+    ``0 <= start < end <= len(text)``, spans must be sorted and disjoint, and a ``Chunk``'s text
+    must equal ``text[start:end]`` (which catches chunks taken from a different document).
+    Raises ``ValueError`` naming the first offending chunk. Introduced in notebook 03_late_pooling.
+    """
+    spans = np.empty((len(chunks), 2), dtype=np.int64)
+    previous_end = 0
+    for i, chunk in enumerate(chunks):
+        if isinstance(chunk, Chunk):
+            start, end = chunk.start, chunk.end
+        else:
+            try:
+                start, end = (int(v) for v in chunk)
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"chunk {i} is {chunk!r}; expected a Chunk or a (start, end) pair of ints"
+                ) from None
+        if not 0 <= start < end <= len(text):
+            raise ValueError(
+                f"chunk {i} spans characters {start}–{end}; a span must satisfy "
+                f"0 <= start < end <= len(text) = {len(text)}"
+            )
+        if start < previous_end:
+            raise ValueError(
+                f"chunk {i} starts at character {start}, before the previous chunk ends at "
+                f"{previous_end}; chunks must be sorted and must not overlap"
+            )
+        if isinstance(chunk, Chunk) and text[start:end] != chunk.text:
+            raise ValueError(
+                f"chunk {i} says its text is {chunk.text[:40]!r} but the document holds "
+                f"{text[start:end][:40]!r} at {start}–{end}; were these chunks made from another "
+                "document?"
+            )
+        spans[i] = (start, end)
+        previous_end = end
+    return spans

@@ -1,0 +1,233 @@
+"""Chunk and embed a whole corpus, late or naive, in batches with a progress bar.
+
+The result pairs chunk records (document id, chunk index, character offsets, text) with a vector
+matrix whose rows follow the records, ready for ``pandas.DataFrame(records)`` and for Milvus.
+
+Introduced in notebook 04_naive_vs_late.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .chunking import Chunk, chunk_text
+from .late import late_pool, naive_chunking, prepare_document
+from .models import EmbeddingModel
+
+__all__ = ["CorpusEmbeddings", "embed_corpus", "iter_embed_corpus", "as_documents", "METHODS"]
+
+METHODS = ("late", "naive")
+
+
+@dataclass
+class CorpusEmbeddings:
+    """Chunk records and their vectors, row for row.
+
+    Attributes:
+        records: one dict per chunk with ``doc_id`` (str), ``chunk_index`` (int, 0-based within
+            the document), ``start`` and ``end`` (half-open character offsets into the document)
+            and ``text``.
+        vectors: float32 ``(len(records), dim)``.
+        method: ``"late"`` or ``"naive"``.
+        model: the model's name.
+        skipped: ``(doc_id, chunk_index, start, end)`` of chunks left out because they hold no
+            model token (for example a chunk of only zero-width characters).
+    Introduced in notebook 04_naive_vs_late.
+    """
+
+    records: list[dict]
+    vectors: np.ndarray
+    method: str
+    model: str
+    skipped: list[tuple] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def to_dataframe(self):
+        """The records as a pandas DataFrame (vectors not included)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.records, columns=["doc_id", "chunk_index", "start", "end", "text"])
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[CorpusEmbeddings]) -> CorpusEmbeddings:
+        """Join parts produced by ``iter_embed_corpus`` into one."""
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        return cls(
+            records=[r for p in parts for r in p.records],
+            vectors=np.concatenate([p.vectors for p in parts]),
+            method=parts[0].method,
+            model=parts[0].model,
+            skipped=[s for p in parts for s in p.skipped],
+        )
+
+
+def as_documents(documents) -> list[tuple[str, str]]:
+    """Normalise a corpus to ``[(doc_id, text), ...]``.
+
+    Accepts a mapping ``{doc_id: text}``, a sequence of ``(doc_id, text)`` pairs, or a sequence of
+    strings (ids become ``"0"``, ``"1"``, ...). Document ids must be unique.
+    """
+    if isinstance(documents, str):
+        raise TypeError("documents must be a collection of texts, not one str; wrap it in a list")
+    if isinstance(documents, Mapping):
+        pairs = [(str(k), v) for k, v in documents.items()]
+    else:
+        pairs = []
+        for i, item in enumerate(documents):
+            if isinstance(item, str):
+                pairs.append((str(i), item))
+            elif isinstance(item, tuple | list) and len(item) == 2:
+                pairs.append((str(item[0]), item[1]))
+            else:
+                raise TypeError(
+                    f"document {i} is {type(item).__name__}; "
+                    "expected a str or a (doc_id, text) pair"
+                )
+    seen = set()
+    for doc_id, text in pairs:
+        if not isinstance(text, str):
+            raise TypeError(f"document {doc_id!r} is a {type(text).__name__}, not a str")
+        if doc_id in seen:
+            raise ValueError(f"document id {doc_id!r} appears twice; ids must be unique")
+        seen.add(doc_id)
+    return pairs
+
+
+def _chunker(strategy, tokenizer, options) -> Callable[[str], list[Chunk]]:
+    if callable(strategy):
+        return strategy
+    return lambda text: chunk_text(text, strategy, tokenizer=tokenizer, **options)
+
+
+def iter_embed_corpus(
+    model: EmbeddingModel,
+    documents,
+    *,
+    method: str = "late",
+    strategy: str | Callable[[str], list[Chunk]] = "sentences",
+    chunk_options: dict | None = None,
+    chunks: Mapping[str, Sequence[Chunk]] | None = None,
+    window: int | None = None,
+    overlap: int | None = None,
+    batch_tokens: int | None = None,
+    documents_per_batch: int = 32,
+    progress: bool = True,
+) -> Iterator[CorpusEmbeddings]:
+    """Like ``embed_corpus``, but yields one ``CorpusEmbeddings`` per group of documents.
+
+    Memory stays bounded by ``documents_per_batch`` documents, so a corpus of any size can be
+    streamed into Milvus. Introduced in notebook 05_milvus_validation.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method={method!r}; valid: {METHODS}")
+    pairs = documents if isinstance(documents, Iterator) else iter(as_documents(documents))
+    chunk = _chunker(strategy, model.tokenizer, chunk_options or {})
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        total = None if isinstance(documents, Iterator) else len(documents)
+        bar = tqdm(total=total, desc=f"{method} chunking", unit="doc")
+    try:
+        settings = (method, chunk, chunks, window, overlap, batch_tokens)
+        group: list[tuple[str, str]] = []
+        for pair in pairs:
+            group.append(pair)
+            if len(group) == documents_per_batch:
+                yield _embed_group(model, group, *settings)
+                if bar is not None:
+                    bar.update(len(group))
+                group = []
+        if group:
+            yield _embed_group(model, group, *settings)
+            if bar is not None:
+                bar.update(len(group))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _embed_group(model, group, method, chunk, given_chunks, window, overlap, batch_tokens):
+    records, prepared, skipped = [], [], []
+    for doc_id, text in group:
+        doc_chunks = list(given_chunks[doc_id]) if given_chunks is not None else chunk(text)
+        tokens, spans, in_tokens = prepare_document(model, text, doc_chunks, strict=False)
+        # Chunks without tokens are dropped for both methods alike, so that late and naive
+        # results always hold the same records and can be compared row for row.
+        has_tokens = in_tokens[:, 1] > in_tokens[:, 0]
+        for i in np.flatnonzero(~has_tokens):
+            skipped.append((doc_id, int(i), int(spans[i, 0]), int(spans[i, 1])))
+        for index, (a, b) in enumerate(spans[has_tokens].tolist()):
+            records.append(
+                {"doc_id": doc_id, "chunk_index": index, "start": a, "end": b, "text": text[a:b]}
+            )
+        prepared.append((tokens, in_tokens[has_tokens]))
+    if skipped:
+        warnings.warn(
+            f"{len(skipped)} chunk(s) hold no model token and were left out "
+            f"(first: document {skipped[0][0]!r}, characters {skipped[0][2]}–{skipped[0][3]})",
+            stacklevel=4,
+        )
+    if method == "late":
+        vectors = late_pool(model, prepared, window, overlap, batch_tokens, progress=False)
+        matrix = np.concatenate(vectors) if vectors else np.empty((0, model.dim), np.float32)
+    else:
+        texts = [r["text"] for r in records]
+        matrix = naive_chunking(model, texts, batch_tokens=batch_tokens, progress=False)
+    return CorpusEmbeddings(records, matrix.astype(np.float32), method, model.name, skipped)
+
+
+def embed_corpus(
+    model: EmbeddingModel,
+    documents: Mapping[str, str] | Iterable,
+    *,
+    method: str = "late",
+    strategy: str | Callable[[str], list[Chunk]] = "sentences",
+    chunk_options: dict | None = None,
+    chunks: Mapping[str, Sequence[Chunk]] | None = None,
+    window: int | None = None,
+    overlap: int | None = None,
+    batch_tokens: int | None = None,
+    documents_per_batch: int = 32,
+    progress: bool = True,
+) -> CorpusEmbeddings:
+    """Chunk every document and embed its chunks, late or naive.
+
+    Args:
+        documents: ``{doc_id: text}``, ``[(doc_id, text), ...]`` or ``[text, ...]``.
+        method: ``"late"`` (whole document, then pooling) or ``"naive"`` (each chunk alone).
+        strategy / chunk_options: passed to ``chunk_text`` (``"sentences"``, ``"fixed"``,
+            ``"paragraphs"``), or a callable ``text -> list[Chunk]``.
+        chunks: precomputed chunks per document id, to reuse one chunking for both methods.
+        window / overlap: long-document windows for the late method (see ``late_chunking``).
+        batch_tokens: padded tokens per forward batch.
+    Returns:
+        ``CorpusEmbeddings`` with records in document order and float32 vectors row for row.
+        Chunks holding no model token are left out (listed in ``.skipped``) for both methods.
+    Introduced in notebook 04_naive_vs_late.
+    """
+    parts = list(
+        iter_embed_corpus(
+            model,
+            documents,
+            method=method,
+            strategy=strategy,
+            chunk_options=chunk_options,
+            chunks=chunks,
+            window=window,
+            overlap=overlap,
+            batch_tokens=batch_tokens,
+            documents_per_batch=documents_per_batch,
+            progress=progress,
+        )
+    )
+    if not parts:
+        return CorpusEmbeddings([], np.empty((0, model.dim), np.float32), method, model.name)
+    return CorpusEmbeddings.concatenate(parts)

@@ -1,0 +1,528 @@
+"""Late chunking, the naive baseline, and query embedding.
+
+Conventions used throughout:
+
+* **Token positions.** A document is tokenized once, without special tokens; each content token
+  gets the character position of its first non-whitespace character (``token_offsets``).
+* **Token to chunk.** Token ``t`` belongs to chunk ``i`` when its position lies in the chunk's
+  half-open character span ``[start, end)``. Since chunks are sorted and disjoint, each chunk's
+  tokens form a contiguous half-open *token span* (``token_spans``). Special tokens ([CLS],
+  [SEP], ...) belong to no chunk.
+* **Windows ("long late chunking").** A pass holds at most ``window`` positions, special tokens
+  included, so ``window - n_special`` content tokens. A document that fits is encoded in one pass,
+  exactly as a single call to the model would. A longer one runs in windows whose starts are
+  ``stride = content_window - overlap`` apart; every window after the first contributes only the
+  tokens after its first ``overlap`` positions, so each token takes its embedding from exactly one
+  window and has at least ``overlap`` tokens of left context there. The last window is moved left
+  to end at the document's end, so it is always full and its tokens get more context, not less.
+* **Pooling.** A chunk's vector is the mean of the final hidden states of its tokens. Pooling is
+  a segment sum (``index_add_``) accumulated window by window, so a million-token document never
+  holds its whole token-embedding matrix.
+
+Introduced in notebooks 02_token_embeddings and 03_late_pooling.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .chunking import Chunk, validate_chunks, whitespace_mask
+from .models import EmbeddingModel
+
+__all__ = [
+    "TokenizedDocument",
+    "WindowPlan",
+    "DocumentEmbedding",
+    "tokenize_document",
+    "token_offsets",
+    "token_spans",
+    "chunk_of_tokens",
+    "plan_windows",
+    "encode_document",
+    "pool_spans",
+    "prepare_document",
+    "late_chunking",
+    "late_pool",
+    "naive_chunking",
+    "embed_queries",
+]
+
+
+@dataclass
+class TokenizedDocument:
+    """A document's content tokens (no special tokens) and where they sit in the text.
+
+    Attributes:
+        input_ids: int64 ``(n_tokens,)``.
+        starts: int64 ``(n_tokens,)``, character of each token's first non-whitespace character,
+            relative to the text (negative for tokens of a prepended prefix).
+        ends: int64 ``(n_tokens,)``, character end of each token.
+    """
+
+    input_ids: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def tokenize_document(tokenizer, text: str, prefix: str = "") -> TokenizedDocument:
+    """Tokenize ``prefix + text`` once, without special tokens, keeping character offsets.
+
+    Literal special-token strings in the text (a user's "[SEP]") are split like ordinary text,
+    so no document can inject control tokens. Introduced in notebook 01_chunking.
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        raise TypeError(
+            "late chunking needs a fast tokenizer (tokenizer.is_fast) for character offsets"
+        )
+    full = prefix + text
+    encoding = tokenizer(
+        full,
+        add_special_tokens=False,
+        return_offsets_mapping=True,
+        truncation=False,
+        verbose=False,
+        split_special_tokens=True,
+    )
+    input_ids = np.asarray(encoding["input_ids"], dtype=np.int64)
+    offsets = np.asarray(encoding["offset_mapping"], dtype=np.int64).reshape(-1, 2)
+    starts, ends = offsets[:, 0].copy(), offsets[:, 1].copy()
+    if len(full):
+        # Some tokenizers (SentencePiece's "▁word", byte-level BPE) start a token on the space
+        # before a word; move each start to the token's first non-whitespace character so that
+        # a token never falls into the whitespace between two chunks.
+        space = whitespace_mask(full)
+        position = np.where(space, len(full), np.arange(len(full)))
+        next_non_space = np.minimum.accumulate(position[::-1])[::-1]
+        inside = starts < len(full)
+        moved = next_non_space[np.minimum(starts, len(full) - 1)]
+        starts = np.where(inside & (moved < ends), moved, starts)
+    shift = len(prefix)
+    return TokenizedDocument(input_ids, starts - shift, ends - shift)
+
+
+def token_offsets(tokenizer, text: str) -> tuple[np.ndarray, np.ndarray]:
+    """Character ``(starts, ends)`` of the content tokens of ``text``; see ``tokenize_document``."""
+    document = tokenize_document(tokenizer, text)
+    return document.starts, document.ends
+
+
+def token_spans(starts: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """Half-open token spans ``(n_chunks, 2)`` of chunks given by character ``spans``.
+
+    Token ``t`` is in chunk ``i`` iff ``spans[i, 0] <= starts[t] < spans[i, 1]``. ``starts``
+    must be non-decreasing (tokenizers emit tokens in text order) and ``spans`` sorted and
+    disjoint. Introduced in notebook 01_chunking.
+    """
+    spans = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+    first = np.searchsorted(starts, spans[:, 0], side="left")
+    last = np.searchsorted(starts, spans[:, 1], side="left")
+    return np.stack([first, last], axis=1).astype(np.int64)
+
+
+def chunk_of_tokens(n_tokens: int, spans_in_tokens: np.ndarray) -> np.ndarray:
+    """int64 ``(n_tokens,)``: the chunk index of each token, or -1 for tokens in no chunk."""
+    owner = np.full(n_tokens, -1, dtype=np.int64)
+    lengths = spans_in_tokens[:, 1] - spans_in_tokens[:, 0]
+    positions = np.repeat(spans_in_tokens[:, 0], lengths) + (
+        np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    )
+    owner[positions] = np.repeat(np.arange(len(spans_in_tokens)), lengths)
+    return owner
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Where the forward passes fall over a document's content tokens.
+
+    ``windows[k] = (a, b)``: pass k sees content tokens ``[a, b)``. ``kept[k] = (c, d)``: pass k
+    supplies the embeddings of tokens ``[c, d)``. The kept ranges tile ``[0, n_tokens)`` exactly.
+    Introduced in notebook 02_token_embeddings.
+    """
+
+    n_tokens: int
+    content_window: int
+    overlap: int
+    windows: tuple[tuple[int, int], ...]
+    kept: tuple[tuple[int, int], ...]
+
+    @property
+    def tokens_computed(self) -> int:
+        """Content tokens the model runs over in all passes (>= n_tokens when windows overlap)."""
+        return sum(b - a for a, b in self.windows)
+
+
+def _content_window(model: EmbeddingModel, window: int | None) -> tuple[int, int]:
+    before, after = model.special_token_ids
+    n_special = len(before) + len(after)
+    window = model.max_length if window is None else int(window)
+    if window > model.max_length:
+        raise ValueError(
+            f"window={window} exceeds {model.name}'s maximum length of {model.max_length} "
+            "positions; use a window <= max_length"
+        )
+    if window <= n_special:
+        raise ValueError(
+            f"window={window} leaves no room for text next to {n_special} special tokens; "
+            f"use a window > {n_special}"
+        )
+    return window, window - n_special
+
+
+def plan_windows(n_tokens: int, content_window: int, overlap: int | None = None) -> WindowPlan:
+    """Plan overlapping windows over ``n_tokens`` content tokens (see the module docstring).
+
+    ``overlap`` defaults to a quarter of the content window. Raises ``ValueError`` unless
+    ``0 <= overlap < content_window``. Introduced in notebook 02_token_embeddings.
+    """
+    if overlap is None:
+        overlap = content_window // 4
+    if not 0 <= overlap < content_window:
+        raise ValueError(
+            f"overlap={overlap} with a content window of {content_window} tokens; it must "
+            f"satisfy 0 <= overlap < {content_window}"
+        )
+    if n_tokens <= content_window:
+        span = ((0, n_tokens),)
+        return WindowPlan(n_tokens, content_window, overlap, span, span)
+    stride = content_window - overlap
+    windows, kept = [(0, content_window)], [(0, content_window)]
+    while kept[-1][1] < n_tokens:
+        start = min(len(windows) * stride, n_tokens - content_window)
+        windows.append((start, start + content_window))
+        kept.append((kept[-1][1], min(start + content_window, n_tokens)))
+    return WindowPlan(n_tokens, content_window, overlap, tuple(windows), tuple(kept))
+
+
+@dataclass
+class _Job:
+    document: int
+    ids: np.ndarray  # content ids of this pass
+    keep_from: int  # offset of the first kept token inside ids
+    kept: tuple[int, int]  # kept token range in document positions
+
+
+def _batches(jobs: list[_Job], batch_tokens: int) -> Iterator[list[_Job]]:
+    """Group jobs of similar length (longest first) so that padding stays small."""
+    order = sorted(range(len(jobs)), key=lambda j: -len(jobs[j].ids))
+    batch: list[_Job] = []
+    for j in order:
+        longest = len(jobs[order[0]].ids) if not batch else len(batch[0].ids)
+        if batch and (len(batch) + 1) * longest > batch_tokens:
+            yield batch
+            batch = []
+        batch.append(jobs[j])
+    if batch:
+        yield batch
+
+
+def _default_batch_tokens(model: EmbeddingModel) -> int:
+    # On CPU, batching full windows gains nothing (measured ~20% slower at 16x512), while short
+    # sequences gain from batching; a token budget gives both. GPUs want large batches.
+    return 65_536 if model.device.type == "cuda" else 2_048
+
+
+def _run_jobs(
+    model: EmbeddingModel,
+    jobs: list[_Job],
+    batch_tokens: int | None,
+    progress: bool | None,
+    description: str,
+) -> Iterator[tuple[_Job, torch.Tensor]]:
+    """Yield each job with the hidden states of its kept tokens, ``(d - c, dim)`` float32."""
+    before, after = model.special_token_ids
+    before, after = np.asarray(before, np.int64), np.asarray(after, np.int64)
+    budget = batch_tokens or _default_batch_tokens(model)
+    total = sum(len(job.ids) for job in jobs)
+    bar = _progress_bar(total, description, progress, len(jobs))
+    try:
+        for batch in _batches(jobs, budget):
+            hidden, _ = model.forward([np.concatenate([before, j.ids, after]) for j in batch])
+            for row, job in enumerate(batch):
+                first = len(before) + job.keep_from
+                yield job, hidden[row, first : first + job.kept[1] - job.kept[0]]
+            if bar is not None:
+                bar.update(sum(len(j.ids) for j in batch))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _progress_bar(total: int, description: str, progress: bool | None, n_jobs: int):
+    if progress is None:
+        progress = n_jobs > 16
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, unit="tok", unit_scale=True, leave=False)
+
+
+def _window_jobs(document: int, tokens: TokenizedDocument, plan: WindowPlan) -> list[_Job]:
+    return [
+        _Job(document, tokens.input_ids[a:b], c - a, (c, d))
+        for (a, b), (c, d) in zip(plan.windows, plan.kept, strict=True)
+    ]
+
+
+@dataclass
+class DocumentEmbedding:
+    """All content-token embeddings of one document, with offsets and the window plan.
+
+    Attributes:
+        token_embeddings: float32 ``(n_tokens, dim)`` final hidden states (no special tokens).
+        tokens: the ``TokenizedDocument`` they belong to.
+        plan: the ``WindowPlan`` that produced them.
+    """
+
+    token_embeddings: np.ndarray
+    tokens: TokenizedDocument
+    plan: WindowPlan
+
+
+def encode_document(
+    model: EmbeddingModel,
+    text: str,
+    *,
+    window: int | None = None,
+    overlap: int | None = None,
+    batch_tokens: int | None = None,
+    progress: bool | None = None,
+) -> DocumentEmbedding:
+    """Embed every token of ``text`` in context, in one pass or overlapping windows.
+
+    Returns the full token-embedding matrix, which is what notebooks inspect. For pooling alone
+    use ``late_chunking``, which never materialises this matrix. Introduced in notebook
+    02_token_embeddings.
+    """
+    tokens = tokenize_document(model.tokenizer, text, model.document_prefix)
+    _, content_window = _content_window(model, window)
+    plan = plan_windows(len(tokens), content_window, overlap)
+    out = np.empty((len(tokens), model.dim), dtype=np.float32)
+    jobs = _window_jobs(0, tokens, plan)
+    for job, hidden in _run_jobs(model, jobs, batch_tokens, progress, "encoding"):
+        out[job.kept[0] : job.kept[1]] = hidden.cpu().numpy()
+    keep = tokens.starts >= 0  # drop the tokens of a document prefix
+    kept_tokens = TokenizedDocument(tokens.input_ids[keep], tokens.starts[keep], tokens.ends[keep])
+    return DocumentEmbedding(out[keep], kept_tokens, plan)
+
+
+def pool_spans(token_embeddings: np.ndarray, spans_in_tokens: np.ndarray) -> np.ndarray:
+    """Mean of ``token_embeddings[a:b]`` for every half-open token span ``(a, b)``.
+
+    Args:
+        token_embeddings: float ``(n_tokens, dim)``.
+        spans_in_tokens: int ``(n_chunks, 2)``, each with ``a < b``.
+    Returns:
+        float32 ``(n_chunks, dim)``, via one cumulative sum (no loop over chunks or tokens).
+    Introduced in notebook 03_late_pooling.
+    """
+    spans_in_tokens = np.asarray(spans_in_tokens, dtype=np.int64).reshape(-1, 2)
+    lengths = spans_in_tokens[:, 1] - spans_in_tokens[:, 0]
+    if (lengths <= 0).any():
+        bad = int(np.flatnonzero(lengths <= 0)[0])
+        raise ValueError(
+            f"span {bad} covers tokens {spans_in_tokens[bad].tolist()}; every span must hold "
+            "at least one token (start < end)"
+        )
+    cumulative = np.zeros((len(token_embeddings) + 1, token_embeddings.shape[1]), np.float64)
+    np.cumsum(token_embeddings, axis=0, out=cumulative[1:])
+    sums = cumulative[spans_in_tokens[:, 1]] - cumulative[spans_in_tokens[:, 0]]
+    return (sums / lengths[:, None]).astype(np.float32)
+
+
+def prepare_document(model: EmbeddingModel, text: str, chunks: Sequence, *, strict: bool = True):
+    """Tokenize ``text`` and map its chunks to token spans: ``(tokens, char_spans, token_spans)``.
+
+    With ``strict`` a chunk that holds no token raises ``ValueError`` naming it; otherwise its
+    token span is empty (``a == b``). Introduced in notebook 03_late_pooling.
+    """
+    tokens = tokenize_document(model.tokenizer, text, model.document_prefix)
+    spans = validate_chunks(text, chunks)
+    in_tokens = token_spans(tokens.starts, spans)
+    empty = np.flatnonzero(in_tokens[:, 1] <= in_tokens[:, 0])
+    if strict and len(empty):
+        i = int(empty[0])
+        a, b = spans[i]
+        raise ValueError(
+            f"chunk {i} (characters {a}–{b}, {text[a:b][:40]!r}) contains no model token, so it "
+            "has no late-chunking vector; merge it into a neighbouring chunk or drop it "
+            f"({len(empty)} such chunk(s) in this document)"
+        )
+    return tokens, spans, in_tokens
+
+
+def late_chunking(
+    model: EmbeddingModel,
+    text: str,
+    chunks: Sequence,
+    *,
+    window: int | None = None,
+    overlap: int | None = None,
+    batch_tokens: int | None = None,
+    progress: bool | None = None,
+) -> np.ndarray:
+    """Late chunking: embed the whole document once, then mean-pool each chunk's tokens.
+
+    Args:
+        model: from ``load_model``.
+        text: the document.
+        chunks: ``Chunk`` objects or ``(start, end)`` character spans of ``text``, sorted and
+            disjoint (as ``chunk_text`` returns them).
+        window: positions per forward pass, special tokens included (default
+            ``model.max_length``). Longer documents run in overlapping windows.
+        overlap: content tokens shared by consecutive windows (default: a quarter of the
+            content window).
+        batch_tokens: padded tokens per forward batch (default 2048 on CPU, 65536 on GPU).
+    Returns:
+        float32 ``(len(chunks), model.dim)``. Chunk ``i``'s row is the mean of the final hidden
+        states of the tokens whose first non-whitespace character lies in ``[start, end)``.
+        Special tokens are excluded. A chunk holding no token raises ``ValueError`` naming it.
+    Introduced in notebook 03_late_pooling.
+    """
+    tokens, _, in_tokens = prepare_document(model, text, chunks, strict=True)
+    return late_pool(model, [(tokens, in_tokens)], window, overlap, batch_tokens, progress)[0]
+
+
+def late_pool(
+    model: EmbeddingModel,
+    prepared: Sequence[tuple[TokenizedDocument, np.ndarray]],
+    window: int | None = None,
+    overlap: int | None = None,
+    batch_tokens: int | None = None,
+    progress: bool | None = None,
+) -> list[np.ndarray]:
+    """Late-pool several prepared documents, with all their windows batched together.
+
+    ``prepared`` holds ``(tokens, token_spans)`` per document, as from ``prepare_document``.
+    Returns per document float32 ``(n_chunks, dim)``; rows of chunks without tokens are NaN.
+    """
+    _, content_window = _content_window(model, window)
+    jobs, owners, counts = [], [], []
+    for d, (tokens, in_tokens) in enumerate(prepared):
+        owners.append(torch.from_numpy(chunk_of_tokens(len(tokens), in_tokens)).to(model.device))
+        counts.append(in_tokens[:, 1] - in_tokens[:, 0])
+        if len(tokens):
+            jobs.extend(_window_jobs(d, tokens, plan_windows(len(tokens), content_window, overlap)))
+    sums = [torch.zeros((len(c), model.dim), device=model.device) for c in counts]
+    for job, hidden in _run_jobs(model, jobs, batch_tokens, progress, "late chunking"):
+        owner = owners[job.document][job.kept[0] : job.kept[1]]
+        pooled = owner >= 0
+        sums[job.document].index_add_(0, owner[pooled], hidden[pooled])
+    vectors = []
+    for total, count in zip(sums, counts, strict=True):
+        mean = total.cpu().numpy() / np.maximum(count, 1)[:, None]
+        mean[count == 0] = np.nan
+        vectors.append(mean.astype(np.float32))
+    return vectors
+
+
+def _texts_of(chunks_or_texts: Sequence) -> list[str]:
+    texts = []
+    for i, item in enumerate(chunks_or_texts):
+        if isinstance(item, Chunk):
+            texts.append(item.text)
+        elif isinstance(item, str):
+            texts.append(item)
+        else:
+            raise TypeError(f"item {i} is a {type(item).__name__}; expected a Chunk or a str")
+    return texts
+
+
+def _embed_texts(
+    model: EmbeddingModel,
+    texts: Sequence[str],
+    prefix: str,
+    batch_tokens: int | None,
+    progress: bool | None,
+    what: str,
+) -> np.ndarray:
+    """Each text on its own, with the model's own pooling; truncated to ``max_length``."""
+    _, content_window = _content_window(model, None)
+    encoded = model.tokenizer(
+        [prefix + t for t in texts],
+        add_special_tokens=False,
+        truncation=False,
+        verbose=False,
+        split_special_tokens=True,
+    )["input_ids"]
+    too_long = [i for i, ids in enumerate(encoded) if len(ids) > content_window]
+    if too_long:
+        warnings.warn(
+            f"{len(too_long)} of {len(texts)} {what} exceed {model.name}'s limit of "
+            f"{model.max_length} tokens and were truncated (first: item {too_long[0]}, "
+            f"{len(encoded[too_long[0]])} tokens)",
+            stacklevel=3,
+        )
+    jobs = [
+        _Job(i, np.asarray(ids[:content_window], dtype=np.int64), 0, (0, 0))
+        for i, ids in enumerate(encoded)
+    ]
+    out = np.empty((len(texts), model.dim), dtype=np.float32)
+    before, after = model.special_token_ids
+    before, after = np.asarray(before, np.int64), np.asarray(after, np.int64)
+    budget = batch_tokens or _default_batch_tokens(model)
+    bar = _progress_bar(sum(len(j.ids) for j in jobs), what, progress, len(jobs) // 32)
+    for batch in _batches(jobs, budget):
+        hidden, mask = model.forward([np.concatenate([before, j.ids, after]) for j in batch])
+        if model.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(1) / weights.sum(1)
+        out[[j.document for j in batch]] = pooled.cpu().numpy()
+        if bar is not None:
+            bar.update(sum(len(j.ids) for j in batch))
+    if bar is not None:
+        bar.close()
+    return out
+
+
+def naive_chunking(
+    model: EmbeddingModel,
+    chunks_or_texts: Sequence,
+    *,
+    batch_tokens: int | None = None,
+    progress: bool | None = None,
+) -> np.ndarray:
+    """The baseline: embed every chunk on its own, with the model's standard pooling.
+
+    For mean-pooling models that is the attention-masked mean over all positions, special tokens
+    included (what sentence-transformers computes). Texts longer than the model's limit are
+    truncated with a warning. Chunks are batched by length, so padding never changes a vector.
+    Returns float32 ``(len(chunks_or_texts), model.dim)``. Introduced in notebook 04_naive_vs_late.
+    """
+    texts = _texts_of(chunks_or_texts)
+    if not texts:
+        return np.empty((0, model.dim), dtype=np.float32)
+    return _embed_texts(model, texts, model.document_prefix, batch_tokens, progress, "chunks")
+
+
+def embed_queries(
+    model: EmbeddingModel,
+    queries: Sequence[str] | str,
+    *,
+    prefix: str | None = None,
+    batch_tokens: int | None = None,
+    progress: bool | None = None,
+) -> np.ndarray:
+    """Embed queries with the same pooling as ``naive_chunking``.
+
+    ``prefix`` defaults to ``model.query_prefix`` (empty for MiniLM and jina-v2; e.g.
+    ``"search_query: "`` for models trained with instructions). A single string gives shape
+    ``(1, dim)``. Returns float32 ``(n_queries, model.dim)``. Introduced in notebook
+    04_naive_vs_late.
+    """
+    if isinstance(queries, str):
+        queries = [queries]
+    if not queries:
+        return np.empty((0, model.dim), dtype=np.float32)
+    prefix = model.query_prefix if prefix is None else prefix
+    return _embed_texts(model, list(queries), prefix, batch_tokens, progress, "queries")

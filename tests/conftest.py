@@ -1,0 +1,52 @@
+"""Shared fixtures. Nothing here touches the network: the hub is switched off for the session."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+
+def build_tiny_bert(directory, *, max_positions=512, seed=0, **config_overrides):
+    """Save a randomly initialised 2-layer BERT (hidden 32) with the MiniLM tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    import lc_utils as lc
+
+    tokenizer = AutoTokenizer.from_pretrained(lc.packaged_minilm_path())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=max_positions,
+        **config_overrides,
+    )
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(directory)
+    tokenizer.model_max_length = max_positions
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir):
+    import lc_utils as lc
+
+    return lc.load_model(str(tiny_model_dir), verbose=False)
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    import lc_utils as lc
+
+    return lc.load_model("sentence-transformers/all-MiniLM-L6-v2", verbose=False)

@@ -1,0 +1,93 @@
+"""Corpus-level embedding: records aligned with vectors, both methods, streaming."""
+
+import numpy as np
+import pytest
+
+import lc_utils as lc
+
+CORPUS = {
+    "intro": "Late chunking reads the document first. Then it pools each chunk. It works well.",
+    "empty": "   ",
+    "zero-width": "A real sentence here.\n\n\u200b\u200b\n\nAnother sentence there.",
+    "long": " ".join(f"Fact number {i} is about subject {i % 5}." for i in range(200)),
+    "unicode": "Café au lait ☕. 日本語の文。 Ünïcödé everywhere 🙂!",
+}
+
+
+def test_records_and_vectors_line_up(tiny_model):
+    result = lc.embed_corpus(tiny_model, CORPUS, method="late", window=128, progress=False)
+    assert result.vectors.shape == (len(result.records), tiny_model.dim)
+    assert result.vectors.dtype == np.float32 and np.isfinite(result.vectors).all()
+    assert [r["doc_id"] for r in result.records] == sorted(
+        [r["doc_id"] for r in result.records], key=list(CORPUS).index
+    )
+    for doc_id in CORPUS:
+        indices = [r["chunk_index"] for r in result.records if r["doc_id"] == doc_id]
+        assert indices == list(range(len(indices)))
+    for record in result.records:
+        assert CORPUS[record["doc_id"]][record["start"] : record["end"]] == record["text"]
+    frame = result.to_dataframe()
+    assert list(frame.columns) == ["doc_id", "chunk_index", "start", "end", "text"]
+
+
+def test_each_method_equals_its_single_document_call(tiny_model):
+    late = lc.embed_corpus(tiny_model, CORPUS, method="late", window=128, progress=False)
+    naive = lc.embed_corpus(tiny_model, CORPUS, method="naive", progress=False)
+    assert late.records == naive.records
+    for doc_id, text in CORPUS.items():
+        rows = [i for i, r in enumerate(late.records) if r["doc_id"] == doc_id]
+        if not rows:
+            continue
+        spans = [(late.records[i]["start"], late.records[i]["end"]) for i in rows]
+        alone = lc.late_chunking(tiny_model, text, spans, window=128)
+        np.testing.assert_allclose(late.vectors[rows], alone, atol=1e-5)
+        texts = [late.records[i]["text"] for i in rows]
+        np.testing.assert_allclose(
+            naive.vectors[rows], lc.naive_chunking(tiny_model, texts), atol=1e-5
+        )
+
+
+def test_chunks_without_tokens_are_reported_not_lost_silently(tiny_model):
+    with pytest.warns(UserWarning, match="1 chunk\\(s\\) hold no model token"):
+        result = lc.embed_corpus(tiny_model, CORPUS, strategy="paragraphs", progress=False)
+    assert result.skipped == [("zero-width", 1, 23, 25)]
+    assert [r["text"] for r in result.records if r["doc_id"] == "zero-width"] == [
+        "A real sentence here.",
+        "Another sentence there.",
+    ]
+
+
+def test_streaming_gives_the_same_result_in_groups(tiny_model):
+    whole = lc.embed_corpus(tiny_model, CORPUS, progress=False)
+    parts = list(lc.iter_embed_corpus(tiny_model, CORPUS, documents_per_batch=2, progress=False))
+    assert len(parts) == 3
+    joined = lc.CorpusEmbeddings.concatenate(parts)
+    assert joined.records == whole.records
+    np.testing.assert_allclose(joined.vectors, whole.vectors, atol=1e-5)
+
+
+def test_strategies_options_and_precomputed_chunks(tiny_model):
+    fixed = lc.embed_corpus(
+        tiny_model,
+        ["One two three four five six seven.", "Eight nine."],
+        strategy="fixed",
+        chunk_options={"chunk_size": 3},
+        progress=False,
+    )
+    assert [r["doc_id"] for r in fixed.records] == ["0", "0", "0", "1"]
+    chunks = {"a": [lc.Chunk("Hello", 0, 5)]}
+    given = lc.embed_corpus(tiny_model, {"a": "Hello world"}, chunks=chunks, progress=False)
+    assert [r["text"] for r in given.records] == ["Hello"]
+
+
+def test_bad_corpora_get_clear_errors(tiny_model):
+    with pytest.raises(ValueError, match="appears twice"):
+        lc.embed_corpus(tiny_model, [("a", "x"), ("a", "y")], progress=False)
+    with pytest.raises(TypeError, match="not one str"):
+        lc.embed_corpus(tiny_model, "just a string", progress=False)
+    with pytest.raises(TypeError, match="is a int, not a str"):
+        lc.embed_corpus(tiny_model, {"a": 5}, progress=False)
+    with pytest.raises(ValueError, match="method='early'"):
+        lc.embed_corpus(tiny_model, ["x"], method="early", progress=False)
+    empty = lc.embed_corpus(tiny_model, {}, progress=False)
+    assert empty.vectors.shape == (0, tiny_model.dim) and empty.records == []

@@ -1,0 +1,268 @@
+"""Late chunking, windows, pooling and the naive baseline, checked against independent code."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import lc_utils as lc
+
+DOCUMENT = (
+    "Late chunking embeds a whole document first. Only then does it cut the token embeddings "
+    "into chunks. Each chunk keeps what the rest of the text said about it.\n\n"
+    "The naive way embeds every chunk alone. A chunk that says 'it' loses the thing it refers "
+    "to. Emoji 🙂, accents (café), CJK 日本語 and a literal [SEP] must all map exactly."
+)
+
+
+def single_pass_token_embeddings(model, text):
+    """The reference: one forward pass over [CLS] text [SEP], computed without lc_utils."""
+    # split_special_tokens: a literal "[SEP]" in a document is text, not a control token.
+    encoded = model.tokenizer(
+        text, return_tensors="pt", return_offsets_mapping=True, split_special_tokens=True
+    )
+    offsets = encoded.pop("offset_mapping")[0]
+    with torch.no_grad():
+        hidden = model.model(**encoded).last_hidden_state[0]
+    # Drop [CLS] and [SEP], whose offsets are (0, 0).
+    return hidden[1:-1].numpy(), offsets[1:-1].numpy()
+
+
+def manual_late_chunking(model, text, chunks):
+    """Mean of each chunk's tokens, assigned by a plain loop over tokens and offsets."""
+    hidden, offsets = single_pass_token_embeddings(model, text)
+    vectors = []
+    for chunk in chunks:
+        rows = [
+            t
+            for t, (start, end) in enumerate(offsets)
+            if chunk.start
+            <= start + (len(text[start:end]) - len(text[start:end].lstrip()))
+            < chunk.end
+        ]
+        vectors.append(hidden[rows].mean(0))
+    return np.stack(vectors)
+
+
+def cosine(a, b):
+    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
+    return (a * b).sum(-1)
+
+
+def test_late_chunking_equals_a_manual_single_pass(tiny_model):
+    chunks = lc.chunk_text(DOCUMENT, "sentences")
+    late = lc.late_chunking(tiny_model, DOCUMENT, chunks)
+    assert late.dtype == np.float32 and late.shape == (len(chunks), tiny_model.dim)
+    np.testing.assert_allclose(late, manual_late_chunking(tiny_model, DOCUMENT, chunks), atol=2e-6)
+
+
+def test_document_within_the_window_gives_exactly_the_single_pass(tiny_model):
+    hidden, _ = single_pass_token_embeddings(tiny_model, DOCUMENT)
+    encoded = lc.encode_document(tiny_model, DOCUMENT)
+    assert len(encoded.plan.windows) == 1
+    np.testing.assert_array_equal(encoded.token_embeddings, hidden)
+    # Any window at least as long as the document gives the same single pass.
+    n = len(encoded.tokens) + 2
+    for window in (n, n + 7, tiny_model.max_length):
+        again = lc.encode_document(tiny_model, DOCUMENT, window=window)
+        np.testing.assert_array_equal(again.token_embeddings, hidden)
+
+
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(0, 3000), content_window=st.integers(1, 600), data=st.data())
+def test_window_plan_tiles_the_document(n, content_window, data):
+    overlap = data.draw(st.integers(0, content_window - 1))
+    plan = lc.plan_windows(n, content_window, overlap)
+    kept = np.array(plan.kept).reshape(-1, 2)
+    windows = np.array(plan.windows).reshape(-1, 2)
+    # Kept ranges tile [0, n) in order, each inside its own window.
+    assert kept[0, 0] == 0 and kept[-1, 1] == n
+    assert (kept[1:, 0] == kept[:-1, 1]).all()
+    assert ((windows[:, 0] <= kept[:, 0]) & (kept[:, 1] <= windows[:, 1])).all()
+    assert ((windows[:, 1] - windows[:, 0]) <= content_window).all()
+    if n > content_window:
+        assert ((windows[:, 1] - windows[:, 0]) == content_window).all()
+        # Every window after the first gives each kept token >= overlap tokens of left context.
+        assert (kept[1:, 0] - windows[1:, 0] >= overlap).all()
+        assert (kept[1:, 1] > kept[1:, 0]).all()
+
+
+def test_window_plan_rejects_bad_overlap():
+    with pytest.raises(ValueError, match="0 <= overlap < 10"):
+        lc.plan_windows(100, 10, 10)
+    with pytest.raises(ValueError, match="0 <= overlap < 10"):
+        lc.plan_windows(100, 10, -1)
+
+
+def test_windowed_tokens_come_from_their_own_window(tiny_model):
+    text = " ".join(f"word{i} is here." for i in range(120))
+    encoded = lc.encode_document(tiny_model, text, window=66, overlap=16)
+    assert len(encoded.plan.windows) > 3
+    cls, sep = tiny_model.tokenizer.cls_token_id, tiny_model.tokenizer.sep_token_id
+    for (a, b), (c, d) in zip(encoded.plan.windows, encoded.plan.kept, strict=True):
+        ids = torch.tensor([[cls, *encoded.tokens.input_ids[a:b].tolist(), sep]])
+        with torch.no_grad():
+            hidden = tiny_model.model(input_ids=ids).last_hidden_state[0, 1:-1].numpy()
+        np.testing.assert_allclose(encoded.token_embeddings[c:d], hidden[c - a : d - a], atol=2e-6)
+
+
+def test_late_chunking_pools_the_streamed_windows(tiny_model):
+    # late_chunking never builds the token matrix; it must still equal pooling that matrix.
+    text = " ".join(f"Sentence number {i} talks about topic {i % 7}." for i in range(150))
+    chunks = lc.chunk_text(text, "sentences", sentences_per_chunk=3)
+    for window, overlap in [(64, 0), (64, 20), (130, 31), (512, None)]:
+        encoded = lc.encode_document(tiny_model, text, window=window, overlap=overlap)
+        spans = lc.token_spans(encoded.tokens.starts, lc.validate_chunks(text, chunks))
+        expected = lc.pool_spans(encoded.token_embeddings, spans)
+        late = lc.late_chunking(tiny_model, text, chunks, window=window, overlap=overlap)
+        np.testing.assert_allclose(late, expected, atol=2e-6)
+
+
+def test_overlap_changes_vectors_and_blind_windows_differ(tiny_model):
+    text = " ".join(f"Sentence number {i} talks about topic {i % 7}." for i in range(150))
+    chunks = lc.chunk_text(text, "sentences")
+    blind = lc.late_chunking(tiny_model, text, chunks, window=64, overlap=0)
+    overlapping = lc.late_chunking(tiny_model, text, chunks, window=64, overlap=24)
+    assert not np.allclose(blind, overlapping)
+
+
+def test_pool_spans_equals_a_loop():
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(50, 8)).astype(np.float32)
+    spans = np.array([[0, 3], [3, 4], [10, 50]])
+    expected = np.stack([embeddings[a:b].astype(np.float64).mean(0) for a, b in spans])
+    np.testing.assert_allclose(lc.pool_spans(embeddings, spans), expected, atol=1e-7)
+    with pytest.raises(ValueError, match="span 1 covers tokens \\[4, 4\\]"):
+        lc.pool_spans(embeddings, [[0, 4], [4, 4]])
+
+
+def test_batched_documents_match_one_at_a_time(tiny_model):
+    documents = [DOCUMENT, "Short one. Two.", " ".join(["Longer text here."] * 80)]
+    prepared = [
+        lc.prepare_document(tiny_model, d, lc.chunk_text(d, "sentences"))[::2] for d in documents
+    ]
+    together = lc.late_pool(tiny_model, prepared, window=100, overlap=10, batch_tokens=10_000)
+    for document, batched in zip(documents, together, strict=True):
+        alone = lc.late_chunking(
+            tiny_model, document, lc.chunk_text(document, "sentences"), window=100, overlap=10
+        )
+        np.testing.assert_allclose(batched, alone, atol=1e-5)
+
+
+def test_special_tokens_are_excluded_and_literal_ones_are_text(tiny_model):
+    tokens = lc.tokenize_document(tiny_model.tokenizer, "a [SEP] b [CLS]")
+    assert tiny_model.tokenizer.sep_token_id not in tokens.input_ids
+    assert tiny_model.tokenizer.cls_token_id not in tokens.input_ids
+    assert (tokens.starts >= 0).all()
+
+
+def test_bad_chunks_get_clear_errors(tiny_model):
+    text = "Alpha beta. \x00\x01 Gamma delta."
+    with pytest.raises(ValueError, match=r"chunk 1 \(characters 12–14.*contains no model token"):
+        lc.late_chunking(tiny_model, text, [(0, 11), (12, 14), (15, 27)])
+    with pytest.raises(ValueError, match="must not overlap"):
+        lc.late_chunking(tiny_model, text, [(0, 11), (5, 20)])
+    with pytest.raises(ValueError, match="another document"):
+        lc.late_chunking(tiny_model, text, lc.chunk_text("Something else entirely.", "sentences"))
+    with pytest.raises(ValueError, match="len\\(text\\)"):
+        lc.late_chunking(tiny_model, "short", [(0, 50)])
+    with pytest.raises(ValueError, match="exceeds .* maximum length of 512"):
+        lc.late_chunking(tiny_model, text, [(0, 11)], window=1000)
+    with pytest.raises(ValueError, match="leaves no room"):
+        lc.late_chunking(tiny_model, text, [(0, 11)], window=2)
+
+
+def test_empty_inputs_give_empty_results(tiny_model):
+    assert lc.late_chunking(tiny_model, "", []).shape == (0, tiny_model.dim)
+    assert lc.late_chunking(tiny_model, "   \n", []).shape == (0, tiny_model.dim)
+    assert lc.naive_chunking(tiny_model, []).shape == (0, tiny_model.dim)
+    assert lc.embed_queries(tiny_model, []).shape == (0, tiny_model.dim)
+
+
+def test_naive_is_a_masked_mean_unaffected_by_padding(tiny_model):
+    texts = ["short", "a much longer chunk of text that forces padding on the short one"]
+    batched = lc.naive_chunking(tiny_model, texts, batch_tokens=10_000)
+    for text, vector in zip(texts, batched, strict=True):
+        encoded = tiny_model.tokenizer(text, return_tensors="pt")
+        with torch.no_grad():
+            alone = tiny_model.model(**encoded).last_hidden_state[0].mean(0).numpy()
+        np.testing.assert_allclose(vector, alone, atol=2e-6)
+    np.testing.assert_allclose(lc.embed_queries(tiny_model, texts[0]), batched[:1], atol=1e-6)
+
+
+def test_naive_truncates_long_texts_with_a_warning(tiny_model):
+    long_text = "word " * 2000
+    with pytest.warns(UserWarning, match="1 of 2 chunks exceed .* truncated"):
+        vectors = lc.naive_chunking(tiny_model, [long_text, "ok"])
+    assert np.isfinite(vectors).all()
+
+
+def test_query_prefix_is_applied(tiny_model):
+    plain = lc.embed_queries(tiny_model, ["what is late chunking"])
+    prefixed = lc.embed_queries(tiny_model, ["what is late chunking"], prefix="query: ")
+    explicit = lc.embed_queries(tiny_model, ["query: what is late chunking"], prefix="")
+    assert not np.allclose(plain, prefixed)
+    np.testing.assert_allclose(prefixed, explicit, atol=1e-6)
+
+
+def test_a_100k_token_document_runs_in_bounded_memory(tiny_model_dir):
+    # In a fresh process, so that peak RSS belongs to this document alone.
+    script = textwrap.dedent(
+        f"""
+        import resource, lc_utils as lc
+        model = lc.load_model({str(tiny_model_dir)!r}, verbose=False)
+        text = " ".join(f"Token{{i % 97}} appears in sentence {{i}}." for i in range(16_000))
+        chunks = lc.chunk_text(text, "sentences")
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        n_tokens = len(lc.tokenize_document(model.tokenizer, text))
+        vectors = lc.late_chunking(model, text, chunks, progress=False)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        assert vectors.shape == (len(chunks), model.dim), vectors.shape
+        print(n_tokens, before // 1024, after // 1024)
+        """
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    n_tokens, before_mb, after_mb = map(int, result.stdout.split()[-3:])
+    assert n_tokens >= 100_000
+    # The process holds torch and the tokenizer (~0.5 GB); the document may add little.
+    assert after_mb < 1500, (before_mb, after_mb)
+    assert after_mb - before_mb < 400, (before_mb, after_mb)
+
+
+@pytest.mark.slow
+def test_naive_matches_sentence_transformers(minilm):
+    from sentence_transformers import SentenceTransformer
+
+    # Texts holding a literal "[SEP]" are left out: sentence-transformers reads it as a control
+    # token, while lc_utils deliberately tokenizes document text as text.
+    texts = [c.text for c in lc.chunk_text(DOCUMENT, "sentences") if "[SEP]" not in c.text]
+    texts += ["a query", "x", "日本語 🙂 café"]
+    reference = SentenceTransformer(str(lc.packaged_minilm_path()), device="cpu").encode(texts)
+    ours = lc.naive_chunking(minilm, texts)
+    assert cosine(ours, reference).min() > 0.9999
+    assert minilm.pooling == "mean" and minilm.trained_length == 256
+
+
+@pytest.mark.slow
+def test_the_release_query_prefers_late_chunks(minilm):
+    """The blog's claim, on our own paragraph: every chunk after the first (which names the
+    release itself) scores higher against the release query with late chunking."""
+    text, query = lc.datasets.RELEASE_NOTES, lc.datasets.RELEASE_QUERY
+    chunks = lc.chunk_text(text, "sentences")
+    assert len(chunks) >= 5
+    query_vector = lc.embed_queries(minilm, query)
+    late = cosine(lc.late_chunking(minilm, text, chunks), query_vector)
+    naive = cosine(lc.naive_chunking(minilm, chunks), query_vector)
+    assert (late[1:] > naive[1:]).all(), (late, naive)
+    assert (late[1:] - naive[1:]).mean() > 0.2, (late, naive)

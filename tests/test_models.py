@@ -1,0 +1,128 @@
+"""Model loading: offline resolution that never hangs, remote-code safety, pooling detection."""
+
+import json
+import time
+import types
+
+import pytest
+
+import lc_utils as lc
+from lc_utils import models
+
+from .conftest import build_tiny_bert
+
+
+def test_local_directory_loads_with_its_attributes(tiny_model):
+    assert tiny_model.dim == 32 and tiny_model.max_length == 512
+    assert tiny_model.pooling == "mean" and tiny_model.source == "local"
+    assert tiny_model.special_token_ids == ([101], [102])
+    assert tiny_model.tokenizer.is_fast
+
+
+def test_hub_probe_is_fast_and_honours_offline(monkeypatch):
+    models.hub_reachable.cache_clear()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    started = time.perf_counter()
+    assert models.hub_reachable() is False
+    assert time.perf_counter() - started < 0.1
+    models.hub_reachable.cache_clear()
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    # Port 9 on loopback: nothing listens, so the probe must say no at once.
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    started = time.perf_counter()
+    assert models.hub_reachable() is False
+    assert time.perf_counter() - started < 4
+    models.hub_reachable.cache_clear()
+
+
+def test_unknown_model_offline_fails_fast_with_advice():
+    started = time.perf_counter()
+    with pytest.raises(lc.ModelLoadError, match='not in the Hugging Face cache.*"auto"'):
+        lc.load_model("nobody/no-such-embedding-model", verbose=False)
+    assert time.perf_counter() - started < 10
+
+
+def test_a_file_instead_of_a_directory_is_refused(tmp_path):
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(b"")
+    with pytest.raises(lc.ModelLoadError, match="is a file; pass the model's directory"):
+        lc.load_model(str(path), verbose=False)
+
+
+def test_models_with_their_own_code_are_refused_without_trust(tmp_path):
+    directory = build_tiny_bert(tmp_path / "remote")
+    config_path = directory / "config.json"
+    config = json.loads(config_path.read_text())
+    config["auto_map"] = {"AutoModel": "someone/impl--modeling_bert.CustomBert"}
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(lc.ModelLoadError, match="ships its own modelling code.*trust_remote_code"):
+        lc.load_model(str(directory), verbose=False)
+
+
+def test_jina_names_always_get_trust_remote_code(monkeypatch):
+    monkeypatch.setattr(models, "_cached_snapshot", lambda repo: None)
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: True)
+    target, source, trusted = models._resolve("jinaai/jina-embeddings-v2-small-en", None)
+    assert (target, source, trusted) == ("jinaai/jina-embeddings-v2-small-en", "hub", True)
+    assert models._resolve("auto", None) == (lc.LONG_CONTEXT_DEFAULT, "hub", True)
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
+    target, source, _ = models._resolve("auto", None)
+    assert source == "package" and target == str(lc.packaged_minilm_path())
+
+
+def test_a_slow_tokenizer_is_refused(tiny_model_dir, monkeypatch):
+    import transformers
+
+    slow = types.SimpleNamespace(is_fast=False)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: slow)
+    with pytest.raises(lc.ModelLoadError, match="not a fast .* character offsets"):
+        lc.load_model(str(tiny_model_dir), verbose=False)
+    with pytest.raises(TypeError, match="fast tokenizer"):
+        lc.tokenize_document(slow, "text")
+
+
+def test_sentence_transformers_settings_are_read(tmp_path):
+    directory = build_tiny_bert(tmp_path / "cls")
+    (directory / "modules.json").write_text(
+        json.dumps([{"idx": 1, "name": "1", "path": "1_Pooling", "type": "x.Pooling"}])
+    )
+    (directory / "1_Pooling").mkdir()
+    (directory / "1_Pooling" / "config.json").write_text('{"pooling_mode_cls_token": true}')
+    (directory / "sentence_bert_config.json").write_text('{"max_seq_length": 128}')
+    (directory / "config_sentence_transformers.json").write_text(
+        '{"prompts": {"query": "search_query: ", "document": "search_document: "}}'
+    )
+    with pytest.warns(UserWarning, match="'cls' pooling; late chunking .* mean-pooling"):
+        model = lc.load_model(str(directory), verbose=False)
+    assert model.pooling == "cls" and model.trained_length == 128
+    assert model.query_prefix == "search_query: "
+    assert model.document_prefix == "search_document: "
+    # CLS pooling: the naive vector is the first position's hidden state.
+    vector = lc.naive_chunking(model, ["a test"])
+    ids = model.tokenizer("search_document: a test", return_tensors="pt")
+    import torch
+
+    with torch.no_grad():
+        expected = model.model(**ids).last_hidden_state[0, 0].numpy()
+    assert abs(vector[0] - expected).max() < 1e-5
+    # The document prefix takes part in the forward pass but belongs to no chunk.
+    text = "Alpha beta. Gamma delta."
+    late = lc.late_chunking(model, text, lc.chunk_text(text, "sentences"))
+    assert late.shape == (2, 32)
+
+
+def test_load_model_prints_its_choice(tiny_model_dir, capsys):
+    lc.load_model(str(tiny_model_dir))
+    assert "lc_utils: loaded" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_auto_offline_falls_back_to_the_packaged_minilm(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    models.hub_reachable.cache_clear()
+    started = time.perf_counter()
+    model = lc.load_model("auto", verbose=False)
+    assert time.perf_counter() - started < 30
+    assert model.name == lc.PACKAGED_MINILM and model.source == "package"
+    assert (model.dim, model.max_length, model.trained_length) == (384, 512, 256)
+    models.hub_reachable.cache_clear()
