@@ -1,0 +1,564 @@
+"""Tests for the one-command runner (`lc_utils.runner`) and the notebook output helpers
+(`lc_utils.outputs`).
+
+The runner is exercised on tiny throwaway notebooks written into a temporary directory, so these
+tests do not depend on the real walk-through notebooks or on any model. Tests that start a
+Jupyter kernel through papermill are marked ``slow``; they need the ``lc-utils`` kernelspec that
+``make venv`` installs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import warnings
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+from lc_utils import outputs, runner
+
+KERNELSPEC = {"name": "lc-utils", "display_name": "Python (lc-utils)", "language": "python"}
+
+
+def make_notebook(
+    directory: Path, name: str, parameters: str | None, cells: list[str], title: str = ""
+) -> Path:
+    """Write a notebook: a markdown title, an optional ``parameters`` cell, then code cells."""
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = dict(KERNELSPEC)
+    notebook.cells.append(nbformat.v4.new_markdown_cell(f"# {title or name}"))
+    if parameters is not None:
+        cell = nbformat.v4.new_code_cell(parameters)
+        cell.metadata["tags"] = ["parameters"]
+        notebook.cells.append(cell)
+    notebook.cells += [nbformat.v4.new_code_cell(source) for source in cells]
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    nbformat.write(notebook, path)
+    return path
+
+
+# A notebook that records what it received: its parameters, OUTPUT_DIR, working directory and
+# the environment variables the runner promises, plus one figure.
+RECORDER_PARAMETERS = """\
+MODEL_NAME = "auto"  # the embedding model
+CHUNK_SIZE = 64
+SEED = 0
+TOKEN = ""
+OUTPUT_DIR = "../outputs/interactive/01_recorder"
+"""
+RECORDER_CELLS = [
+    "import os\nimport matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+    "from lc_utils import outputs",
+    "outputs.set_seed(SEED)\n"
+    "fig, ax = plt.subplots()\nax.plot([0, 1, 2], [0, 1, 4])\n"
+    "ax.set_title('Squares')\nax.set_xlabel('x')\nax.set_ylabel('x squared')\n"
+    "outputs.save_figure(fig, OUTPUT_DIR, 'squares')",
+    "outputs.save_metrics({\n"
+    "    'model': 'tiny-test-model',\n"
+    "    'chunk_size': CHUNK_SIZE,\n"
+    "    'token': TOKEN,\n"
+    "    'output_dir': OUTPUT_DIR,\n"
+    "    'cwd': os.getcwd(),\n"
+    "    'hf_progress_bars_disabled': os.environ.get('HF_HUB_DISABLE_PROGRESS_BARS'),\n"
+    "    'tokenizers_parallelism': os.environ.get('TOKENIZERS_PARALLELISM'),\n"
+    "    'scores': {'late': 0.91234567, 'naive': 0.8},\n"
+    "    'per_query': [{'query': 'q1', 'rank': 1}, {'query': 'q2', 'rank': 3}],\n"
+    "}, OUTPUT_DIR)",
+]
+SECOND_PARAMETERS = 'SEED = 0\nMILVUS_URI = "milvus.db"\nOUTPUT_DIR = "x"\n'
+SECOND_CELLS = [
+    "from lc_utils import outputs\n"
+    "outputs.save_metrics({'saw_chunk_size': 'CHUNK_SIZE' in globals(), 'seed': SEED,\n"
+    "                      'milvus_uri': MILVUS_URI}, OUTPUT_DIR)",
+]
+
+
+@pytest.fixture()
+def notebooks_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "notebooks"
+    make_notebook(directory, "01_recorder.ipynb", RECORDER_PARAMETERS, RECORDER_CELLS)
+    make_notebook(directory, "02_second.ipynb", SECOND_PARAMETERS, SECOND_CELLS)
+    return directory
+
+
+# --------------------------------------------------------------------------------------------
+# Finding notebooks, parsing and validating parameters (no kernel needed)
+
+
+def test_find_notebooks_keeps_numbered_ones_in_run_order(tmp_path: Path) -> None:
+    for name in ["04_d", "03a_inserted", "03_c", "01_a", "scratch", "1_short", "Untitled"]:
+        make_notebook(tmp_path, f"{name}.ipynb", None, [])
+    names = [p.stem for p in runner.find_notebooks(tmp_path)]
+    assert names == ["01_a", "03_c", "03a_inserted", "04_d"]
+
+
+def test_select_notebooks_by_number_or_stem(tmp_path: Path) -> None:
+    for name in ["01_a", "03_c", "03a_inserted", "04_d"]:
+        make_notebook(tmp_path, f"{name}.ipynb", None, [])
+    found = runner.find_notebooks(tmp_path)
+    assert [p.stem for p in runner.select_notebooks(found, "04,03")] == ["03_c", "04_d"]
+    assert [p.stem for p in runner.select_notebooks(found, "03a_inserted")] == ["03a_inserted"]
+    assert runner.select_notebooks(found, None) == found
+    with pytest.raises(runner.RunnerError, match=r"--only 07 matches no notebook.*01_a"):
+        runner.select_notebooks(found, "01,07")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("12", 12),
+        ("-3", -3),
+        ("0.25", 0.25),
+        ("1e-3", 0.001),
+        ("True", True),
+        ("false", False),
+        ("None", None),
+        ("[1, 2, 3]", [1, 2, 3]),
+        ("{a: 1}", {"a": 1}),
+        ("http://127.0.0.1:19530", "http://127.0.0.1:19530"),
+        ("2024-01-01", "2024-01-01"),  # never a date, unlike plain YAML
+        ("sentences", "sentences"),
+    ],
+)
+def test_parse_parameter_value_like_papermill(text: str, expected: object) -> None:
+    assert runner.parse_parameter_value(text) == expected
+
+
+def test_notebook_parameters_reads_literal_defaults(notebooks_dir: Path) -> None:
+    declared = runner.notebook_parameters(notebooks_dir / "01_recorder.ipynb")
+    assert declared == {
+        "MODEL_NAME": "auto",
+        "CHUNK_SIZE": 64,
+        "SEED": 0,
+        "TOKEN": "",
+        "OUTPUT_DIR": "../outputs/interactive/01_recorder",
+    }
+
+
+def test_validate_parameters_routes_each_name_to_the_notebooks_declaring_it(
+    notebooks_dir: Path,
+) -> None:
+    first, second = runner.find_notebooks(notebooks_dir)
+    resolved = runner.validate_parameters([first, second], {"CHUNK_SIZE": 16, "SEED": 7})
+    assert resolved[first] == {"CHUNK_SIZE": 16, "SEED": 7}
+    assert resolved[second] == {"SEED": 7}
+
+
+def test_unknown_parameter_is_rejected_with_the_valid_names(notebooks_dir: Path) -> None:
+    notebooks = runner.find_notebooks(notebooks_dir)
+    with pytest.raises(runner.UnknownParameterError) as caught:
+        runner.validate_parameters(notebooks, {"CHUNK_SIZ": 16})
+    message = str(caught.value)
+    assert "CHUNK_SIZ" in message
+    assert "Valid names: CHUNK_SIZE, MILVUS_URI, MODEL_NAME, SEED, TOKEN." in message
+
+
+def test_parameters_papermill_cannot_parse_are_still_accepted(tmp_path: Path) -> None:
+    notebook = make_notebook(
+        tmp_path, "01_x.ipynb", "WINDOW = None  # None = the maximum\nSEED = 0  # seed", []
+    )
+    assert runner.papermill_blind_spots(notebook) == ["WINDOW"]
+    assert runner.notebook_parameters(notebook) == {"WINDOW": None, "SEED": 0}
+    resolved = runner.validate_parameters([notebook], {"WINDOW": runner.parse_parameter_value("8")})
+    assert resolved[notebook] == {"WINDOW": 8}
+
+
+def test_output_dir_cannot_be_passed(notebooks_dir: Path) -> None:
+    with pytest.raises(runner.RunnerError, match="--output-root"):
+        runner.validate_parameters(runner.find_notebooks(notebooks_dir), {"OUTPUT_DIR": "/x"})
+
+
+def test_value_of_the_wrong_type_is_rejected(notebooks_dir: Path) -> None:
+    with pytest.raises(runner.RunnerError, match=r"CHUNK_SIZE expects int .*got 'big'"):
+        runner.validate_parameters(runner.find_notebooks(notebooks_dir), {"CHUNK_SIZE": "big"})
+
+
+def test_main_rejects_unknown_parameter_before_running_anything(
+    notebooks_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output_root = tmp_path / "out"
+    argv = ["--notebooks", str(notebooks_dir), "--output-root", str(output_root)]
+    status = runner.main([*argv, "-p", "SEEDS", "3"])
+    assert status == 2
+    error = capsys.readouterr().err
+    assert "unknown parameter SEEDS" in error
+    assert "CHUNK_SIZE, MILVUS_URI, MODEL_NAME, SEED, TOKEN" in error
+    assert not output_root.exists()  # nothing ran, no run directory was made
+
+
+def test_main_names_the_notebook_that_only_left_out(
+    notebooks_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--notebooks", str(notebooks_dir), "--output-root", str(tmp_path / "out")]
+    assert runner.main([*argv, "--only", "01", "-p", "MILVUS_URI", "x"]) == 2
+    assert "MILVUS_URI is declared by 02_second, which --only left out" in capsys.readouterr().err
+
+
+def test_parameter_file_and_list(
+    notebooks_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text("CHUNK_SIZE: 32\nSEED: 1\n")
+    assert runner.load_parameter_file(params) == {"CHUNK_SIZE": 32, "SEED": 1}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(runner.RunnerError, match="mapping"):
+        runner.load_parameter_file(bad)
+    assert runner.main(["--notebooks", str(notebooks_dir), "--list"]) == 0
+    listing = capsys.readouterr().out
+    assert "01_recorder.ipynb" in listing
+    assert "MODEL_NAME = 'auto'  # the embedding model" in listing
+
+
+# --------------------------------------------------------------------------------------------
+# Report pieces (no kernel needed)
+
+
+def test_flatten_metrics_handles_nesting_lists_and_records() -> None:
+    rows, tables = runner.flatten_metrics(
+        {
+            "model": "m",
+            "retrieval": {"late": {"ndcg@10": 0.712345678}, "naive": {"ndcg@10": 0.6}},
+            "ranks": list(range(100)),
+            "cosine": [[1.0, 0.5], [0.5, 1.0]],
+            "per_chunk": [{"chunk": i, "late": 0.9, "naive": 0.8} for i in range(30)],
+        },
+        max_list_items=5,
+        max_table_rows=10,
+    )
+    values = dict(rows)
+    assert values["model"] == "m"
+    assert values["retrieval.late.ndcg@10"] == "0.712346"
+    assert values["ranks"] == "[0, 1, 2, 3, 4, … (100 items)]"
+    assert values["cosine"].startswith("matrix 2×2")
+    [(key, columns, body, total)] = tables
+    assert (key, columns, len(body), total) == ("per_chunk", ["chunk", "late", "naive"], 10, 30)
+
+
+def _fake_run(run_dir: Path) -> None:
+    """A run directory as the runner leaves it, without executing anything."""
+    (run_dir / "01_a").mkdir(parents=True)
+    outputs.save_metrics({"model": "tiny", "score": {"late": 0.9}}, run_dir / "01_a")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.set_title("A plot")
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    outputs.save_figure(fig, run_dir / "01_a", "a_plot")
+    plt.close(fig)
+    summary = {
+        "run_name": run_dir.name,
+        "status": "ok",
+        "started_at": "2025-01-01T00:00:00+00:00",
+        "finished_at": "2025-01-01T00:01:00+00:00",
+        "duration_s": 60.0,
+        "overrides": {"SEED": "3"},
+        "environment": {
+            "python": "3.x",
+            "packages": {"torch": "9.9", "milvus-lite": None},
+            "cpu_count": 2,
+            "gpu": {"torch_cuda": True, "cuda_version": "12.4", "devices": [{"name": "H100"}]},
+        },
+        "notebooks": [
+            {
+                "name": "01_a.ipynb",
+                "stem": "01_a",
+                "status": "ok",
+                "duration_s": 1.5,
+                "parameters": {"SEED": 3, "OUTPUT_DIR": str(run_dir / "01_a")},
+                "overridden": ["SEED"],
+                "model": "tiny",
+            }
+        ],
+    }
+    (run_dir / "run.json").write_text(json.dumps(summary))
+
+
+def test_write_report_from_a_run_directory(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    _fake_run(run_dir)
+    markdown_path, html_path = runner.write_report(run_dir)
+    markdown = markdown_path.read_text()
+    assert "| score.late | 0.9 |" in markdown
+    assert "| SEED | 3 | passed |" in markdown
+    assert "![a_plot](01_a/a_plot.png)" in markdown
+    assert "| torch | 9.9 |" in markdown
+    assert "| milvus-lite | not installed |" in markdown
+    assert "| GPU | H100 (CUDA 12.4) |" in markdown
+    page = html_path.read_text()
+    assert "<td>score.late</td><td>0.9</td>" in page
+    assert "data:image/png;base64," in page  # embedded, so the page stands alone
+
+
+def test_write_report_needs_run_json(tmp_path: Path) -> None:
+    with pytest.raises(runner.RunnerError, match="run.json"):
+        runner.write_report(tmp_path)
+
+
+def test_strip_notebook_removes_outputs_and_keeps_tags(tmp_path: Path) -> None:
+    path = make_notebook(tmp_path, "01_x.ipynb", "SEED = 0", ["print(1)"])
+    notebook = nbformat.read(path, as_version=4)
+    code = notebook.cells[2]
+    code.execution_count = 4
+    code.outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    code.metadata["execution"] = {"iopub.status.busy": "2025-01-01"}
+    injected = nbformat.v4.new_code_cell("SEED = 1")
+    injected.metadata["tags"] = ["injected-parameters"]
+    notebook.cells.insert(2, injected)
+    notebook.metadata["papermill"] = {"parameters": {"SEED": 1}}
+    nbformat.write(notebook, path)
+
+    assert runner.strip_notebook(path) is True
+    stripped = nbformat.read(path, as_version=4)
+    assert [c.metadata.get("tags") for c in stripped.cells] == [None, ["parameters"], None]
+    assert all(c.get("outputs", []) == [] for c in stripped.cells)
+    assert all(c.get("execution_count") is None for c in stripped.cells)
+    assert "papermill" not in stripped.metadata
+    assert stripped.metadata["kernelspec"]["name"] == "lc-utils"
+    assert runner.strip_notebook(path) is False  # idempotent
+
+
+# --------------------------------------------------------------------------------------------
+# lc_utils.outputs, the helpers the notebooks call
+
+
+def test_save_metrics_converts_rounds_and_sorts(tmp_path: Path) -> None:
+    path = outputs.save_metrics(
+        {
+            "b": np.float32(0.1),
+            "a": np.arange(3),
+            "c": {"x": np.int64(7), 2: (1.23456789, True)},
+            "d": Path("some/where"),
+        },
+        tmp_path / "new",
+    )
+    assert path == tmp_path / "new" / "metrics.json"
+    text = path.read_text()
+    assert list(json.loads(text)) == ["a", "b", "c", "d"]
+    assert json.loads(text) == {
+        "a": [0, 1, 2],
+        "b": 0.1,
+        "c": {"x": 7, "2": [1.23457, True]},
+        "d": "some/where",
+    }
+    outputs.save_metrics({"e": 1}, tmp_path / "new", merge=True)
+    assert set(outputs.load_metrics(tmp_path / "new")) == {"a", "b", "c", "d", "e"}
+
+
+def test_save_metrics_turns_nan_into_null_with_a_warning(tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match=r"metric scores\.late is nan"):
+        outputs.save_metrics({"scores": {"late": float("nan")}}, tmp_path)
+    assert outputs.load_metrics(tmp_path) == {"scores": {"late": None}}
+    with pytest.raises(TypeError, match="metric blob has type object"):
+        outputs.save_metrics({"blob": object()}, tmp_path)
+
+
+def test_set_seed_makes_numpy_and_torch_repeat() -> None:
+    torch = pytest.importorskip("torch")
+    generator = outputs.set_seed(123)
+    first = (np.random.rand(3), torch.rand(3), generator.random(3))
+    generator = outputs.set_seed(123)
+    second = (np.random.rand(3), torch.rand(3), generator.random(3))
+    assert np.array_equal(first[0], second[0])
+    assert torch.equal(first[1], second[1])
+    assert np.array_equal(first[2], second[2])
+    with pytest.raises(ValueError, match="non-negative integer"):
+        outputs.set_seed(-1)
+
+
+def test_save_figure_requires_a_title_and_warns_on_missing_labels(tmp_path: Path) -> None:
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    with pytest.raises(ValueError, match="has no title"):
+        outputs.save_figure(fig, tmp_path, "untitled")
+    ax.set_title("Line")
+    with pytest.warns(UserWarning, match="no x or y label"):
+        path = outputs.save_figure(fig, tmp_path, "line.png")
+    assert path == tmp_path / "line.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        outputs.save_figure(ax, tmp_path, "line")  # an Axes is accepted too
+    with pytest.raises(ValueError, match="plain file name"):
+        outputs.save_figure(fig, tmp_path, "../escape")
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------
+# Real runs through papermill with the lc-utils kernel
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One run of both tiny notebooks with parameters passed, shared by the tests below."""
+    root = tmp_path_factory.mktemp("full_run")
+    directory = root / "notebooks"
+    make_notebook(directory, "01_recorder.ipynb", RECORDER_PARAMETERS, RECORDER_CELLS)
+    make_notebook(directory, "02_second.ipynb", SECOND_PARAMETERS, SECOND_CELLS)
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+        for name in runner.KERNEL_ENVIRONMENT:
+            patch.setenv(name, "unset")  # recorded first, so leaving the context restores it
+            patch.delenv(name)
+        status = runner.main(
+            [
+                "--notebooks", str(directory), "--output-root", str(root / "outputs"),
+                "--run-name", "smoke", "--no-progress",
+                "-p", "CHUNK_SIZE", "16", "-p", "SEED", "5", "-p", "TOKEN", "0123",
+            ]
+        )  # fmt: skip
+    return {
+        "status": status,
+        "run_dir": root / "outputs" / "smoke",
+        "notebooks": directory,
+        "printed": printed.getvalue(),
+    }
+
+
+@pytest.mark.slow
+def test_run_injects_parameters_and_output_dir(full_run: dict) -> None:
+    assert full_run["status"] == 0
+    assert re.search(r"\[1/2\] 01_recorder ok in \d+\.\d s", full_run["printed"])
+    assert re.search(r"\[2/2\] 02_second ok in \d+\.\d s", full_run["printed"])
+    run_dir = full_run["run_dir"]
+    recorded = json.loads((run_dir / "01_recorder" / "metrics.json").read_text())
+    assert recorded["chunk_size"] == 16
+    assert recorded["token"] == "0123"  # text stays text where the default is a string
+    assert recorded["output_dir"] == str((run_dir / "01_recorder").resolve())
+    assert Path(recorded["cwd"]) == full_run["notebooks"].resolve()
+    assert recorded["hf_progress_bars_disabled"] == "1"
+    assert recorded["tokenizers_parallelism"] == "false"
+    second = json.loads((run_dir / "02_second" / "metrics.json").read_text())
+    # A parameter reaches only the notebooks that declare it.
+    assert second == {"saw_chunk_size": False, "seed": 5, "milvus_uri": "milvus.db"}
+
+
+@pytest.mark.slow
+def test_run_writes_report_run_json_html_and_latest(full_run: dict) -> None:
+    run_dir = full_run["run_dir"]
+    for name in ["01_recorder", "02_second"]:
+        assert (run_dir / f"{name}.ipynb").is_file()
+        assert "<html" in (run_dir / f"{name}.html").read_text()[:500].lower()
+    summary = json.loads((run_dir / "run.json").read_text())
+    assert summary["status"] == "ok"
+    first = summary["notebooks"][0]
+    assert first["status"] == "ok"
+    assert first["model"] == "tiny-test-model"
+    assert first["parameters"]["CHUNK_SIZE"] == 16
+    assert first["overridden"] == ["CHUNK_SIZE", "SEED", "TOKEN"]
+    assert first["metrics"]["scores"]["late"] == pytest.approx(0.912346)
+    assert first["figures"] == ["01_recorder/squares.png"]
+    assert summary["environment"]["packages"]["papermill"]
+    assert summary["environment"]["cpu_count"] >= 1
+
+    markdown = (run_dir / "report.md").read_text()
+    assert "| 01_recorder | ok |" in markdown
+    assert "tiny-test-model" in markdown
+    assert "| scores.late | 0.912346 |" in markdown
+    assert "| CHUNK_SIZE | 16 | passed |" in markdown
+    assert "| papermill |" in markdown and "| transformers |" in markdown
+    assert re.search(r"\| q2 \| 3 \|", markdown)  # the list of records became a table
+    assert "![squares](01_recorder/squares.png)" in markdown
+    page = (run_dir / "report.html").read_text()
+    assert "tiny-test-model" in page and "data:image/png;base64," in page
+
+    latest = run_dir.parent / "latest"
+    target = (
+        latest.resolve() if latest.is_symlink() else run_dir.parent / latest.read_text().strip()
+    )
+    assert target == run_dir.resolve()
+
+
+@pytest.mark.slow
+def test_failing_notebook_stops_the_run_and_names_the_cell(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "notebooks"
+    make_notebook(
+        directory,
+        "01_fails.ipynb",
+        'SEED = 0\nOUTPUT_DIR = "x"',
+        ["before = 1", "# check the seed\nassert SEED == 1, 'expected seed 1'", "after = 2"],
+    )
+    make_notebook(directory, "02_never.ipynb", 'OUTPUT_DIR = "x"', ["print('never runs')"])
+    status = runner.main(
+        ["--notebooks", str(directory), "--output-root", str(tmp_path / "out"),
+         "--run-name", "broken", "--no-progress"]
+    )  # fmt: skip
+    assert status == 1
+    error = capsys.readouterr().err
+    # Cell 3 of the source notebook: title, parameters, `before = 1`, then the assert.
+    assert "notebook 01_fails.ipynb failed in cell 3" in error
+    assert "# check the seed" in error
+    assert "AssertionError: expected seed 1" in error
+    assert "Not run: 02_never." in error
+
+    run_dir = tmp_path / "out" / "broken"
+    partial = nbformat.read(run_dir / "01_fails.ipynb", as_version=4)
+    assert any(
+        output.get("ename") == "AssertionError"
+        for cell in partial.cells
+        for output in cell.get("outputs", [])
+    )
+    assert not (run_dir / "02_never.ipynb").exists()
+    summary = json.loads((run_dir / "run.json").read_text())
+    assert summary["status"] == "failed"
+    assert [n["status"] for n in summary["notebooks"]] == ["failed", "not run"]
+    assert summary["notebooks"][0]["error"]["cell_index"] == 3
+    assert "AssertionError: expected seed 1" in (run_dir / "report.md").read_text()
+    assert (run_dir / "01_fails.html").is_file()
+
+
+@pytest.mark.slow
+def test_only_runs_the_selected_notebooks(notebooks_dir: Path, tmp_path: Path) -> None:
+    status = runner.main(
+        ["--notebooks", str(notebooks_dir), "--output-root", str(tmp_path / "out"),
+         "--run-name", "subset", "--only", "02", "--no-progress"]
+    )  # fmt: skip
+    assert status == 0
+    run_dir = tmp_path / "out" / "subset"
+    assert (run_dir / "02_second.ipynb").is_file()
+    assert not (run_dir / "01_recorder.ipynb").exists()
+    summary = json.loads((run_dir / "run.json").read_text())
+    assert [n["stem"] for n in summary["notebooks"]] == ["02_second"]
+
+
+@pytest.mark.slow
+def test_execute_notebook_reports_the_source_cell_index(tmp_path: Path) -> None:
+    notebook = make_notebook(
+        tmp_path / "nb", "01_x.ipynb", 'OUTPUT_DIR = "x"', ["raise KeyError('missing chunk')"]
+    )
+    with pytest.raises(runner.NotebookExecutionError) as caught:
+        runner.execute_notebook(notebook, tmp_path / "run", {}, progress_bar=False)
+    assert caught.value.cell_index == 2
+    assert caught.value.first_line == "raise KeyError('missing chunk')"
+    assert caught.value.exception_line == "KeyError: 'missing chunk'"
+    assert caught.value.executed_path == (tmp_path / "run" / "01_x.ipynb").resolve()
+    assert caught.value.executed_path.is_file()
+    assert (tmp_path / "run" / "01_x").is_dir()  # OUTPUT_DIR exists before the notebook runs
+
+
+def test_kernel_environment_defaults_respect_the_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "unset")  # so the test's change is undone
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS")
+    runner._set_kernel_environment()
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "true"
+    assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
