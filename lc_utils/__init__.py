@@ -9,6 +9,7 @@ The notebooks in ``notebooks/`` introduce each function; users call the same API
     naive = lc.naive_chunking(model, chunks)         # each chunk embedded alone
 """
 
+from . import datasets, evaluation
 from .chunking import (
     STRATEGIES,
     Chunk,
@@ -16,6 +17,7 @@ from .chunking import (
     chunk_paragraphs,
     chunk_sentences,
     chunk_text,
+    sentence_word_spans,
     validate_chunks,
 )
 from .corpus import CorpusEmbeddings, as_documents, embed_corpus, iter_embed_corpus
@@ -45,5 +47,6 @@ from .models import (
     load_model,
     packaged_minilm_path,
 )
+from .outputs import load_metrics, prepare_output_dir, save_figure, save_metrics, set_seed
 
 __version__ = "0.1.0"
