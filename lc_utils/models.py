@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -141,24 +139,30 @@ def packaged_minilm_path() -> Path:
 
 @lru_cache(maxsize=4)
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face hub answers a TCP connection within ``timeout`` seconds.
+    """Whether the Hugging Face hub answers an HTTP request within ``timeout`` seconds.
 
-    Respects ``HF_HUB_OFFLINE`` (then False without trying) and ``HF_ENDPOINT``. The probe runs
-    in a daemon thread so that a hanging DNS lookup cannot hang the caller either. The answer is
-    cached for the process. Introduced in notebook 02_token_embeddings.
+    Respects ``HF_HUB_OFFLINE`` (then False without trying) and ``HF_ENDPOINT``. Any HTTP answer
+    counts, even an error status; a bare TCP connect does not, because some sandboxes accept every
+    connection and only fail later. The request runs in a daemon thread joined with a deadline, so
+    a hanging DNS lookup cannot hang the caller. The answer is cached for the process.
+    Introduced in notebook 02_token_embeddings.
     """
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
         return False
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    host = endpoint.hostname or "huggingface.co"
-    port = endpoint.port or (443 if endpoint.scheme != "http" else 80)
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
     result = {"ok": False}
 
     def probe():
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(f"{endpoint}/api/models", method="HEAD")
         try:
-            with socket.create_connection((host, port), timeout=timeout):
+            with urllib.request.urlopen(request, timeout=timeout):
                 result["ok"] = True
-        except OSError:
+        except urllib.error.HTTPError:
+            result["ok"] = True  # the hub answered, if only to refuse
+        except (OSError, ValueError):
             pass
 
     thread = threading.Thread(target=probe, daemon=True)

@@ -1,6 +1,7 @@
 """Model loading: offline resolution that never hangs, remote-code safety, pooling detection."""
 
 import json
+import socket
 import time
 import types
 
@@ -32,6 +33,17 @@ def test_hub_probe_is_fast_and_honours_offline(monkeypatch):
     started = time.perf_counter()
     assert models.hub_reachable() is False
     assert time.perf_counter() - started < 4
+    models.hub_reachable.cache_clear()
+    # A socket that accepts connections but never answers (as some sandboxes do): a TCP
+    # connect alone would say "reachable"; the probe must wait for HTTP and give up in time.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{silent.getsockname()[1]}")
+    started = time.perf_counter()
+    assert models.hub_reachable(timeout=1.0) is False
+    assert time.perf_counter() - started < 3
+    silent.close()
     models.hub_reachable.cache_clear()
 
 
