@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_DISABLE_PROGRESS_BARS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv run test test-fast lint clean bench
+.PHONY: venv run test test-fast test-server lint clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +24,14 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(PY) -m lc_utils.runner $(ARGS)
 
-## The whole test suite: library, notebooks (papermill + nbval) and the real Milvus server.
+## The whole test suite: library, notebooks (papermill + nbval), then the real Milvus server
+## (its own venv, started inside a loopback-only network namespace; see scripts/test_server.sh).
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+	bash scripts/test_server.sh -- tests/test_notebooks.py::test_05_against_a_real_milvus_server
+
+test-server: $(STAMP)
+	bash scripts/test_server.sh -- tests/test_notebooks.py::test_05_against_a_real_milvus_server
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not server" $(PYTEST_ARGS)
