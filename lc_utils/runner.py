@@ -7,36 +7,51 @@ notebook to HTML and writes ``report.md``, ``report.html`` and ``run.json`` for 
 ``outputs/latest`` at it. Parameters pass through to every notebook that declares them; names that
 no notebook declares are refused before anything runs, because papermill itself only logs them.
 
-This module deliberately imports nothing from the rest of ``lc_utils``: it must be able to run,
-list and strip notebooks even while the library they exercise is broken.
+Writing ``run.json`` and the reports, and probing the environment, live in `lc_utils.report`;
+their public names are re-exported here. This module and that one deliberately import nothing
+else from ``lc_utils``: the runner must be able to run, list and strip notebooks even while the
+library they exercise is broken.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import base64
+import contextlib
 import datetime as dt
-import html
 import io
-import json
 import logging
 import os
-import platform
 import re
 import shlex
-import shutil
-import subprocess
 import sys
 import time
 import tokenize
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import yaml
+
+# The report's public names stay importable from the runner, unused ones included (noqa).
+from lc_utils.report import (
+    KERNEL_NAME,
+    METRICS_FILE,  # noqa: F401
+    OUTPUT_DIR_PARAMETER,
+    REPORT_PACKAGES,  # noqa: F401
+    RUN_FILE,  # noqa: F401
+    RunnerError,
+    figure_paths,
+    finish_environment_probe,
+    flatten_metrics,
+    read_metrics,
+    render_html,
+    start_environment_probe,
+    write_report,
+    write_run_json,
+)
 
 __all__ = [
     "KERNEL_NAME",
@@ -59,38 +74,20 @@ __all__ = [
     "write_report",
 ]
 
-KERNEL_NAME = "lc-utils"
 PARAMETERS_TAG = "parameters"
-OUTPUT_DIR_PARAMETER = "OUTPUT_DIR"
 NOTEBOOK_PATTERN = re.compile(r"^(?P<number>\d{2}[a-z]?)_[A-Za-z0-9_-]+\.ipynb$")
-RUN_FILE = "run.json"
-METRICS_FILE = "metrics.json"  # same name as lc_utils.outputs.METRICS_FILE, not imported on purpose
-# Versions that change numbers or behaviour; the report lists them next to the results.
-REPORT_PACKAGES = (
-    "torch",
-    "transformers",
-    "tokenizers",
-    "spacy",
-    "numpy",
-    "pymilvus",
-    "milvus-lite",
-    "papermill",
-)
 # Progress bars from the hub and fork warnings from tokenizers clutter every executed notebook
 # and make nbval comparisons noisy; users can still override them from their shell.
 KERNEL_ENVIRONMENT = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TOKENIZERS_PARALLELISM": "false"}
 # Tags papermill adds to cells it creates; stripping removes those cells entirely.
-_PAPERMILL_CELL_TAGS = {"injected-parameters", "papermill-error-cell-tag"}
+_INJECTED_TAG = "injected-parameters"
+_PAPERMILL_CELL_TAGS = {_INJECTED_TAG, "papermill-error-cell-tag"}
 # Per-cell metadata that records a run or a view state rather than the lesson itself.
 _VOLATILE_CELL_METADATA = ("execution", "papermill", "ExecuteTime", "collapsed", "scrolled")
 _VOLATILE_NOTEBOOK_METADATA = ("papermill", "widgets", "execution")
 _EXIT_OK, _EXIT_FAILED, _EXIT_USAGE, _EXIT_INTERRUPTED = 0, 1, 2, 130
 
 logger = logging.getLogger(__name__)
-
-
-class RunnerError(Exception):
-    """A problem with the runner's inputs (notebooks, parameters, paths), found before running."""
 
 
 class UnknownParameterError(RunnerError):
@@ -206,12 +203,13 @@ def select_notebooks(notebooks: Sequence[Path], only: str | Iterable[str] | None
     tokens = [t.removesuffix(".ipynb") for t in tokens if t]
     if not tokens:
         raise RunnerError("--only is empty; give notebook numbers such as --only 01,03")
-    selected, unknown = [], []
+    selected: set[Path] = set()
+    unknown = []
     for token in tokens:
-        matches = [nb for nb in notebooks if token in (nb.stem, _notebook_number(nb))]
+        matches = {nb for nb in notebooks if token in (nb.stem, _notebook_number(nb))}
         if not matches:
             unknown.append(token)
-        selected.extend(m for m in matches if m not in selected)
+        selected |= matches
     if unknown:
         available = ", ".join(nb.stem for nb in notebooks) or "none"
         raise RunnerError(
@@ -235,6 +233,12 @@ def parameters_cell(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode | 
         if PARAMETERS_TAG in cell.get("metadata", {}).get("tags", []):
             return cell
     return None
+
+
+def _parameters_source(path: Path) -> str:
+    """The source of a notebook file's parameters cell; empty if it has none."""
+    cell = parameters_cell(_read_notebook(path))
+    return cell.source if cell is not None else ""
 
 
 def parameter_assignments(source: str) -> dict[str, Any]:
@@ -292,16 +296,22 @@ class _DropUnparsedLine(logging.Filter):
         return not record.getMessage().startswith("Unable to parse line")
 
 
+@contextlib.contextmanager
+def _filtered(logger_name: str, log_filter: logging.Filter) -> Iterator[None]:
+    """Apply ``log_filter`` to one logger for the duration of a ``with`` block."""
+    filtered_logger = logging.getLogger(logger_name)
+    filtered_logger.addFilter(log_filter)
+    try:
+        yield
+    finally:
+        filtered_logger.removeFilter(log_filter)
+
+
 def _inspect(path: Path) -> dict[str, dict[str, Any]]:
     import papermill
 
-    translator_logger = logging.getLogger("papermill.translators")
-    quiet = _DropUnparsedLine()
-    translator_logger.addFilter(quiet)
-    try:
+    with _filtered("papermill.translators", _DropUnparsedLine()):
         return papermill.inspect_notebook(str(path))
-    finally:
-        translator_logger.removeFilter(quiet)
 
 
 _warned_invisible: set[tuple[str, tuple[str, ...]]] = set()
@@ -315,9 +325,11 @@ def papermill_blind_spots(path: str | os.PathLike[str]) -> list[str]:
     list parameters through papermill will miss the name.
     """
     path = Path(path)
-    cell = parameters_cell(_read_notebook(path))
-    assigned = parameter_assignments(cell.source) if cell is not None else {}
-    return [name for name in assigned if name not in _inspect(path)]
+    assigned = parameter_assignments(_parameters_source(path))
+    if not assigned:
+        return []
+    declared = _inspect(path)
+    return [name for name in assigned if name not in declared]
 
 
 def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -331,8 +343,7 @@ def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     path = Path(path)
     declared = _inspect(path)
-    cell = parameters_cell(_read_notebook(path))
-    assigned = parameter_assignments(cell.source) if cell is not None else {}
+    assigned = parameter_assignments(_parameters_source(path))
     hidden = tuple(name for name in assigned if name not in declared)
     if hidden and (str(path), hidden) not in _warned_invisible:
         _warned_invisible.add((str(path), hidden))
@@ -368,7 +379,7 @@ def parse_parameter_value(text: str) -> Any:
 
     stripped = text.strip()
     keywords = {"True": True, "true": True, "False": False, "false": False}
-    keywords.update({"None": None, "null": None, "~": None})
+    keywords |= {"None": None, "null": None, "~": None}
     if stripped in keywords:
         return keywords[stripped]
     for convert in (int, float):
@@ -376,7 +387,7 @@ def parse_parameter_value(text: str) -> Any:
             return convert(stripped)
         except ValueError:
             pass
-    if stripped[:1] in "[{" and stripped:
+    if stripped.startswith(("[", "{")):
         try:
             return yaml.load(stripped, Loader=NoDatesSafeLoader)
         except yaml.YAMLError as exc:
@@ -446,10 +457,10 @@ def validate_parameters(
             "(outputs/<run>/<notebook>/); choose the location with --output-root and --run-name"
         )
     declared = {Path(nb): notebook_parameters(nb) for nb in notebooks}
-    valid = sorted({name for names in declared.values() for name in names})
-    unknown = sorted(name for name in params if not any(name in d for d in declared.values()))
+    valid = {name for names in declared.values() for name in names}
+    unknown = sorted(name for name in params if name not in valid)
     if unknown:
-        listed = ", ".join(n for n in valid if n != OUTPUT_DIR_PARAMETER) or "none"
+        listed = ", ".join(sorted(valid - {OUTPUT_DIR_PARAMETER})) or "none"
         noun = "parameter" if len(unknown) == 1 else "parameters"
         raise UnknownParameterError(
             f"unknown {noun} {', '.join(unknown)}: no notebook in this run declares "
@@ -500,7 +511,7 @@ def _source_cell_index(source_notebook: nbformat.NotebookNode, executed_index: i
     Returns None when the failing cell is the injected parameters cell itself.
     """
     tags = [cell.get("metadata", {}).get("tags", []) for cell in source_notebook.cells]
-    if any("injected-parameters" in t for t in tags):
+    if any(_INJECTED_TAG in t for t in tags):
         return executed_index  # papermill replaced that cell in place: no shift
     parameters_index = next((i for i, t in enumerate(tags) if PARAMETERS_TAG in t), -1)
     injected_index = parameters_index + 1
@@ -509,14 +520,15 @@ def _source_cell_index(source_notebook: nbformat.NotebookNode, executed_index: i
     return executed_index - 1 if executed_index > injected_index else executed_index
 
 
-def _last_started_cell(executed_path: Path) -> int | None:
-    """Index (in the executed copy) of the last cell papermill started, if the copy says."""
+def _last_started_cell(executed_path: Path) -> tuple[int, str] | None:
+    """Index (in the executed copy) and source of the last cell papermill started, if the copy
+    says."""
     try:
         cells = _read_notebook(executed_path).cells
     except (OSError, ValueError):
         return None
     started = [
-        i
+        (i, c.source)
         for i, c in enumerate(cells)
         if c.get("metadata", {}).get("papermill", {}).get("start_time")
     ]
@@ -558,180 +570,55 @@ def execute_notebook(
     notebook_output_dir.mkdir(parents=True, exist_ok=True)
     executed_path = output_dir / path.name
     _set_kernel_environment()
-    papermill_logger = logging.getLogger("papermill")
-    cell = parameters_cell(_read_notebook(path))
+    source_notebook = _read_notebook(path)
+    cell = parameters_cell(source_notebook)
     assigned = parameter_assignments(cell.source) if cell is not None else {}
-    output_dir_filter = _DropKnownUnknowns([OUTPUT_DIR_PARAMETER, *assigned])
-    papermill_logger.addFilter(output_dir_filter)
-    translator_logger = logging.getLogger("papermill.translators")
-    unparsed_filter = _DropUnparsedLine()  # notebook_parameters has already said it, once
-    translator_logger.addFilter(unparsed_filter)
-    try:
-        papermill.execute_notebook(
-            str(path),
-            str(executed_path),
-            parameters={**params, OUTPUT_DIR_PARAMETER: str(notebook_output_dir)},
-            kernel_name=kernel_name,
-            cwd=str(path.parent),
-            progress_bar=progress_bar,
-            log_output=log_output,
-            execution_timeout=cell_timeout,
-        )
-    except PapermillExecutionError as exc:
-        raise NotebookExecutionError(
-            notebook=path,
-            executed_path=executed_path,
-            cell_index=_source_cell_index(_read_notebook(path), exc.cell_index),
-            execution_count=exc.exec_count,
-            source=exc.source,
-            ename=exc.ename,
-            evalue=exc.evalue,
-        ) from exc
-    except (CellTimeoutError, DeadKernelError) as exc:
-        # papermill leaves no error output for these; the cell that was running is the last one
-        # the saved copy shows as started.
-        started = _last_started_cell(executed_path)
-        executed_cells = _read_notebook(executed_path).cells if started is not None else []
-        raise NotebookExecutionError(
-            notebook=path,
-            executed_path=executed_path,
-            cell_index=None
-            if started is None
-            else _source_cell_index(_read_notebook(path), started),
-            execution_count=None,
-            source=executed_cells[started].source if started is not None else "",
-            ename=type(exc).__name__,
-            evalue=str(exc),
-        ) from exc
-    except NoSuchKernel as exc:
-        raise RunnerError(
-            f"Jupyter kernel {kernel_name!r} is not installed; install it into this environment "
-            f"with `python -m ipykernel install --sys-prefix --name {kernel_name}` "
-            "(`make venv` does this)"
-        ) from exc
-    finally:
-        papermill_logger.removeFilter(output_dir_filter)
-        translator_logger.removeFilter(unparsed_filter)
-    return executed_path
-
-
-def render_html(executed_notebook: str | os.PathLike[str]) -> Path:
-    """Render an executed notebook to HTML next to it (``<stem>.html``) and return that path."""
-    from nbconvert import HTMLExporter
-
-    executed_notebook = Path(executed_notebook)
-    body, _ = HTMLExporter().from_notebook_node(_read_notebook(executed_notebook))
-    html_path = executed_notebook.with_suffix(".html")
-    html_path.write_text(body, encoding="utf-8")
-    return html_path
-
-
-# --------------------------------------------------------------------------------------------
-# The environment a run happened in
-
-# Runs inside the kernel's interpreter, so the versions are the ones the notebooks actually used.
-_ENVIRONMENT_PROBE = r"""
-import importlib.metadata as md, json, os, platform, sys
-packages = {}
-for name in sys.argv[1:]:
-    try:
-        packages[name] = md.version(name)
-    except md.PackageNotFoundError:
-        packages[name] = None
-memory = None
-try:
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-except (AttributeError, ValueError, OSError):
-    pass
-try:
-    usable = len(os.sched_getaffinity(0))
-except AttributeError:
-    usable = os.cpu_count()
-gpu = {"torch_cuda": False, "devices": []}
-if packages.get("torch"):
-    try:
-        import torch
-        if torch.cuda.is_available():
-            gpu["torch_cuda"] = True
-            gpu["cuda_version"] = torch.version.cuda
-            for i in range(torch.cuda.device_count()):
-                props = torch.cuda.get_device_properties(i)
-                gpu["devices"].append({"name": props.name, "memory_bytes": props.total_memory})
-        mps = getattr(torch.backends, "mps", None)
-        gpu["torch_mps"] = bool(mps and mps.is_available())
-    except Exception as exc:  # a broken torch must not cost the whole report
-        gpu["error"] = repr(exc)
-print(json.dumps({
-    "python": platform.python_version(),
-    "python_executable": sys.executable,
-    "platform": platform.platform(),
-    "cpu_count": os.cpu_count(),
-    "cpu_count_usable": usable,
-    "memory_bytes": memory,
-    "packages": packages,
-    "gpu": gpu,
-}))
-"""
-
-
-def _kernel_python(kernel_name: str) -> str:
-    """The interpreter a kernelspec launches, falling back to this one."""
-    try:
-        from jupyter_client.kernelspec import KernelSpecManager
-
-        executable = KernelSpecManager().get_kernel_spec(kernel_name).argv[0]
-    except Exception:  # any failure here only degrades the report
-        return sys.executable
-    if "{" in executable:
-        return sys.executable
-    return shutil.which(executable) or sys.executable
-
-
-def _start_environment_probe(kernel_name: str) -> subprocess.Popen[str]:
-    # Started before the first notebook and read after the last, so importing torch to look for
-    # a GPU costs the run no time.
-    return subprocess.Popen(
-        [_kernel_python(kernel_name), "-c", _ENVIRONMENT_PROBE, *REPORT_PACKAGES],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _nvidia_smi() -> list[str]:
-    """GPU names from nvidia-smi, which also sees GPUs a CPU-only torch build cannot use."""
-    executable = shutil.which("nvidia-smi")
-    if executable is None:
-        return []
-    try:
-        result = subprocess.run(
-            [executable, "--query-gpu=name,memory.total", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [line.strip() for line in result.stdout.splitlines() if line.strip()]
-
-
-def _finish_environment_probe(probe: subprocess.Popen[str] | None) -> dict[str, Any]:
-    environment: dict[str, Any] = {}
-    if probe is not None:
+    with (
+        _filtered("papermill", _DropKnownUnknowns([OUTPUT_DIR_PARAMETER, *assigned])),
+        # notebook_parameters has already reported unparsed lines, once
+        _filtered("papermill.translators", _DropUnparsedLine()),
+    ):
         try:
-            stdout, stderr = probe.communicate(timeout=120)
-            environment = json.loads(stdout) if probe.returncode == 0 else {}
-            if probe.returncode != 0:
-                environment["probe_error"] = stderr.strip().splitlines()[-1:] or ["unknown"]
-        except (subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
-            probe.kill()
-            environment = {"probe_error": [repr(exc)]}
-    environment.setdefault("python", platform.python_version())
-    environment.setdefault("platform", platform.platform())
-    environment.setdefault("cpu_count", os.cpu_count())
-    environment["runner_python"] = sys.executable
-    environment["nvidia_smi"] = _nvidia_smi()
-    return environment
+            papermill.execute_notebook(
+                str(path),
+                str(executed_path),
+                parameters={**params, OUTPUT_DIR_PARAMETER: str(notebook_output_dir)},
+                kernel_name=kernel_name,
+                cwd=str(path.parent),
+                progress_bar=progress_bar,
+                log_output=log_output,
+                execution_timeout=cell_timeout,
+            )
+        except PapermillExecutionError as exc:
+            raise NotebookExecutionError(
+                notebook=path,
+                executed_path=executed_path,
+                cell_index=_source_cell_index(source_notebook, exc.cell_index),
+                execution_count=exc.exec_count,
+                source=exc.source,
+                ename=exc.ename,
+                evalue=exc.evalue,
+            ) from exc
+        except (CellTimeoutError, DeadKernelError) as exc:
+            # papermill leaves no error output for these; the cell that was running is the last
+            # one the saved copy shows as started.
+            last = _last_started_cell(executed_path)
+            raise NotebookExecutionError(
+                notebook=path,
+                executed_path=executed_path,
+                cell_index=None if last is None else _source_cell_index(source_notebook, last[0]),
+                execution_count=None,
+                source="" if last is None else last[1],
+                ename=type(exc).__name__,
+                evalue=str(exc),
+            ) from exc
+        except NoSuchKernel as exc:
+            raise RunnerError(
+                f"Jupyter kernel {kernel_name!r} is not installed; install it into this "
+                f"environment with `python -m ipykernel install --sys-prefix --name {kernel_name}` "
+                "(`make venv` does this)"
+            ) from exc
+    return executed_path
 
 
 # --------------------------------------------------------------------------------------------
@@ -814,15 +701,9 @@ def _model_name(metrics: Mapping[str, Any] | None, parameters: Mapping[str, Any]
 
 def _collect_outputs(record: NotebookRecord, run_dir: Path) -> None:
     """Attach a notebook's recorded metrics and figures to its record."""
-    record.metrics = _read_metrics(run_dir, {"stem": record.stem})
-    record.figures = _figures(run_dir, {"stem": record.stem})
+    record.metrics = read_metrics(run_dir, {"stem": record.stem})
+    record.figures = figure_paths(run_dir, {"stem": record.stem})
     record.model = _model_name(record.metrics, record.parameters)
-
-
-def _write_run_json(run_dir: Path, summary: dict[str, Any]) -> Path:
-    path = run_dir / RUN_FILE
-    path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
-    return path
 
 
 def run_notebooks(
@@ -898,342 +779,6 @@ def run_notebooks(
         if record.status != "ok":
             break
     return records
-
-
-# --------------------------------------------------------------------------------------------
-# Report
-
-
-def _format_scalar(value: Any, max_chars: int = 120) -> str:
-    if isinstance(value, float):
-        text = f"{value:.6g}"
-    elif value is None:
-        text = "null"
-    elif isinstance(value, bool):
-        text = "true" if value else "false"
-    else:
-        text = str(value)
-    text = " ".join(text.split())
-    return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
-
-
-def _is_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, (str, int, float, bool))
-
-
-def _format_value(value: Any, max_items: int) -> str:
-    """One cell of text for any JSON value: short lists inline, long ones cut with a count."""
-    if _is_scalar(value):
-        return _format_scalar(value)
-    if isinstance(value, list):
-        if all(_is_scalar(v) for v in value):
-            shown = ", ".join(_format_scalar(v, 40) for v in value[:max_items])
-            more = f", … ({len(value)} items)" if len(value) > max_items else ""
-            return f"[{shown}{more}]"
-        if all(isinstance(v, list) and all(_is_scalar(x) for x in v) for v in value):
-            widths = {len(v) for v in value}
-            shape = f"{len(value)}×{widths.pop()}" if len(widths) == 1 else f"{len(value)} rows"
-            return f"matrix {shape}: " + _format_scalar(json.dumps(value), 100)
-    return _format_scalar(json.dumps(value, default=str), 120)
-
-
-def flatten_metrics(
-    metrics: Mapping[str, Any], *, max_list_items: int = 8, max_table_rows: int = 20
-) -> tuple[list[tuple[str, str]], list[tuple[str, list[str], list[list[str]], int]]]:
-    """Turn a (nested) metrics dict into report tables.
-
-    Nested dicts become dotted keys (``retrieval.late.ndcg@10``). A list of dicts becomes its own
-    table with one row per item (at most ``max_table_rows``, with the true count kept). Lists of
-    scalars are shown inline and cut after ``max_list_items``; matrices are shown by shape.
-
-    Returns:
-        ``(rows, tables)``: rows are ``(key, text)`` pairs; each table is
-        ``(key, columns, rows, total_row_count)``, all cells already formatted as text.
-    """
-    rows: list[tuple[str, str]] = []
-    tables: list[tuple[str, list[str], list[list[str]], int]] = []
-
-    def visit(prefix: str, value: Any) -> None:
-        if isinstance(value, Mapping) and value:
-            for key in sorted(value, key=str):
-                visit(f"{prefix}.{key}" if prefix else str(key), value[key])
-        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
-            columns: list[str] = []
-            for item in value:
-                columns.extend(str(k) for k in item if str(k) not in columns)
-            body = [
-                [_format_value(item.get(c, ""), max_list_items) for c in columns]
-                for item in value[:max_table_rows]
-            ]
-            tables.append((prefix, columns, body, len(value)))
-        else:
-            rows.append((prefix, _format_value(value, max_list_items)))
-
-    visit("", dict(metrics))
-    return rows, tables
-
-
-# The report is built once as a list of blocks and rendered twice, so report.md and report.html
-# can never disagree. Inline text is a list of parts: plain strings or (text, href) links.
-_Inline = list[str | tuple[str, str]]
-
-
-def _md_inline(parts: _Inline, in_table: bool = False) -> str:
-    out = []
-    for part in parts:
-        if isinstance(part, tuple):
-            out.append(f"[{part[0]}]({part[1]})")
-        else:
-            out.append(part.replace("|", "\\|") if in_table else part)
-    return "".join(out)
-
-
-def _html_inline(parts: _Inline) -> str:
-    out = []
-    for part in parts:
-        if isinstance(part, tuple):
-            out.append(f'<a href="{html.escape(part[1])}">{html.escape(part[0])}</a>')
-        else:
-            out.append(html.escape(part))
-    return "".join(out)
-
-
-def _render_markdown(blocks: list[tuple]) -> str:
-    lines: list[str] = []
-    for block in blocks:
-        kind = block[0]
-        if kind == "heading":
-            lines += ["#" * block[1] + " " + block[2], ""]
-        elif kind == "paragraph":
-            lines += [_md_inline(block[1]), ""]
-        elif kind == "table":
-            header, body = block[1], block[2]
-            lines.append("| " + " | ".join(_md_inline([h], True) for h in header) + " |")
-            lines.append("|" + "---|" * len(header))
-            for row in body:
-                lines.append("| " + " | ".join(_md_inline(c, True) for c in row) + " |")
-            lines.append("")
-        elif kind == "image":
-            lines += [f"![{block[1]}]({block[2]})", ""]
-        elif kind == "code":
-            lines += ["```", block[1], "```", ""]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-_CSS = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
-       color: #222; line-height: 1.45; }
-table { border-collapse: collapse; margin: 0.5em 0 1.2em; font-size: 0.92em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
-th { background: #f3f3f3; }
-td { font-family: ui-monospace, monospace; }
-img { max-width: 100%; border: 1px solid #ddd; margin: 0.3em 0 1em; }
-pre { background: #fbeeee; padding: 0.8em; overflow-x: auto; }
-h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 1.8em; }
-"""
-
-
-def _render_html(blocks: list[tuple], title: str, run_dir: Path) -> str:
-    body: list[str] = []
-    for block in blocks:
-        kind = block[0]
-        if kind == "heading":
-            body.append(f"<h{block[1]}>{html.escape(block[2])}</h{block[1]}>")
-        elif kind == "paragraph":
-            body.append(f"<p>{_html_inline(block[1])}</p>")
-        elif kind == "table":
-            head = "".join(f"<th>{html.escape(h)}</th>" for h in block[1])
-            rows = "".join(
-                "<tr>" + "".join(f"<td>{_html_inline(c)}</td>" for c in row) + "</tr>"
-                for row in block[2]
-            )
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-        elif kind == "image":
-            # Embedded, so report.html can be mailed or attached on its own.
-            data = base64.b64encode((run_dir / block[2]).read_bytes()).decode("ascii")
-            body.append(
-                f'<figure><img alt="{html.escape(block[1])}" src="data:image/png;base64,{data}">'
-                f"<figcaption>{html.escape(block[2])}</figcaption></figure>"
-            )
-        elif kind == "code":
-            body.append(f"<pre>{html.escape(block[1])}</pre>")
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
-        + "\n".join(body)
-        + "\n</body></html>\n"
-    )
-
-
-def _format_bytes(count: int | None) -> str:
-    if not count:
-        return "unknown"
-    return f"{count / 2**30:.1f} GiB"
-
-
-def _paragraph(*parts: str | tuple[str, str]) -> tuple:
-    return ("paragraph", list(parts))
-
-
-def _table(header: list[str], rows: Iterable[Iterable[Any]]) -> tuple:
-    """A table block; a cell is plain text or, for links, an inline list of parts."""
-    return ("table", header, [[c if isinstance(c, list) else [str(c)] for c in r] for r in rows])
-
-
-def _seconds(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1f} s"
-
-
-def _overview_blocks(summary: Mapping[str, Any], records: list[Mapping[str, Any]]) -> list[tuple]:
-    ok = sum(r["status"] == "ok" for r in records)
-    status = summary.get("status", "unknown")
-    status_text = (
-        f"all {len(records)} notebooks ran"
-        if status == "ok"
-        else f"{status.upper()}: {ok} of {len(records)} notebooks ran"
-    )
-    overrides = summary.get("overrides") or {}
-    passed = ", ".join(f"{k}={_format_scalar(v)}" for k, v in overrides.items())
-    blocks = [
-        _paragraph(
-            f"Status: {status_text}. Started {summary.get('started_at')}, finished "
-            f"{summary.get('finished_at')}, {_seconds(summary.get('duration_s'))} in all."
-        ),
-        _paragraph(
-            f"Parameters passed: {passed or 'none (defaults)'}. "
-            f"Kernel: {summary.get('kernel', KERNEL_NAME)}."
-        ),
-    ]
-    if summary.get("command"):
-        blocks.insert(1, _paragraph(f"Command: {summary['command']}"))
-    rows = []
-    for r in records:
-        links: _Inline = [("html", r["html"])] if r.get("html") else []
-        if r.get("executed"):
-            links += [" · "] if links else []
-            links.append(("ipynb", r["executed"]))
-        rows.append(
-            [r["stem"], r["status"], _seconds(r.get("duration_s")), r.get("model") or "–", links]
-        )
-    header = ["notebook", "status", "time", "model", "output"]
-    return blocks + [("heading", 2, "Notebooks"), _table(header, rows)]
-
-
-def _environment_blocks(environment: Mapping[str, Any]) -> list[tuple]:
-    versions = [("python", environment.get("python", "unknown"))]
-    versions += [(n, v or "not installed") for n, v in environment.get("packages", {}).items()]
-    gpu = environment.get("gpu", {})
-    if gpu.get("devices"):
-        names = ", ".join(d["name"] for d in gpu["devices"])
-        gpu_text = f"{names} (CUDA {gpu.get('cuda_version')})"
-    elif environment.get("nvidia_smi"):
-        gpu_text = "; ".join(environment["nvidia_smi"]) + " (not usable by this torch build)"
-    else:
-        gpu_text = "Apple MPS" if gpu.get("torch_mps") else "none"
-    cores = f"{environment.get('cpu_count')} ({environment.get('cpu_count_usable', '?')} usable)"
-    machine = [
-        ("platform", environment.get("platform", "unknown")),
-        ("CPU cores", cores),
-        ("memory", _format_bytes(environment.get("memory_bytes"))),
-        ("GPU", gpu_text),
-    ]
-    return [
-        ("heading", 2, "Environment"),
-        _table(["package", "version"], versions),
-        _table(["machine", "value"], machine),
-    ]
-
-
-def _notebook_blocks(record: Mapping[str, Any], run_dir: Path) -> list[tuple]:
-    time_text = f" in {_seconds(record['duration_s'])}" if record.get("duration_s") else ""
-    blocks = [
-        ("heading", 2, record["stem"]),
-        _paragraph(
-            f"Status: {record['status']}{time_text}. "
-            f"Model: {record.get('model') or 'not recorded'}."
-        ),
-    ]
-    error = record.get("error")
-    if error:
-        where = ""
-        if error.get("cell_index") is not None:
-            where = f"cell {error['cell_index']}: {error.get('first_line', '')}\n"
-        blocks.append(("code", where + error.get("exception", "")))
-    if record.get("parameters"):
-        overridden = set(record.get("overridden", []))
-
-        def origin(name: str) -> str:
-            if name == OUTPUT_DIR_PARAMETER:
-                return "runner"
-            return "passed" if name in overridden else "default"
-
-        rows = [(n, _format_scalar(v), origin(n)) for n, v in record["parameters"].items()]
-        blocks += [("heading", 3, "Parameters"), _table(["name", "value", "from"], rows)]
-    metrics = _read_metrics(run_dir, record)
-    if metrics:
-        scalar_rows, tables = flatten_metrics(metrics)
-        blocks.append(("heading", 3, "Metrics"))
-        if scalar_rows:
-            blocks.append(_table(["metric", "value"], scalar_rows))
-        for key, columns, body, total in tables:
-            shown = f" (first {len(body)} of {total})" if total > len(body) else ""
-            blocks += [_paragraph(f"{key}{shown}:"), _table(columns, body)]
-    elif record["status"] == "ok":
-        blocks.append(_paragraph("No metrics.json was recorded."))
-    figures = _figures(run_dir, record)
-    if figures:
-        blocks.append(("heading", 3, "Figures"))
-        blocks += [("image", Path(f).stem, f) for f in figures]
-    return blocks
-
-
-def _report_blocks(summary: Mapping[str, Any], run_dir: Path) -> list[tuple]:
-    records = summary.get("notebooks", [])
-    blocks = [("heading", 1, f"Late chunking run {summary.get('run_name', run_dir.name)}")]
-    blocks += _overview_blocks(summary, records)
-    blocks += _environment_blocks(summary.get("environment", {}))
-    for record in records:
-        blocks += _notebook_blocks(record, run_dir)
-    return blocks
-
-
-def _read_metrics(run_dir: Path, record: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The notebook's metrics.json as it is on disk now, else what run.json captured."""
-    path = run_dir / record["stem"] / METRICS_FILE
-    if path.is_file():
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            return {"error": f"metrics.json is not valid JSON: {exc}"}
-    return record.get("metrics")
-
-
-def _figures(run_dir: Path, record: Mapping[str, Any]) -> list[str]:
-    output_dir = run_dir / record["stem"]
-    if output_dir.is_dir():
-        return [p.relative_to(run_dir).as_posix() for p in sorted(output_dir.glob("*.png"))]
-    return [f for f in record.get("figures", []) if (run_dir / f).is_file()]
-
-
-def write_report(run_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``report.html`` for a run directory and return their paths.
-
-    Reads ``run.json`` for the run's time, parameters, environment and notebook statuses, and
-    each notebook's ``metrics.json`` and ``*.png`` from its output directory as they are now, so
-    the report can be regenerated after the fact. ``report.md`` links the figures;
-    ``report.html`` embeds them so it stands alone.
-    """
-    run_dir = Path(run_dir).resolve()
-    run_file = run_dir / RUN_FILE
-    if not run_file.is_file():
-        raise RunnerError(f"{run_file} does not exist; is {run_dir} a run written by the runner?")
-    summary = json.loads(run_file.read_text(encoding="utf-8"))
-    blocks = _report_blocks(summary, run_dir)
-    markdown_path, html_path = run_dir / "report.md", run_dir / "report.html"
-    markdown_path.write_text(_render_markdown(blocks), encoding="utf-8")
-    title = f"Late chunking run {summary.get('run_name', run_dir.name)}"
-    html_path.write_text(_render_html(blocks, title, run_dir), encoding="utf-8")
-    return markdown_path, html_path
 
 
 # --------------------------------------------------------------------------------------------
@@ -1374,8 +919,7 @@ def _print_parameters(notebooks: Sequence[Path]) -> None:
     for notebook in notebooks:
         print(notebook.name)
         defaults = notebook_parameters(notebook)
-        cell = parameters_cell(_read_notebook(notebook))
-        comments = _parameter_comments(cell.source) if cell is not None else {}
+        comments = _parameter_comments(_parameters_source(notebook))
         if not defaults:
             print("    (no parameters)")
         for name, default in defaults.items():
@@ -1390,14 +934,12 @@ def _hint_for_unselected(
     notebooks: Sequence[Path],
 ) -> str:
     """Say so when a rejected name is declared by a notebook that --only left out."""
+    declared = {nb: notebook_parameters(nb) for nb in notebooks}
     hints = []
-    declared_by_selected = {name for nb in selected for name in notebook_parameters(nb)}
     for name in params:
-        if name in declared_by_selected:
+        if any(name in declared[nb] for nb in selected):
             continue
-        owners = [
-            nb.stem for nb in notebooks if nb not in selected and name in notebook_parameters(nb)
-        ]
+        owners = [nb.stem for nb in notebooks if nb not in selected and name in declared[nb]]
         if owners:
             hints.append(f"{name} is declared by {', '.join(owners)}, which --only left out")
     return str(error) + ("\n" + "\n".join(hints) if hints else "")
@@ -1405,14 +947,12 @@ def _hint_for_unselected(
 
 def _command_line(argv: Sequence[str] | None) -> str:
     """The command as a user would retype it, for the report."""
+    program = [Path(sys.executable).name, "-m", "lc_utils.runner"]
     if argv is None:
         argv = sys.argv[1:]
-        program = ["lc-run"] if Path(sys.argv[0]).name == "lc-run" else []
-    else:
-        program = []
-    return shlex.join(
-        (program or [Path(sys.executable).name, "-m", "lc_utils.runner"]) + list(argv)
-    )
+        if Path(sys.argv[0]).name == "lc-run":
+            program = ["lc-run"]
+    return shlex.join([*program, *argv])
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -1442,14 +982,13 @@ def _run(args: argparse.Namespace) -> int:
 
     output_root = (args.output_root or notebooks_dir.parent / "outputs").resolve()
     run_dir = _new_run_dir(output_root, args.run_name)
-    _set_kernel_environment()
     if args.log_output:
         # papermill logs the kernels' output at INFO, which Python drops without a handler.
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("    %(message)s"))
         logging.getLogger("papermill").addHandler(handler)
         logging.getLogger("papermill").setLevel(logging.INFO)
-    probe = _start_environment_probe(args.kernel)
+    probe = start_environment_probe(args.kernel)
     started_at, started = _timestamp(), time.perf_counter()
     print(f"Running {len(selected)} notebook(s) from {notebooks_dir} into {run_dir}", flush=True)
 
@@ -1462,10 +1001,6 @@ def _run(args: argparse.Namespace) -> int:
         log_output=args.log_output,
         cell_timeout=args.cell_timeout,
     )
-    records += [
-        NotebookRecord(name=nb.name, stem=nb.stem, source=str(nb))
-        for nb in selected[len(records) :]
-    ]
     for record in records:
         if record.executed:
             try:
@@ -1488,10 +1023,10 @@ def _run(args: argparse.Namespace) -> int:
         "notebooks_dir": str(notebooks_dir),
         # As the user typed them; each notebook's `parameters` holds the values it received.
         "overrides": {k: str(v) if isinstance(v, _ParameterText) else v for k, v in params.items()},
-        "environment": _finish_environment_probe(probe),
+        "environment": finish_environment_probe(probe),
         "notebooks": [asdict(r) for r in records],
     }
-    _write_run_json(run_dir, summary)
+    write_run_json(run_dir, summary)
     markdown_path, html_path = write_report(run_dir)
     latest = _update_latest(run_dir)
 
