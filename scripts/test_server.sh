@@ -144,7 +144,7 @@ for candidate in "unshare --net" "unshare --net --map-root-user"; do
     fi
 done
 if ((${#UNSHARE[@]} == 0)); then
-    skip "cannot create a network namespace (unshare: ${errors:-not found}); the server binds \
+    skip "cannot create a network namespace (${errors:-unshare not found}); the server binds \
 every address, so it only runs where loopback can be isolated"
 fi
 if ! command -v ip >/dev/null; then

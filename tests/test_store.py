@@ -134,6 +134,20 @@ class StoreContract:
         assert hits.loc[0, "score"] == pytest.approx(1.0, abs=1e-5)
         assert hits.loc[0, "doc_id"] in (records[3]["doc_id"], "copy-" + records[3]["doc_id"])
 
+    def test_ties_at_the_kth_place_count_as_agreement(self, backend, name):
+        client = backend.client
+        records, vectors = make_chunks(1, 26, 8, seed=8)
+        vectors[:6] = vectors[0]  # six equal vectors compete for three places
+        store.create_collection(client, name, 8)
+        store.ingest(client, name, records, vectors, method="late", model="m", progress=False)
+        ids = store.chunk_ids(records, method="late", model="m")
+        report = store.validate_against_brute_force(client, name, vectors[:1], vectors, ids, k=3)
+        assert report["agreement_at_k"] == 1.0
+        hits = store.search(client, name, vectors[0], k=3)
+        assert set(hits["id"]) <= set(ids[:6])
+        # Strict agreement credits only the brute-force pick among equals (the lowest rows).
+        assert report["strict_agreement_at_k"] <= report["agreement_at_k"]
+
     def test_hnsw_agreement_is_measured(self, backend, name):
         client = backend.client
         records, vectors = make_chunks(100, 30, 32, seed=2)
