@@ -27,6 +27,7 @@ __all__ = [
     "sentence_word_spans",
     "validate_chunks",
     "whitespace_mask",
+    "strip_span",
 ]
 
 
@@ -67,8 +68,11 @@ def whitespace_mask(text: str) -> np.ndarray:
     return np.isin(codepoints, _WHITESPACE_CODEPOINTS)
 
 
-def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
-    """Shrink ``[start, end)`` so it holds no leading or trailing whitespace (may become empty)."""
+def strip_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """Shrink ``[start, end)`` of ``text`` so it holds no leading or trailing whitespace.
+
+    The result may be empty (``start == end``). Introduced in notebook 01_chunking.
+    """
     while start < end and text[start].isspace():
         start += 1
     while end > start and text[end - 1].isspace():
@@ -79,7 +83,7 @@ def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
 def _chunks_from_spans(text: str, spans: Sequence[tuple[int, int]]) -> list[Chunk]:
     chunks = []
     for start, end in spans:
-        start, end = _strip_span(text, start, end)
+        start, end = strip_span(text, start, end)
         if start < end:
             chunks.append(Chunk(text[start:end], start, end))
     return chunks

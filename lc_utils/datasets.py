@@ -41,6 +41,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from .chunking import strip_span
+
 __all__ = [
     "RELEASE_NOTES",
     "RELEASE_QUERY",
@@ -508,14 +510,6 @@ def _underline_mask(text: str, headings: list[_Heading]) -> str:
     return "".join(pieces)
 
 
-def _strip(text: str, start: int, end: int) -> tuple[int, int]:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end
-
-
 def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" "))
 
@@ -591,7 +585,7 @@ def _entries(doc_id: str, text: str, headings: list[_Heading]) -> list[_Candidat
         last = body
         while last < len(lines) and (not lines[last].strip() or _indent(lines[last]) > indent):
             last += 1
-        start, end = _strip(text, int(offsets[body]), min(int(offsets[last]), len(text)))
+        start, end = strip_span(text, int(offsets[body]), min(int(offsets[last]), len(text)))
         parents = [p for p in parents if p[0] < indent and i < p[2]]
         names = [
             (f"{parents[-1][1]}.{name}", True) if parents and "." not in name else (name, ok)
@@ -614,13 +608,13 @@ def _sections(doc_id: str, text: str, headings: list[_Heading]) -> list[_Candida
     candidates = []
     for index, heading in enumerate(headings):
         if heading.level == 0:
-            start, end = _strip(text, heading.body_start, len(text))
+            start, end = strip_span(text, heading.body_start, len(text))
             candidates.append(
                 _Candidate("title", doc_id, {"title": _clean(heading.title)}, start, end)
             )
             continue
         following = headings[index + 1].start if index + 1 < len(headings) else len(text)
-        start, end = _strip(text, heading.body_start, following)
+        start, end = strip_span(text, heading.body_start, following)
         parent = next(h for h in reversed(headings[:index]) if h.level < heading.level)
         fields = {"heading": _clean(heading.title), "parent": _clean(parent.title)}
         candidates.append(_Candidate("section", doc_id, fields, start, end))

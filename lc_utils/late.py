@@ -229,6 +229,34 @@ def _default_batch_tokens(model: EmbeddingModel) -> int:
     return 65_536 if model.device.type == "cuda" else 2_048
 
 
+def _forward_batches(
+    model: EmbeddingModel,
+    jobs: list[_Job],
+    batch_tokens: int | None,
+    progress: bool | None,
+    description: str,
+) -> Iterator[tuple[list[_Job], torch.Tensor, torch.Tensor]]:
+    """Run every job's ids between the model's special tokens, batched by length.
+
+    Yields ``(batch, hidden, mask)`` with hidden ``(len(batch), L, dim)`` float32, where position
+    ``len(before) + i`` holds content token ``i`` of each job. The one place where late and naive
+    chunking meet the model.
+    """
+    before, after = model.special_token_ids
+    before, after = np.asarray(before, np.int64), np.asarray(after, np.int64)
+    budget = batch_tokens or _default_batch_tokens(model)
+    bar = _progress_bar(sum(len(job.ids) for job in jobs), description, progress, len(jobs))
+    try:
+        for batch in _batches(jobs, budget):
+            hidden, mask = model.forward([np.concatenate([before, j.ids, after]) for j in batch])
+            yield batch, hidden, mask
+            if bar is not None:
+                bar.update(sum(len(j.ids) for j in batch))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def _run_jobs(
     model: EmbeddingModel,
     jobs: list[_Job],
@@ -237,22 +265,11 @@ def _run_jobs(
     description: str,
 ) -> Iterator[tuple[_Job, torch.Tensor]]:
     """Yield each job with the hidden states of its kept tokens, ``(d - c, dim)`` float32."""
-    before, after = model.special_token_ids
-    before, after = np.asarray(before, np.int64), np.asarray(after, np.int64)
-    budget = batch_tokens or _default_batch_tokens(model)
-    total = sum(len(job.ids) for job in jobs)
-    bar = _progress_bar(total, description, progress, len(jobs))
-    try:
-        for batch in _batches(jobs, budget):
-            hidden, _ = model.forward([np.concatenate([before, j.ids, after]) for j in batch])
-            for row, job in enumerate(batch):
-                first = len(before) + job.keep_from
-                yield job, hidden[row, first : first + job.kept[1] - job.kept[0]]
-            if bar is not None:
-                bar.update(sum(len(j.ids) for j in batch))
-    finally:
-        if bar is not None:
-            bar.close()
+    n_before = len(model.special_token_ids[0])
+    for batch, hidden, _ in _forward_batches(model, jobs, batch_tokens, progress, description):
+        for row, job in enumerate(batch):
+            first = n_before + job.keep_from
+            yield job, hidden[row, first : first + job.kept[1] - job.kept[0]]
 
 
 def _progress_bar(total: int, description: str, progress: bool | None, n_jobs: int):
@@ -466,22 +483,15 @@ def _embed_texts(
         for i, ids in enumerate(encoded)
     ]
     out = np.empty((len(texts), model.dim), dtype=np.float32)
-    before, after = model.special_token_ids
-    before, after = np.asarray(before, np.int64), np.asarray(after, np.int64)
-    budget = batch_tokens or _default_batch_tokens(model)
-    bar = _progress_bar(sum(len(j.ids) for j in jobs), what, progress, len(jobs) // 32)
-    for batch in _batches(jobs, budget):
-        hidden, mask = model.forward([np.concatenate([before, j.ids, after]) for j in batch])
+    # Short texts batch well, so the progress bar only appears for large collections.
+    shown = progress if progress is not None else len(jobs) > 512
+    for batch, hidden, mask in _forward_batches(model, jobs, batch_tokens, shown, what):
         if model.pooling == "cls":
             pooled = hidden[:, 0]
         else:
             weights = mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(1) / weights.sum(1)
         out[[j.document for j in batch]] = pooled.cpu().numpy()
-        if bar is not None:
-            bar.update(sum(len(j.ids) for j in batch))
-    if bar is not None:
-        bar.close()
     return out
 
 
