@@ -20,7 +20,13 @@ from .chunking import (
     sentence_word_spans,
     validate_chunks,
 )
-from .corpus import CorpusEmbeddings, as_documents, embed_corpus, iter_embed_corpus
+from .corpus import (
+    CorpusEmbeddings,
+    as_documents,
+    embed_corpus,
+    iter_documents,
+    iter_embed_corpus,
+)
 from .late import (
     DocumentEmbedding,
     TokenizedDocument,

@@ -18,7 +18,14 @@ from .chunking import Chunk, chunk_text
 from .late import late_pool, naive_chunking, prepare_document
 from .models import EmbeddingModel
 
-__all__ = ["CorpusEmbeddings", "embed_corpus", "iter_embed_corpus", "as_documents", "METHODS"]
+__all__ = [
+    "CorpusEmbeddings",
+    "embed_corpus",
+    "iter_embed_corpus",
+    "iter_documents",
+    "as_documents",
+    "METHODS",
+]
 
 METHODS = ("late", "naive")
 
@@ -68,36 +75,48 @@ class CorpusEmbeddings:
         )
 
 
-def as_documents(documents) -> list[tuple[str, str]]:
-    """Normalise a corpus to ``[(doc_id, text), ...]``.
+def iter_documents(documents) -> Iterator[tuple[str, str]]:
+    """Yield ``(doc_id, text)`` pairs from any corpus form, checking each one lazily.
 
-    Accepts a mapping ``{doc_id: text}``, a sequence of ``(doc_id, text)`` pairs, or a sequence of
-    strings (ids become ``"0"``, ``"1"``, ...). Document ids must be unique.
+    Accepts a mapping ``{doc_id: text}``, or an iterable (a generator too) of ``(doc_id, text)``
+    pairs or of strings (ids become ``"0"``, ``"1"``, ...). Raises as soon as an item is not a
+    text or an id repeats, so a streamed corpus is checked without being held in memory.
     """
     if isinstance(documents, str):
         raise TypeError("documents must be a collection of texts, not one str; wrap it in a list")
-    if isinstance(documents, Mapping):
-        pairs = [(str(k), v) for k, v in documents.items()]
-    else:
-        pairs = []
-        for i, item in enumerate(documents):
-            if isinstance(item, str):
-                pairs.append((str(i), item))
-            elif isinstance(item, tuple | list) and len(item) == 2:
-                pairs.append((str(item[0]), item[1]))
-            else:
-                raise TypeError(
-                    f"document {i} is {type(item).__name__}; "
-                    "expected a str or a (doc_id, text) pair"
-                )
+    items = documents.items() if isinstance(documents, Mapping) else documents
     seen = set()
-    for doc_id, text in pairs:
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            doc_id, text = str(i), item
+        elif isinstance(item, tuple | list) and len(item) == 2:
+            doc_id, text = str(item[0]), item[1]
+        else:
+            raise TypeError(
+                f"document {i} is {type(item).__name__}; expected a str or a (doc_id, text) pair"
+            )
         if not isinstance(text, str):
             raise TypeError(f"document {doc_id!r} is a {type(text).__name__}, not a str")
         if doc_id in seen:
             raise ValueError(f"document id {doc_id!r} appears twice; ids must be unique")
         seen.add(doc_id)
-    return pairs
+        yield doc_id, text
+
+
+def as_documents(documents) -> list[tuple[str, str]]:
+    """Normalise a corpus to ``[(doc_id, text), ...]``; see ``iter_documents``."""
+    return list(iter_documents(documents))
+
+
+def _groups(pairs: Iterator, size: int) -> Iterator[list]:
+    group = []
+    for pair in pairs:
+        group.append(pair)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def _chunker(strategy, tokenizer, options) -> Callable[[str], list[Chunk]]:
@@ -127,25 +146,18 @@ def iter_embed_corpus(
     """
     if method not in METHODS:
         raise ValueError(f"method={method!r}; valid: {METHODS}")
-    pairs = documents if isinstance(documents, Iterator) else iter(as_documents(documents))
+    if documents_per_batch < 1:
+        raise ValueError(f"documents_per_batch={documents_per_batch}; it must be >= 1")
     chunk = _chunker(strategy, model.tokenizer, chunk_options or {})
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        total = None if isinstance(documents, Iterator) else len(documents)
+        total = len(documents) if hasattr(documents, "__len__") else None
         bar = tqdm(total=total, desc=f"{method} chunking", unit="doc")
     try:
         settings = (method, chunk, chunks, window, overlap, batch_tokens)
-        group: list[tuple[str, str]] = []
-        for pair in pairs:
-            group.append(pair)
-            if len(group) == documents_per_batch:
-                yield _embed_group(model, group, *settings)
-                if bar is not None:
-                    bar.update(len(group))
-                group = []
-        if group:
+        for group in _groups(iter_documents(documents), documents_per_batch):
             yield _embed_group(model, group, *settings)
             if bar is not None:
                 bar.update(len(group))

@@ -214,8 +214,8 @@ def _batches(jobs: list[_Job], batch_tokens: int) -> Iterator[list[_Job]]:
     order = sorted(range(len(jobs)), key=lambda j: -len(jobs[j].ids))
     batch: list[_Job] = []
     for j in order:
-        longest = len(jobs[order[0]].ids) if not batch else len(batch[0].ids)
-        if batch and (len(batch) + 1) * longest > batch_tokens:
+        # Jobs arrive longest first, so the batch's first job sets its padded length.
+        if batch and (len(batch) + 1) * len(batch[0].ids) > batch_tokens:
             yield batch
             batch = []
         batch.append(jobs[j])

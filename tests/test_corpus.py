@@ -59,7 +59,8 @@ def test_chunks_without_tokens_are_reported_not_lost_silently(tiny_model):
 
 def test_streaming_gives_the_same_result_in_groups(tiny_model):
     whole = lc.embed_corpus(tiny_model, CORPUS, progress=False)
-    parts = list(lc.iter_embed_corpus(tiny_model, CORPUS, documents_per_batch=2, progress=False))
+    generator = ((doc_id, text) for doc_id, text in CORPUS.items())
+    parts = list(lc.iter_embed_corpus(tiny_model, generator, documents_per_batch=2, progress=False))
     assert len(parts) == 3
     joined = lc.CorpusEmbeddings.concatenate(parts)
     assert joined.records == whole.records
@@ -89,5 +90,11 @@ def test_bad_corpora_get_clear_errors(tiny_model):
         lc.embed_corpus(tiny_model, {"a": 5}, progress=False)
     with pytest.raises(ValueError, match="method='early'"):
         lc.embed_corpus(tiny_model, ["x"], method="early", progress=False)
+    # A streamed corpus (a generator) is checked item by item, too.
+    streamed = ((doc_id, text) for doc_id, text in [("a", "x."), ("a", "y.")])
+    with pytest.raises(ValueError, match="appears twice"):
+        lc.embed_corpus(tiny_model, streamed, progress=False)
+    with pytest.raises(ValueError, match="documents_per_batch=0"):
+        lc.embed_corpus(tiny_model, ["x"], documents_per_batch=0, progress=False)
     empty = lc.embed_corpus(tiny_model, {}, progress=False)
     assert empty.vectors.shape == (0, tiny_model.dim) and empty.records == []
