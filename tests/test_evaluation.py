@@ -4,11 +4,13 @@ document-level max pooling and input validation."""
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, ndcg_score
 
+import lc_utils as lc
 from lc_utils import evaluation as ev
 
 ITEMS = ["a", "b", "c", "d", "e"]
@@ -301,3 +303,204 @@ def test_cosine_scores():
     np.testing.assert_array_equal(scores[1], [0.0, 0.0, 0.0])
     with pytest.raises(ValueError, match="dimension 2 but item_vectors 3"):
         ev.cosine_scores(queries, np.ones((1, 3)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparing methods: paired differences, evaluate_methods, pool_records, compare_naive_late
+# ---------------------------------------------------------------------------------------------
+
+
+def test_paired_difference_counts_and_interval():
+    method = pd.Series([0.5, 0.2, 1.0, np.nan, 0.3], index=list("abcde"))
+    baseline = pd.Series([0.4, 0.2, 0.0, 0.7], index=list("dcba"))  # other order, e missing
+    result = ev.paired_difference(method, baseline, n_resamples=500, seed=3)
+    # Aligned on the index: a 0.5-0.7, b 0.2-0.0, c 1.0-0.2; d has NaN, e no baseline.
+    assert result["num_queries"] == 3
+    assert result["mean"] == pytest.approx((-0.2 + 0.2 + 0.8) / 3)
+    assert (result["method_better"], result["baseline_better"], result["ties"]) == (2, 1, 0)
+    assert -0.2 - 1e-9 <= result["low"] <= result["mean"] <= result["high"] <= 0.8 + 1e-9
+    assert ev.paired_difference(method, baseline, n_resamples=500, seed=3) == result
+
+
+def test_paired_difference_interval_covers_a_known_shift():
+    rng = np.random.default_rng(0)
+    baseline = rng.uniform(size=400)
+    method = baseline + 0.05 + rng.normal(scale=0.1, size=400)
+    result = ev.paired_difference(method, baseline, seed=0)
+    assert result["low"] < 0.05 < result["high"]
+    assert result["low"] > 0  # a shift of half a standard deviation over 400 pairs is clear
+    same = ev.paired_difference(baseline, baseline)
+    assert same["mean"] == same["low"] == same["high"] == 0.0 and same["ties"] == 400
+
+
+def test_paired_difference_validates():
+    with pytest.raises(ValueError, match="no query has a value for both"):
+        ev.paired_difference(pd.Series([1.0], index=["a"]), pd.Series([1.0], index=["b"]))
+    with pytest.raises(ValueError, match="pass two 1-D arrays"):
+        ev.paired_difference(np.ones(3), np.ones(4))
+    with pytest.raises(ValueError, match="confidence=1.5"):
+        ev.paired_difference(np.ones(3), np.ones(3), confidence=1.5)
+
+
+def _toy_corpus():
+    """Two documents of two chunks each; query q asks for d1's second chunk."""
+    records = [
+        {"doc_id": "d1", "chunk_index": 0, "start": 0, "end": 10, "text": "x" * 10},
+        {"doc_id": "d1", "chunk_index": 1, "start": 11, "end": 20, "text": "x" * 9},
+        {"doc_id": "d2", "chunk_index": 0, "start": 0, "end": 10, "text": "x" * 10},
+        {"doc_id": "d2", "chunk_index": 1, "start": 11, "end": 30, "text": "x" * 19},
+    ]
+    spans = {"q": [("d1", 12, 18)], "r": [("d2", 0, 5), ("d3", 0, 5)]}
+    queries = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    # good ranks d1#1 first for q and d2#0 first for r; bad (the rows reversed) gets both wrong.
+    good = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.5, 0.7]])
+    bad = good[::-1].copy()
+    return records, spans, queries, good, bad
+
+
+def test_evaluate_methods_matches_evaluate_levels():
+    records, spans, queries, good, bad = _toy_corpus()
+    comparison = ev.evaluate_methods(
+        queries, ["q", "r"], records, {"good": good, "bad": bad}, qrels_spans=spans, k=(1, 2)
+    )
+    assert comparison.methods == ["good", "bad"]
+    assert comparison.chunk_qrels == {"q": {"d1#1": 1}, "r": {"d2#0": 1}}
+    # d3 holds a span but no chunk: documents outside the records are not judged.
+    assert comparison.doc_qrels == {"q": {"d1": 1}, "r": {"d2": 1}}
+    for method, vectors in (("good", good), ("bad", bad)):
+        expected = ev.evaluate_levels(
+            ev.cosine_scores(queries, vectors),
+            query_ids=["q", "r"],
+            chunk_ids=["d1#0", "d1#1", "d2#0", "d2#1"],
+            chunk_doc_ids=["d1", "d1", "d2", "d2"],
+            chunk_qrels=comparison.chunk_qrels,
+            doc_qrels=comparison.doc_qrels,
+            k=(1, 2),
+        )
+        assert comparison.results[method] == expected
+    assert comparison.results["good"]["chunk"]["mrr"] == 1.0
+    assert comparison.results["bad"]["chunk"]["mrr"] < 1.0
+    summary = comparison.summary(["mrr", "num_queries"])
+    assert summary.loc[("chunk", "good"), "mrr"] == 1.0
+    assert list(summary.index.names) == ["level", "method"]
+    np.testing.assert_array_equal(comparison.vectors["bad"], bad.astype(np.float32))
+
+
+def test_method_comparison_difference_and_by_kind():
+    records, spans, queries, good, bad = _toy_corpus()
+    comparison = ev.evaluate_methods(
+        queries, ["q", "r"], records, {"naive": bad, "late": good}, qrels_spans=spans
+    )
+    difference = comparison.difference(metric="mrr", n_resamples=100)
+    per_query = comparison.per_query
+    expected = (per_query["late"]["chunk"]["mrr"] - per_query["naive"]["chunk"]["mrr"]).mean()
+    assert difference["mean"] == pytest.approx(expected) and difference["num_queries"] == 2
+    table = comparison.by_kind(lambda q: "kind-" + q, metric="mrr")
+    assert list(table.index) == ["kind-q", "kind-r", "all"]
+    assert table.loc["all", "queries"] == 2
+    assert table.loc["all", "difference"] == pytest.approx(expected)
+    assert table.loc["kind-q", "late"] == 1.0
+    with pytest.raises(KeyError, match="method 'other' was not evaluated"):
+        comparison.difference("other")
+    with pytest.raises(ValueError, match="level='passage'"):
+        comparison.by_kind(str, level="passage")
+
+
+def test_evaluate_methods_validates_vector_rows():
+    records, spans, queries, good, _ = _toy_corpus()
+    with pytest.raises(ValueError, match="vectors\\['late'\\] has shape \\(3, 3\\)"):
+        ev.evaluate_methods(queries, ["q", "r"], records, {"late": good[:3]}, qrels_spans=spans)
+    with pytest.raises(ValueError, match="vectors is empty"):
+        ev.evaluate_methods(queries, ["q", "r"], records, {}, qrels_spans=spans)
+
+
+LONG_TEXT = " ".join(
+    f"Sentence {i} talks about topic {i % 7} and refers back to what came before it."
+    for i in range(40)
+)
+
+
+def test_pool_records_equals_late_embed_corpus(tiny_model):
+    documents = {"long": LONG_TEXT, "short": "A short one. It fits in one window."}
+    chunks = {d: lc.chunk_text(t, "sentences") for d, t in documents.items()}
+    late = lc.embed_corpus(
+        tiny_model, documents, chunks=chunks, window=48, overlap=8, progress=False
+    )
+    encoded = {
+        d: lc.encode_document(tiny_model, t, window=48, overlap=8) for d, t in documents.items()
+    }
+    assert len(encoded["long"].plan.windows) > 5  # the long document really runs in windows
+    pooled = ev.pool_records(encoded, late.records)
+    np.testing.assert_allclose(pooled, late.vectors, atol=1e-5)
+    with pytest.raises(KeyError, match="document 'long'.*not in encoded"):
+        ev.pool_records({"short": encoded["short"]}, late.records)
+    empty = [{"doc_id": "short", "start": 5, "end": 6}]  # the space between two words
+    with pytest.raises(ValueError, match="record 0 .* holds no model token"):
+        ev.pool_records(encoded, empty)
+
+
+def test_compare_naive_late_with_and_without_encoded(tiny_model):
+    documents = {"long": LONG_TEXT, "other": "Topic three is different. Nothing refers to it."}
+    chunks = {d: lc.chunk_text(t, "sentences") for d, t in documents.items()}
+    first = LONG_TEXT.index("Sentence 3 ")
+    spans = {"q3": [("long", first, first + 40)], "q9": [("other", 0, 10)]}
+    queries = {"q3": "topic 3", "q9": "different topic"}
+    direct = ev.compare_naive_late(
+        tiny_model,
+        documents,
+        chunks,
+        queries,
+        qrels_spans=spans,
+        window=48,
+        overlap=8,
+        progress=False,
+    )
+    encoded = {
+        d: lc.encode_document(tiny_model, t, window=48, overlap=8) for d, t in documents.items()
+    }
+    reused = ev.compare_naive_late(
+        tiny_model,
+        documents,
+        chunks,
+        queries,
+        qrels_spans=spans,
+        encoded=encoded,
+        query_vectors=lc.embed_queries(tiny_model, list(queries.values())),
+        progress=False,
+    )
+    assert direct.methods == ["naive", "late"] and direct.records == reused.records
+    np.testing.assert_allclose(direct.vectors["late"], reused.vectors["late"], atol=1e-5)
+    for method in ("naive", "late"):
+        for level in ev.LEVELS:
+            for name, value in direct.results[method][level].items():
+                assert reused.results[method][level][name] == pytest.approx(value, abs=1e-6)
+    with pytest.raises(ValueError, match="already fixed"):
+        ev.compare_naive_late(
+            tiny_model, documents, chunks, queries, qrels_spans=spans, encoded=encoded, window=48
+        )
+    with pytest.raises(ValueError, match="query_vectors has 1 rows for 2 queries"):
+        ev.compare_naive_late(
+            tiny_model,
+            documents,
+            chunks,
+            queries,
+            qrels_spans=spans,
+            encoded=encoded,
+            query_vectors=np.ones((1, tiny_model.dim)),
+        )
+
+
+def test_within_document_cosine_matches_all_pairs():
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(7, 5))
+    vectors[2] = 0.0  # a zero vector has cosine 0 with everything
+    records = [{"doc_id": d} for d in ["a", "a", "a", "b", "c", "c", "c"]]
+    result = ev.within_document_cosine(records, vectors)
+    assert list(result.index) == ["a", "c"]  # b has one chunk
+    for doc in ("a", "c"):
+        rows = [i for i, r in enumerate(records) if r["doc_id"] == doc]
+        similarity = ev.cosine_scores(vectors[rows], vectors[rows]).astype(float)
+        off_diagonal = ~np.eye(len(rows), dtype=bool)
+        assert result[doc] == pytest.approx(similarity[off_diagonal].mean(), abs=1e-6)
+    with pytest.raises(ValueError, match="one row per record"):
+        ev.within_document_cosine(records, vectors[:3])

@@ -131,6 +131,22 @@ def test_05_milvus_validation(executed):
     assert m["filtered_agreement_at_k"] == 1.0
 
 
+def test_06_retrieval_eval(executed):
+    m = metrics_of(executed, "06_retrieval_eval")
+    assert m["pooling_max_abs_difference"] < 1e-5
+    assert {"sentences", "paragraphs", "fixed-32", "fixed-128"} <= set(m["chunkings"])
+    assert m["sweep"]["chunk_sizes"] == [32, 128]
+    assert set(m["sweep"]["late_minus_naive_ndcg10_chunk"]) == {"32", "128"}
+    # One truncated vector per document cannot see most of a long document.
+    assert 0 < m["document_vector_token_coverage"] < 0.9
+    assert 0 < m["document_vector"]["ndcg@10"] <= 1
+    # Overlap changes the vectors of documents longer than the window, at a measured cost.
+    overlap = m["overlap_comparison"]
+    assert overlap["n_long_documents"] >= 1 and overlap["cost_ratio"] > 1
+    assert max(overlap["cosine_with_vs_without_overlap"].values()) < 0.99
+    assert m["n_queries"] >= 20
+
+
 @pytest.mark.server
 def test_05_against_a_real_milvus_server(tmp_path):
     """The same notebook, unchanged, against a Milvus server (scripts/test_server.sh runs it)."""
