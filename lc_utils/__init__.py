@@ -37,6 +37,7 @@ from .late import (
     late_chunking,
     late_pool,
     naive_chunking,
+    plan_batches,
     plan_windows,
     pool_spans,
     prepare_document,

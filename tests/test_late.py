@@ -101,6 +101,68 @@ def test_window_plan_rejects_bad_overlap():
         lc.plan_windows(100, 10, -1)
 
 
+def _partitions(items):
+    """Every set partition of ``items`` (Bell(n) of them; n stays small)."""
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for partition in _partitions(rest):
+        yield [[first], *partition]
+        for i in range(len(partition)):
+            yield [*partition[:i], [first, *partition[i]], *partition[i + 1 :]]
+
+
+def _batch_cost(batches, lengths, pass_cost):
+    return sum(pass_cost + len(b) * max(lengths[i] for i in b) for b in batches)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 600), max_size=40),
+    batch_tokens=st.integers(1, 5000),
+    pass_cost=st.integers(0, 500),
+)
+def test_batch_plan_covers_every_sequence_within_the_budget(lengths, batch_tokens, pass_cost):
+    batches = lc.plan_batches(lengths, batch_tokens, pass_cost)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        padded = len(batch) * max(lengths[i] for i in batch)
+        assert len(batch) == 1 or padded <= batch_tokens
+        assert lengths[batch[0]] == max(lengths[i] for i in batch)  # longest first
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 300), min_size=1, max_size=6),
+    batch_tokens=st.integers(1, 1200),
+    pass_cost=st.integers(0, 300),
+)
+def test_batch_plan_is_as_cheap_as_the_best_partition(lengths, batch_tokens, pass_cost):
+    def allowed(partition):
+        return all(
+            len(b) == 1 or len(b) * max(lengths[i] for i in b) <= batch_tokens for b in partition
+        )
+
+    best = min(
+        _batch_cost(p, lengths, pass_cost)
+        for p in _partitions(list(range(len(lengths))))
+        if allowed(p)
+    )
+    plan = lc.plan_batches(lengths, batch_tokens, pass_cost)
+    assert _batch_cost(plan, lengths, pass_cost) == best
+
+
+def test_batch_plan_trades_padding_against_passes():
+    # Without a pass cost any padding is waste: ragged sequences run alone.
+    assert lc.plan_batches([500, 300, 100], 4096, pass_cost=0) == [[0], [1], [2]]
+    # Equal lengths fill the budget; a ragged tail is padded only when a pass costs more.
+    assert sorted(map(len, lc.plan_batches([64] * 5, 128, pass_cost=10))) == [1, 2, 2]
+    assert lc.plan_batches([500, 60, 64], 4096, pass_cost=10) == [[0], [2, 1]]
+    assert lc.plan_batches([500, 480], 4096, pass_cost=64) == [[0, 1]]
+    assert lc.plan_batches([], 2048) == []
+
+
 def test_windowed_tokens_come_from_their_own_window(tiny_model):
     text = " ".join(f"word{i} is here." for i in range(120))
     encoded = lc.encode_document(tiny_model, text, window=66, overlap=16)
