@@ -132,6 +132,25 @@ class BeirDataset:
             for doc_id, d in self.corpus.items()
         }
 
+    def document_spans(self, separator: str = "\n\n") -> dict[str, list[tuple[str, int, int, int]]]:
+        """The judgments as span judgments over whole documents, for ``lc_utils.evaluation``.
+
+        BEIR judges documents, not passages, so each relevant document (grade > 0, present in
+        the corpus) becomes one span ``(doc_id, 0, len(text), grade)`` over the text that
+        ``documents(separator)`` returns. With these spans the document-level metrics of
+        ``compare_naive_late`` are BEIR's own; the chunk-level ones count every chunk of a
+        relevant document as relevant, a looser measure. Introduced in notebook 06_retrieval_eval.
+        """
+        texts = self.documents(separator)
+        return {
+            query_id: [
+                (doc_id, 0, len(texts[doc_id]), grade)
+                for doc_id, grade in grades.items()
+                if grade > 0 and doc_id in texts
+            ]
+            for query_id, grades in self.qrels.items()
+        }
+
 
 def _layout_error(root: Path, split: str, missing: Path, extra: str = "") -> FileNotFoundError:
     return FileNotFoundError(

@@ -67,6 +67,27 @@ def test_load_beir_round_trip(tmp_path):
     assert list(everything.queries) == ["q1", "q2", "q3"]
 
 
+def test_beir_data_runs_through_the_naive_late_comparison(tmp_path, tiny_model):
+    import lc_utils as lc
+
+    root = write_beir(tmp_path / "toy", qrels_test=[("q1", "d1", "2"), ("q1", "d9", "1")])
+    with pytest.warns(UserWarning, match="missing from"):
+        data = ds.load_beir(root)
+    spans = data.document_spans()
+    text = data.documents()["d1"]
+    # Only judged, relevant documents that the corpus holds become spans, over the whole text.
+    assert spans == {"q1": [("d1", 0, len(text), 2)]}
+    documents = data.documents()
+    chunks = {d: lc.chunk_text(t, "sentences") for d, t in documents.items()}
+    result = lc.evaluation.compare_naive_late(
+        tiny_model, documents, chunks, data.queries, qrels_spans=spans, progress=False
+    )
+    # One query, one relevant document: document-level recall@5 over 3 documents is 1.
+    for method in ("naive", "late"):
+        assert result.results[method]["document"]["recall@5"] == 1.0
+        assert result.results[method]["document"]["num_queries"] == 1
+
+
 def test_load_beir_missing_files_name_the_path_and_layout(tmp_path):
     with pytest.raises(FileNotFoundError, match="expected a BEIR folder laid out as"):
         ds.load_beir(tmp_path / "absent")
