@@ -8,10 +8,10 @@ notebook to HTML and writes ``report.md``, ``report.html`` and ``run.json`` for 
 no notebook declares are refused before anything runs, because papermill itself only logs them.
 
 Finding notebooks and checking their parameters live in `lc_utils.parameters`; writing
-``run.json`` and the reports, and probing the environment, in `lc_utils.report`. Their public
-names are re-exported here. This module and that one deliberately import nothing
-else from ``lc_utils``: the runner must be able to run, list and strip notebooks even while the
-library they exercise is broken.
+``run.json`` and the reports, and probing the environment, in `lc_utils.report`, whose public
+names are re-exported here. These three modules deliberately import nothing else from
+``lc_utils``: the runner must be able to run, list and strip notebooks even while the library
+they exercise is broken.
 """
 
 from __future__ import annotations
@@ -31,10 +31,9 @@ from typing import Any
 
 import nbformat
 
-# Notebook discovery and parameters live in lc_utils.parameters; their public names stay
-# importable from the runner, as do the report's (unused ones included: noqa).
+# Notebook discovery and parameters live in lc_utils.parameters. The report's public names
+# stay importable from the runner (unused ones included: noqa).
 from lc_utils.parameters import (
-    NOTEBOOK_PATTERN,  # noqa: F401
     PARAMETERS_TAG,
     UnknownParameterError,
     _DropUnparsedLine,
@@ -47,10 +46,8 @@ from lc_utils.parameters import (
     find_notebooks,
     load_parameter_file,
     notebook_parameters,
-    papermill_blind_spots,  # noqa: F401
     parameter_assignments,
     parameters_cell,
-    parse_parameter_value,  # noqa: F401
     select_notebooks,
     validate_parameters,
 )
@@ -75,20 +72,11 @@ __all__ = [
     "KERNEL_NAME",
     "NotebookExecutionError",
     "RunnerError",
-    "UnknownParameterError",
     "execute_notebook",
-    "find_notebooks",
     "flatten_metrics",
-    "load_parameter_file",
     "main",
-    "notebook_parameters",
-    "papermill_blind_spots",
-    "parameter_assignments",
-    "parameters_cell",
-    "parse_parameter_value",
-    "select_notebooks",
+    "run_notebooks",
     "strip_notebook",
-    "validate_parameters",
     "write_report",
 ]
 

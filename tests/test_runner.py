@@ -21,7 +21,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from lc_utils import outputs, runner
+from lc_utils import outputs, parameters, runner
 
 KERNELSPEC = {"name": "lc-utils", "display_name": "Python (lc-utils)", "language": "python"}
 
@@ -95,19 +95,19 @@ def notebooks_dir(tmp_path: Path) -> Path:
 def test_find_notebooks_keeps_numbered_ones_in_run_order(tmp_path: Path) -> None:
     for name in ["04_d", "03a_inserted", "03_c", "01_a", "scratch", "1_short", "Untitled"]:
         make_notebook(tmp_path, f"{name}.ipynb", None, [])
-    names = [p.stem for p in runner.find_notebooks(tmp_path)]
+    names = [p.stem for p in parameters.find_notebooks(tmp_path)]
     assert names == ["01_a", "03_c", "03a_inserted", "04_d"]
 
 
 def test_select_notebooks_by_number_or_stem(tmp_path: Path) -> None:
     for name in ["01_a", "03_c", "03a_inserted", "04_d"]:
         make_notebook(tmp_path, f"{name}.ipynb", None, [])
-    found = runner.find_notebooks(tmp_path)
-    assert [p.stem for p in runner.select_notebooks(found, "04,03")] == ["03_c", "04_d"]
-    assert [p.stem for p in runner.select_notebooks(found, "03a_inserted")] == ["03a_inserted"]
-    assert runner.select_notebooks(found, None) == found
+    found = parameters.find_notebooks(tmp_path)
+    assert [p.stem for p in parameters.select_notebooks(found, "04,03")] == ["03_c", "04_d"]
+    assert [p.stem for p in parameters.select_notebooks(found, "03a_inserted")] == ["03a_inserted"]
+    assert parameters.select_notebooks(found, None) == found
     with pytest.raises(runner.RunnerError, match=r"--only 07 matches no notebook.*01_a"):
-        runner.select_notebooks(found, "01,07")
+        parameters.select_notebooks(found, "01,07")
 
 
 @pytest.mark.parametrize(
@@ -128,11 +128,11 @@ def test_select_notebooks_by_number_or_stem(tmp_path: Path) -> None:
     ],
 )
 def test_parse_parameter_value_like_papermill(text: str, expected: object) -> None:
-    assert runner.parse_parameter_value(text) == expected
+    assert parameters.parse_parameter_value(text) == expected
 
 
 def test_notebook_parameters_reads_literal_defaults(notebooks_dir: Path) -> None:
-    declared = runner.notebook_parameters(notebooks_dir / "01_recorder.ipynb")
+    declared = parameters.notebook_parameters(notebooks_dir / "01_recorder.ipynb")
     assert declared == {
         "MODEL_NAME": "auto",
         "CHUNK_SIZE": 64,
@@ -145,16 +145,16 @@ def test_notebook_parameters_reads_literal_defaults(notebooks_dir: Path) -> None
 def test_validate_parameters_routes_each_name_to_the_notebooks_declaring_it(
     notebooks_dir: Path,
 ) -> None:
-    first, second = runner.find_notebooks(notebooks_dir)
-    resolved = runner.validate_parameters([first, second], {"CHUNK_SIZE": 16, "SEED": 7})
+    first, second = parameters.find_notebooks(notebooks_dir)
+    resolved = parameters.validate_parameters([first, second], {"CHUNK_SIZE": 16, "SEED": 7})
     assert resolved[first] == {"CHUNK_SIZE": 16, "SEED": 7}
     assert resolved[second] == {"SEED": 7}
 
 
 def test_unknown_parameter_is_rejected_with_the_valid_names(notebooks_dir: Path) -> None:
-    notebooks = runner.find_notebooks(notebooks_dir)
-    with pytest.raises(runner.UnknownParameterError) as caught:
-        runner.validate_parameters(notebooks, {"CHUNK_SIZ": 16})
+    notebooks = parameters.find_notebooks(notebooks_dir)
+    with pytest.raises(parameters.UnknownParameterError) as caught:
+        parameters.validate_parameters(notebooks, {"CHUNK_SIZ": 16})
     message = str(caught.value)
     assert "CHUNK_SIZ" in message
     assert "Valid names: CHUNK_SIZE, MILVUS_URI, MODEL_NAME, SEED, TOKEN." in message
@@ -164,20 +164,26 @@ def test_parameters_papermill_cannot_parse_are_still_accepted(tmp_path: Path) ->
     notebook = make_notebook(
         tmp_path, "01_x.ipynb", "WINDOW = None  # None = the maximum\nSEED = 0  # seed", []
     )
-    assert runner.papermill_blind_spots(notebook) == ["WINDOW"]
-    assert runner.notebook_parameters(notebook) == {"WINDOW": None, "SEED": 0}
-    resolved = runner.validate_parameters([notebook], {"WINDOW": runner.parse_parameter_value("8")})
+    assert parameters.papermill_blind_spots(notebook) == ["WINDOW"]
+    assert parameters.notebook_parameters(notebook) == {"WINDOW": None, "SEED": 0}
+    resolved = parameters.validate_parameters(
+        [notebook], {"WINDOW": parameters.parse_parameter_value("8")}
+    )
     assert resolved[notebook] == {"WINDOW": 8}
 
 
 def test_output_dir_cannot_be_passed(notebooks_dir: Path) -> None:
     with pytest.raises(runner.RunnerError, match="--output-root"):
-        runner.validate_parameters(runner.find_notebooks(notebooks_dir), {"OUTPUT_DIR": "/x"})
+        parameters.validate_parameters(
+            parameters.find_notebooks(notebooks_dir), {"OUTPUT_DIR": "/x"}
+        )
 
 
 def test_value_of_the_wrong_type_is_rejected(notebooks_dir: Path) -> None:
     with pytest.raises(runner.RunnerError, match=r"CHUNK_SIZE expects int .*got 'big'"):
-        runner.validate_parameters(runner.find_notebooks(notebooks_dir), {"CHUNK_SIZE": "big"})
+        parameters.validate_parameters(
+            parameters.find_notebooks(notebooks_dir), {"CHUNK_SIZE": "big"}
+        )
 
 
 def test_main_rejects_unknown_parameter_before_running_anything(
@@ -206,11 +212,11 @@ def test_parameter_file_and_list(
 ) -> None:
     params = tmp_path / "params.yaml"
     params.write_text("CHUNK_SIZE: 32\nSEED: 1\n")
-    assert runner.load_parameter_file(params) == {"CHUNK_SIZE": 32, "SEED": 1}
+    assert parameters.load_parameter_file(params) == {"CHUNK_SIZE": 32, "SEED": 1}
     bad = tmp_path / "bad.yaml"
     bad.write_text("- just\n- a list\n")
     with pytest.raises(runner.RunnerError, match="mapping"):
-        runner.load_parameter_file(bad)
+        parameters.load_parameter_file(bad)
     assert runner.main(["--notebooks", str(notebooks_dir), "--list"]) == 0
     listing = capsys.readouterr().out
     assert "01_recorder.ipynb" in listing
