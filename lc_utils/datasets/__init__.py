@@ -1,0 +1,53 @@
+"""Corpora, queries and relevance judgments for evaluating late chunking.
+
+Three sources, none of which downloads anything unless the user calls ``download_beir``:
+
+* **BEIR-format folders** (``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``) through
+  ``load_beir``, so that users who are online can point the evaluation at SciFact, NFCorpus, ...
+* **Python's own reference topics** (``pydoc_data.topics``), real long documents that ship with
+  every Python, through ``load_pydoc_topics``, with queries and judgments built from the
+  documents' own structure by ``build_pydoc_queries`` and mapped to any chunking by
+  ``chunk_qrels``.
+* **A release-note paragraph** (``RELEASE_NOTES``, ``RELEASE_QUERY``) written for this project,
+  where only the first sentence names the release: the setting of the blog's cosine table.
+
+Spans are half-open character offsets ``(start, end)`` into a document, the package's one
+currency, so judgments made here apply to every chunking strategy.
+
+The BEIR loader is in ``beir``, the reference topics and their queries in ``pydoc_topics``, the
+judgments for any chunking in ``judgments``; everything is importable from here.
+
+Introduced in notebook 06_retrieval_eval (the release note in 04_naive_vs_late).
+"""
+
+from .beir import BEIR_URL as BEIR_URL
+from .beir import BeirDataset as BeirDataset
+from .beir import download_beir as download_beir
+from .beir import load_beir as load_beir
+from .judgments import chunk_key as chunk_key
+from .judgments import chunk_keys as chunk_keys
+from .judgments import chunk_qrels as chunk_qrels
+from .pydoc_topics import QUERY_KINDS as QUERY_KINDS
+from .pydoc_topics import PydocQueries as PydocQueries
+from .pydoc_topics import build_pydoc_queries as build_pydoc_queries
+from .pydoc_topics import load_pydoc_topics as load_pydoc_topics
+from .pydoc_topics import query_kind as query_kind
+
+RELEASE_NOTES = (
+    "Vectorbase 3.7.2 is a maintenance release of the open-source vector database, published on "
+    "14 March 2025. It fixes a race condition that could lose writes when two clients flushed "
+    "the same partition at the same moment. This version also halves the memory needed to "
+    "rebuild the HNSW index after a crash, so recovery no longer fails on small machines. "
+    "Searches that name a partition which does not exist now stop with a clear error instead of "
+    "quietly returning nothing. The on-disk format is unchanged from the previous patch, which "
+    "means upgrading needs no migration and rolling back stays possible. Its Python client gains "
+    "a timeout argument on every call. We recommend the update to everyone on the 3.7 series."
+)
+"""A release note written for this project (not taken from the blog). Only its first sentence
+names the release; the others refer to it as "it", "this version", "its". Embedding each sentence
+alone loses that link, which is what late chunking restores. Introduced in notebook
+04_naive_vs_late."""
+
+RELEASE_QUERY = "vectorbase 3.7.2"
+"""The query of the release-note experiment: it names the release and nothing else. Introduced
+in notebook 04_naive_vs_late."""
