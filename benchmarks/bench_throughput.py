@@ -34,6 +34,9 @@ import numpy as np
 
 import lc_utils as lc
 
+# The library's own batching defaults, so that the raw path batches exactly as the pipeline.
+from lc_utils.late import _default_batch_tokens, _pass_cost
+
 CHUNK_SIZE = 64
 DOCUMENTS_PER_GROUP = 32  # embed_corpus's default documents_per_batch, mirrored by the raw path
 
@@ -69,9 +72,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.docs, args.rounds = args.docs or 20, min(args.rounds, 2)
-    if args.batch_tokens is None:
-        # The library's own default (lc_utils.late._default_batch_tokens).
-        args.batch_tokens = 65_536 if args.device.startswith("cuda") else 2_048
     return args
 
 
@@ -93,8 +93,6 @@ def load(args):
 
 def raw_batches(model, tokenized: dict, window: int | None, overlap: int | None, budget: int):
     """The id sequences the pipeline's forward passes see, grouped into the same batches."""
-    from lc_utils.late import _pass_cost  # the library's own batching, mirrored on purpose
-
     before, after = (np.asarray(ids, np.int64) for ids in model.special_token_ids)
     content_window = (window or model.max_length) - len(before) - len(after)
     doc_ids = list(tokenized)
@@ -124,6 +122,8 @@ def make_chunks(model, documents: dict, chunking: str) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     model, documents = load(args)
+    if args.batch_tokens is None:
+        args.batch_tokens = _default_batch_tokens(model)
     tokenized = {
         doc_id: lc.tokenize_document(model.tokenizer, text, model.document_prefix).input_ids
         for doc_id, text in documents.items()
