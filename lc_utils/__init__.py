@@ -29,9 +29,8 @@ from .corpus import (
 )
 from .late import (
     DocumentEmbedding,
-    TokenizedDocument,
     WindowPlan,
-    chunk_of_tokens,
+    content_window,
     embed_queries,
     encode_document,
     late_chunking,
@@ -41,9 +40,6 @@ from .late import (
     plan_windows,
     pool_spans,
     prepare_document,
-    token_offsets,
-    token_spans,
-    tokenize_document,
 )
 from .models import (
     LONG_CONTEXT_DEFAULT,
@@ -55,5 +51,13 @@ from .models import (
     packaged_minilm_path,
 )
 from .outputs import load_metrics, prepare_output_dir, save_figure, save_metrics, set_seed
+from .tokens import (
+    TokenizedDocument,
+    chunk_of_tokens,
+    token_offsets,
+    token_spans,
+    tokenize_document,
+    whitespace_mask,
+)
 
 __version__ = "0.1.0"

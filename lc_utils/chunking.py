@@ -17,6 +17,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from .tokens import token_offsets
+
 __all__ = [
     "Chunk",
     "STRATEGIES",
@@ -26,7 +28,6 @@ __all__ = [
     "chunk_paragraphs",
     "sentence_word_spans",
     "validate_chunks",
-    "whitespace_mask",
     "strip_span",
 ]
 
@@ -49,23 +50,6 @@ class Chunk:
 
     def __len__(self) -> int:
         return self.end - self.start
-
-
-# Codepoints for which str.isspace() is true. Kept as an array so whitespace tests over a whole
-# document run in numpy rather than in a Python loop over characters.
-_WHITESPACE_CODEPOINTS = np.array(
-    [cp for cp in range(0x3000 + 1) if chr(cp).isspace()], dtype=np.uint32
-)
-
-
-def whitespace_mask(text: str) -> np.ndarray:
-    """Boolean array of shape ``(len(text),)``: True where ``text[i].isspace()``.
-
-    Vectorised through the UTF-32 code points, so it costs the same for a 5-million-character
-    document as a handful of numpy calls. Introduced in notebook 01_chunking.
-    """
-    codepoints = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    return np.isin(codepoints, _WHITESPACE_CODEPOINTS)
 
 
 def strip_span(text: str, start: int, end: int) -> tuple[int, int]:
@@ -176,8 +160,6 @@ def chunk_fixed(text: str, tokenizer, *, chunk_size: int = 64) -> list[Chunk]:
         )
     if not text.strip():
         return []
-    from .late import token_offsets  # late imports chunking; import here to avoid a cycle
-
     starts, _ = token_offsets(tokenizer, text)
     if len(starts) == 0:
         return []

@@ -31,17 +31,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .chunking import Chunk, validate_chunks, whitespace_mask
+from .chunking import Chunk, validate_chunks
 from .models import EmbeddingModel
+from .tokens import TokenizedDocument, chunk_of_tokens, token_spans, tokenize_document
 
 __all__ = [
-    "TokenizedDocument",
     "WindowPlan",
     "DocumentEmbedding",
-    "tokenize_document",
-    "token_offsets",
-    "token_spans",
-    "chunk_of_tokens",
+    "content_window",
     "plan_windows",
     "plan_batches",
     "encode_document",
@@ -52,91 +49,6 @@ __all__ = [
     "naive_chunking",
     "embed_queries",
 ]
-
-
-@dataclass
-class TokenizedDocument:
-    """A document's content tokens (no special tokens) and where they sit in the text.
-
-    Attributes:
-        input_ids: int64 ``(n_tokens,)``.
-        starts: int64 ``(n_tokens,)``, character of each token's first non-whitespace character,
-            relative to the text (negative for tokens of a prepended prefix).
-        ends: int64 ``(n_tokens,)``, character end of each token.
-    """
-
-    input_ids: np.ndarray
-    starts: np.ndarray
-    ends: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-
-def tokenize_document(tokenizer, text: str, prefix: str = "") -> TokenizedDocument:
-    """Tokenize ``prefix + text`` once, without special tokens, keeping character offsets.
-
-    Literal special-token strings in the text (a user's "[SEP]") are split like ordinary text,
-    so no document can inject control tokens. Introduced in notebook 01_chunking.
-    """
-    if not getattr(tokenizer, "is_fast", False):
-        raise TypeError(
-            "late chunking needs a fast tokenizer (tokenizer.is_fast) for character offsets"
-        )
-    full = prefix + text
-    encoding = tokenizer(
-        full,
-        add_special_tokens=False,
-        return_offsets_mapping=True,
-        truncation=False,
-        verbose=False,
-        split_special_tokens=True,
-    )
-    input_ids = np.asarray(encoding["input_ids"], dtype=np.int64)
-    offsets = np.asarray(encoding["offset_mapping"], dtype=np.int64).reshape(-1, 2)
-    starts, ends = offsets[:, 0].copy(), offsets[:, 1].copy()
-    if len(full):
-        # Some tokenizers (SentencePiece's "▁word", byte-level BPE) start a token on the space
-        # before a word; move each start to the token's first non-whitespace character so that
-        # a token never falls into the whitespace between two chunks.
-        space = whitespace_mask(full)
-        position = np.where(space, len(full), np.arange(len(full)))
-        next_non_space = np.minimum.accumulate(position[::-1])[::-1]
-        inside = starts < len(full)
-        moved = next_non_space[np.minimum(starts, len(full) - 1)]
-        starts = np.where(inside & (moved < ends), moved, starts)
-    shift = len(prefix)
-    return TokenizedDocument(input_ids, starts - shift, ends - shift)
-
-
-def token_offsets(tokenizer, text: str) -> tuple[np.ndarray, np.ndarray]:
-    """Character ``(starts, ends)`` of the content tokens of ``text``; see ``tokenize_document``."""
-    document = tokenize_document(tokenizer, text)
-    return document.starts, document.ends
-
-
-def token_spans(starts: np.ndarray, spans: np.ndarray) -> np.ndarray:
-    """Half-open token spans ``(n_chunks, 2)`` of chunks given by character ``spans``.
-
-    Token ``t`` is in chunk ``i`` iff ``spans[i, 0] <= starts[t] < spans[i, 1]``. ``starts``
-    must be non-decreasing (tokenizers emit tokens in text order) and ``spans`` sorted and
-    disjoint. Introduced in notebook 01_chunking.
-    """
-    spans = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
-    first = np.searchsorted(starts, spans[:, 0], side="left")
-    last = np.searchsorted(starts, spans[:, 1], side="left")
-    return np.stack([first, last], axis=1).astype(np.int64)
-
-
-def chunk_of_tokens(n_tokens: int, spans_in_tokens: np.ndarray) -> np.ndarray:
-    """int64 ``(n_tokens,)``: the chunk index of each token, or -1 for tokens in no chunk."""
-    owner = np.full(n_tokens, -1, dtype=np.int64)
-    lengths = spans_in_tokens[:, 1] - spans_in_tokens[:, 0]
-    positions = np.repeat(spans_in_tokens[:, 0], lengths) + (
-        np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    )
-    owner[positions] = np.repeat(np.arange(len(spans_in_tokens)), lengths)
-    return owner
 
 
 @dataclass(frozen=True)
@@ -160,7 +72,13 @@ class WindowPlan:
         return sum(b - a for a, b in self.windows)
 
 
-def _content_window(model: EmbeddingModel, window: int | None) -> tuple[int, int]:
+def content_window(model: EmbeddingModel, window: int | None = None) -> tuple[int, int]:
+    """``(window, content_window)``: positions per pass, and the content tokens that leave room for.
+
+    ``window`` defaults to ``model.max_length``; the content window is ``window`` minus the
+    model's special tokens ([CLS] and [SEP] for BERT). Raises ``ValueError`` for a window above
+    the model's limit or one with no room for text. Introduced in notebook 02_token_embeddings.
+    """
     before, after = model.special_token_ids
     n_special = len(before) + len(after)
     window = model.max_length if window is None else int(window)
@@ -344,8 +262,8 @@ def encode_document(
     02_token_embeddings.
     """
     tokens = tokenize_document(model.tokenizer, text, model.document_prefix)
-    _, content_window = _content_window(model, window)
-    plan = plan_windows(len(tokens), content_window, overlap)
+    _, content_tokens = content_window(model, window)
+    plan = plan_windows(len(tokens), content_tokens, overlap)
     out = np.empty((len(tokens), model.dim), dtype=np.float32)
     jobs = _window_jobs(0, tokens, plan)
     for job, hidden in _run_jobs(model, jobs, batch_tokens, progress, "encoding"):
@@ -445,13 +363,13 @@ def late_pool(
     ``prepared`` holds ``(tokens, token_spans)`` per document, as from ``prepare_document``.
     Returns per document float32 ``(n_chunks, dim)``; rows of chunks without tokens are NaN.
     """
-    _, content_window = _content_window(model, window)
+    _, content_tokens = content_window(model, window)
     jobs, owners, counts = [], [], []
     for d, (tokens, in_tokens) in enumerate(prepared):
         owners.append(torch.from_numpy(chunk_of_tokens(len(tokens), in_tokens)).to(model.device))
         counts.append(in_tokens[:, 1] - in_tokens[:, 0])
         if len(tokens):
-            jobs.extend(_window_jobs(d, tokens, plan_windows(len(tokens), content_window, overlap)))
+            jobs.extend(_window_jobs(d, tokens, plan_windows(len(tokens), content_tokens, overlap)))
     sums = [torch.zeros((len(c), model.dim), device=model.device) for c in counts]
     for job, hidden in _run_jobs(model, jobs, batch_tokens, progress, "late chunking"):
         owner = owners[job.document][job.kept[0] : job.kept[1]]
@@ -486,7 +404,7 @@ def _embed_texts(
     what: str,
 ) -> np.ndarray:
     """Each text on its own, with the model's own pooling; truncated to ``max_length``."""
-    _, content_window = _content_window(model, None)
+    _, content_tokens = content_window(model, None)
     encoded = model.tokenizer(
         [prefix + t for t in texts],
         add_special_tokens=False,
@@ -494,7 +412,7 @@ def _embed_texts(
         verbose=False,
         split_special_tokens=True,
     )["input_ids"]
-    too_long = [i for i, ids in enumerate(encoded) if len(ids) > content_window]
+    too_long = [i for i, ids in enumerate(encoded) if len(ids) > content_tokens]
     if too_long:
         warnings.warn(
             f"{len(too_long)} of {len(texts)} {what} exceed {model.name}'s limit of "
@@ -503,7 +421,7 @@ def _embed_texts(
             stacklevel=3,
         )
     jobs = [
-        _Job(i, np.asarray(ids[:content_window], dtype=np.int64), 0, (0, 0))
+        _Job(i, np.asarray(ids[:content_tokens], dtype=np.int64), 0, (0, 0))
         for i, ids in enumerate(encoded)
     ]
     out = np.empty((len(texts), model.dim), dtype=np.float32)
