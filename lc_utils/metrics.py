@@ -49,6 +49,8 @@ from collections.abc import Hashable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .vectors import cosine_scores
+
 __all__ = [
     "METRICS",
     "DEFAULT_METRICS",
@@ -153,36 +155,6 @@ def _type_hint(unknown, known_ids) -> str:
 # ---------------------------------------------------------------------------------------------
 # Building blocks
 # ---------------------------------------------------------------------------------------------
-
-
-def cosine_scores(query_vectors, item_vectors) -> np.ndarray:
-    """Cosine similarity of every query with every item.
-
-    Args:
-        query_vectors: float ``(n_queries, dim)``.
-        item_vectors: float ``(n_items, dim)``.
-    Returns:
-        float32 ``(n_queries, n_items)``. A zero vector has cosine 0 with everything rather than
-        NaN, so that a degenerate chunk ranks low instead of breaking the evaluation.
-    Introduced in notebook 06_retrieval_eval.
-    """
-    queries = np.asarray(query_vectors, dtype=np.float32)
-    items = np.asarray(item_vectors, dtype=np.float32)
-    if queries.ndim != 2 or items.ndim != 2:
-        raise ValueError(
-            f"query_vectors has shape {queries.shape} and item_vectors {items.shape}; "
-            "both must be 2-D (n, dim)"
-        )
-    if queries.shape[1] != items.shape[1]:
-        raise ValueError(
-            f"query_vectors have dimension {queries.shape[1]} but item_vectors "
-            f"{items.shape[1]}; embed both with the same model"
-        )
-    query_norms = np.linalg.norm(queries, axis=1, keepdims=True)
-    item_norms = np.linalg.norm(items, axis=1, keepdims=True)
-    queries = queries / np.where(query_norms > 0, query_norms, 1.0)
-    items = items / np.where(item_norms > 0, item_norms, 1.0)
-    return queries @ items.T
 
 
 def relevance_matrix(
