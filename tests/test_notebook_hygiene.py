@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lc_utils.parameters import NOTEBOOK_PATTERN, PARAMETERS_TAG, papermill_blind_spots
+from lc_utils.parameters import NOTEBOOK_PATTERN, PARAMETERS_TAG, notebook_parameters
 from lc_utils.runner import KERNEL_NAME
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -130,7 +130,17 @@ def test_parameters_cell_holds_literals_only(path: Path) -> None:
 
 @each_notebook
 def test_papermill_reads_every_parameter(path: Path) -> None:
-    hidden = papermill_blind_spots(path)
+    """The runner takes a notebook's parameters from papermill.inspect_notebook, so a name that
+    papermill cannot see would be refused as unknown."""
+    cells = _parameters_cells(_read(path))
+    assert cells, f"{path.name}: no cell is tagged '{PARAMETERS_TAG}'"
+    assigned = [
+        target.id
+        for node in ast.parse(cells[0].source).body
+        for target in getattr(node, "targets", [getattr(node, "target", None)])
+        if isinstance(target, ast.Name)
+    ]
+    hidden = [name for name in assigned if name not in notebook_parameters(path)]
     assert not hidden, (
         f"{path.name}: papermill.inspect_notebook cannot see {', '.join(hidden)}: it skips any "
         "parameters line with more than one '=', such as '# None = the maximum'. Reword the "
