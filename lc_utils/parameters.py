@@ -1,10 +1,8 @@
-"""The notebooks of a run and their parameters: finding them, and checking what the user passed.
+"""The notebooks of a run and their parameters, read by papermill's ``inspect_notebook``.
 
-A notebook declares its parameters in one cell tagged ``parameters``, which papermill's
-``inspect_notebook`` reads. papermill only *logs* a passed name that the notebook does not
-declare, so a typo would run silently with the default: `validate_parameters` refuses it, with
-the valid names, before anything runs, and fits each value to the type of the notebook's default.
-Like the runner, this module imports nothing from the rest of ``lc_utils``.
+papermill only *logs* a passed name that a notebook does not declare, so a typo would run
+silently with the default: `validate_parameters` refuses it, listing the valid names, before
+anything runs, and fits each value to the type of the notebook's default.
 """
 
 from __future__ import annotations
@@ -31,12 +29,6 @@ class UnknownParameterError(RunnerError):
 class ParameterText(str):
     """A value typed on the command line, kept as text until the notebook's default says whether
     it is meant as a string (``-p MILVUS_TOKEN 0123`` must stay ``"0123"``)."""
-
-
-def default_notebooks_dir() -> Path:
-    """``./notebooks`` if the current directory has one, else the checkout's ``notebooks/``."""
-    local = Path.cwd() / "notebooks"
-    return local if local.is_dir() else Path(__file__).resolve().parents[1] / "notebooks"
 
 
 def find_notebooks(notebooks_dir: str | os.PathLike[str]) -> list[Path]:
@@ -73,15 +65,16 @@ def declared_parameters(path: str | os.PathLike[str]) -> dict[str, dict[str, str
 
 
 def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The parameters a notebook declares, ``{name: default}`` in cell order; a default that is
-    not a Python literal stays source text."""
-    result = {}
-    for name, spec in declared_parameters(path).items():
-        try:
-            result[name] = ast.literal_eval(spec["default"])
-        except (ValueError, SyntaxError):
-            result[name] = spec["default"]
-    return result
+    """``{name: default}`` in cell order; a default that is not a literal stays source text."""
+    declared = {name: spec["default"] for name, spec in declared_parameters(path).items()}
+    return {name: _literal(source) for name, source in declared.items()}
+
+
+def _literal(source: str) -> Any:
+    try:
+        return ast.literal_eval(source)
+    except (ValueError, SyntaxError):
+        return source
 
 
 def _yaml(text: str) -> Any:
@@ -106,19 +99,6 @@ def parse_parameter_value(text: str) -> Any:
         return _yaml(stripped) if stripped.startswith(("[", "{")) else str(text)
     except yaml.YAMLError as exc:
         raise RunnerError(f"cannot parse {text!r} as a list or mapping: {exc}") from exc
-
-
-def load_parameter_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a YAML (or JSON) file of ``NAME: value`` pairs, for ``-f params.yaml``."""
-    try:
-        data = _yaml(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise RunnerError(f"cannot read parameter file {path}: {exc}") from exc
-    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
-        raise RunnerError(
-            f"parameter file {path} must be a mapping of NAME: value at the top level"
-        )
-    return data
 
 
 def _is_number(value: Any) -> bool:

@@ -136,10 +136,11 @@ def _notebook(record: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
     figures = sorted((run_dir / record["stem"]).glob("*.png"))
     return {
         **record,
+        "model": metrics.get("model") or record["parameters"].get("MODEL_NAME"),
         "summary": summary,
         "metrics": flatten_metrics(metrics),
         "figures": [figure.relative_to(run_dir).as_posix() for figure in figures],
-        "parameters": {k: _text(v) for k, v in record.get("parameters", {}).items()},
+        "parameters": {k: _text(v) for k, v in record["parameters"].items()},
     }
 
 

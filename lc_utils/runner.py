@@ -32,16 +32,11 @@ from lc_utils.report import KERNEL_NAME, OUTPUT_DIR_PARAMETER, RunnerError, writ
 # The hub's download bars and tokenizers' fork warnings clutter every executed notebook.
 KERNEL_ENVIRONMENT = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TOKENIZERS_PARALLELISM": "false"}
 PROGRESS_EVERY_S = 10.0  # seconds between two console lines of one progress bar
-_PAPERMILL_TAGS = {"injected-parameters", "papermill-error-cell-tag"}
-_RUN_METADATA = ("execution", "papermill", "ExecuteTime", "collapsed", "scrolled", "widgets")
 
 
 class NotebookExecutionError(RuntimeError):
-    """A cell raised while papermill executed a notebook; the partial copy is saved.
-
-    ``cell_index`` counts the *source* notebook's cells from 0, so it points at the cell a reader
-    would open; None when papermill's injected parameters cell failed.
-    """
+    """A cell raised while papermill executed a notebook (the partial copy is saved).
+    ``cell_index`` counts the *source* notebook's cells from 0; None for papermill's own cell."""
 
     def __init__(self, notebook: Path, executed: Path, cell_index: int | None, error: Any) -> None:
         self.notebook, self.executed_path, self.cell_index = notebook, executed, cell_index
@@ -64,10 +59,10 @@ class NotebookExecutionError(RuntimeError):
 class ConsoleProgress:
     """Echo the kernel's progress bars to the console while a cell runs.
 
-    ``tqdm.auto`` draws ipywidgets in the kernel: a box of a text, a bar and a text. nbclient keeps
-    each widget's latest state for the saved notebook; on each update, this prints the box's two
-    texts (``late chunking: 45% 61.2k/136k [00:20<00:24, 3.05ktok/s]``), at most every ``every``
-    seconds per bar, and never for a bar younger than that.
+    ``tqdm.auto`` draws ipywidgets in the kernel (a box of a text, a bar and a text), whose state
+    nbclient keeps for the saved notebook. On each update this prints the box's texts (``late
+    chunking: 45% 61.2k/136k [00:20<00:24, 3.05ktok/s]``), at most every ``every`` seconds per bar
+    and never for a bar younger than that.
     """
 
     def __init__(self, label: str, every: float) -> None:
@@ -130,14 +125,11 @@ def execute_notebook(
 ) -> Path:
     """Execute one notebook with papermill into ``output_dir/<name>.ipynb`` and return that path.
 
-    ``OUTPUT_DIR`` is set to the absolute ``output_dir/<stem>/`` (created first); the kernel runs
-    in the notebook's folder, with `KERNEL_ENVIRONMENT` where the environment does not set it.
-    With ``progress_bar`` (True, or papermill's tqdm options), papermill shows a bar of cells and
-    `ConsoleProgress` echoes the kernel's own bars.
-
-    Raises:
-        NotebookExecutionError: a cell raised; the partially executed copy is still saved.
-        RunnerError: the kernel is not installed, or ``params`` sets ``OUTPUT_DIR``.
+    ``OUTPUT_DIR`` is set to ``output_dir/<stem>/`` (created first); the kernel runs in the
+    notebook's folder, with `KERNEL_ENVIRONMENT` where the environment does not set it. With
+    ``progress_bar`` (True, or papermill's tqdm options), the kernel's bars are echoed too.
+    Raises `NotebookExecutionError` when a cell raises (the partial copy is saved), and
+    `RunnerError` when the kernel is not installed or ``params`` sets ``OUTPUT_DIR``.
     """
     import papermill
     from jupyter_client.kernelspec import NoSuchKernel
@@ -182,32 +174,27 @@ def execute_notebook(
 
 
 def run_notebooks(
-    notebooks: Sequence[Path],
-    run_dir: Path,
-    params: Mapping[Path, Mapping[str, Any]],
-    **options: Any,
+    notebooks: Sequence[Path], run_dir: Path, params: Mapping[Path, Mapping[str, Any]], **options
 ) -> list[dict[str, Any]]:
-    """Execute ``notebooks`` in order into ``run_dir`` with `execute_notebook` (``options`` are its
-    keywords), render each to HTML, and stop at the first failure. Returns one record per notebook
-    for ``run.json``, with status ``ok``, ``failed``, ``interrupted`` or ``not run``."""
-    records = []
-    for notebook in notebooks:
-        given = dict(params.get(notebook, {}))
-        values = {**notebook_parameters(notebook), **given}
-        values[OUTPUT_DIR_PARAMETER] = str((run_dir / notebook.stem).resolve())
-        record = {"name": notebook.name, "stem": notebook.stem, "status": "not run"}
-        records.append({**record, "parameters": values, "overridden": sorted(given)})
-    progress = options.pop("progress_bar", True)
+    """Execute ``notebooks`` in order into ``run_dir`` (``options`` go to `execute_notebook`),
+    render each to HTML, and stop at the first failure. Returns a record per notebook for
+    ``run.json``, with status ``ok``, ``failed``, ``interrupted`` or ``not run``."""
+    progress, records = options.pop("progress_bar", True), []
+    for nb in notebooks:
+        values = {
+            **notebook_parameters(nb),
+            **params[nb],
+            OUTPUT_DIR_PARAMETER: str(run_dir / nb.stem),
+        }
+        records.append({"name": nb.name, "stem": nb.stem, "status": "not run", "parameters": values,
+                        "overridden": sorted(params[nb])})  # fmt: skip
     for position, (notebook, record) in enumerate(zip(notebooks, records, strict=True), 1):
         label = f"[{position}/{len(records)}] {notebook.stem}"
-        bar = {"desc": label, "leave": False} if progress else False
         if not progress:
             print(f"{label} ...", flush=True)
-        started = time.perf_counter()
+        bar, started = progress and {"desc": label, "leave": False}, time.perf_counter()
         try:
-            execute_notebook(
-                notebook, run_dir, params.get(notebook, {}), progress_bar=bar, **options
-            )
+            execute_notebook(notebook, run_dir, params[notebook], progress_bar=bar, **options)
             record["status"] = "ok"
         except NotebookExecutionError as exc:
             record["status"], record["error"] = "failed", exc.to_dict()
@@ -219,50 +206,16 @@ def run_notebooks(
             line = f"{type(exc).__name__}: {exc}".splitlines()[0]
             record["status"], record["error"] = "failed", {"exception_line": line}
         record["duration_s"] = round(time.perf_counter() - started, 2)
-        _collect(record, run_dir)
+        if (run_dir / notebook.name).is_file():
+            record["executed"] = notebook.name
+            try:
+                record["html"] = report.render_html(run_dir / notebook.name).name
+            except Exception as exc:  # a failed rendering must not lose the report
+                print(f"warning: no HTML for {notebook.name}: {exc}", file=sys.stderr)
         print(f"{label} {record['status']} in {record['duration_s']:.1f} s", flush=True)
         if record["status"] != "ok":
             break
     return records
-
-
-def _collect(record: dict[str, Any], run_dir: Path) -> None:
-    """Add a notebook's executed copy, its HTML, its model and its recorded summary."""
-    executed = run_dir / record["name"]
-    if not executed.is_file():
-        return
-    record["executed"] = executed.name
-    try:
-        record["html"] = report.render_html(executed).name
-    except Exception as exc:  # a failed rendering must not lose the report
-        print(f"warning: could not render {executed.name} to HTML: {exc}", file=sys.stderr)
-    try:
-        metrics = json.loads((run_dir / record["stem"] / "metrics.json").read_text("utf-8"))
-    except (OSError, ValueError):
-        metrics = {}
-    model = record["parameters"].get("MODEL_NAME")
-    model = f"{model} (parameter; not recorded in metrics.json)" if model else None
-    record["model"], record["summary"] = metrics.get("model", model), metrics.get("summary")
-
-
-def strip_notebook(path: str | os.PathLike[str]) -> bool:
-    """Remove outputs, execution counts, run metadata and papermill's cells from a notebook in
-    place, keeping cell tags and the kernelspec. Returns True if the file changed."""
-    original = Path(path).read_text(encoding="utf-8")
-    notebook = nbformat.reads(original, as_version=4)
-    tagged = [set(c.metadata.get("tags", [])) for c in notebook.cells]
-    notebook.cells = [
-        c for c, t in zip(notebook.cells, tagged, strict=True) if not t & _PAPERMILL_TAGS
-    ]
-    for part in [notebook, *notebook.cells]:
-        for key in _RUN_METADATA:
-            part.metadata.pop(key, None)
-        if part.get("cell_type") == "code":
-            part.outputs, part.execution_count = [], None
-    text = nbformat.writes(notebook).rstrip("\n") + "\n"
-    if text != original:
-        Path(path).write_text(text, encoding="utf-8")
-    return text != original
 
 
 def _new_run_dir(output_root: Path, run_name: str | None) -> Path:
@@ -300,14 +253,12 @@ def _parser() -> argparse.ArgumentParser:
         epilog="examples:\n  python -m lc_utils.runner\n"
         "  python -m lc_utils.runner --only 01,03 -p SEED 1 --run-name seed1\n"
         "  python -m lc_utils.runner -p MILVUS_URI http://127.0.0.1:19530 --only 05\n"
-        "  python -m lc_utils.runner --list\n  python -m lc_utils.runner --strip",
+        "  python -m lc_utils.runner --list",
     )
     options = [
         ("-p", "--parameter", dict(nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
          help="set a parameter in every notebook that declares it (repeatable); VALUE is read "
          "like papermill's -p: numbers, True/False/None, [lists], else text")),
-        ("-f", "--parameters-file", dict(action="append", default=[], metavar="FILE",
-         help="YAML file of NAME: value pairs (repeatable; -p wins)")),
         ("--only", dict(action="append", metavar="LIST",
          help="notebook numbers or names to run, e.g. 01,03 (repeatable)")),
         ("--run-name", dict(metavar="NAME", help="name of the run folder (default: the time)")),
@@ -316,24 +267,23 @@ def _parser() -> argparse.ArgumentParser:
         ("--notebooks", dict(type=Path, metavar="DIR", dest="notebooks_dir",
          help="folder of numbered notebooks (default: ./notebooks, else the checkout's)")),
         ("--kernel", dict(default=KERNEL_NAME, help=f"Jupyter kernel (default {KERNEL_NAME})")),
-        ("--cell-timeout", dict(type=float, metavar="SECONDS", help="fail a longer cell")),
         ("--no-progress", dict(action="store_true", help="no progress bars on the console")),
         ("--log-output", dict(action="store_true", help="echo all that the notebooks print")),
         ("--list", dict(action="store_true", help="list notebooks and parameters, then exit")),
-        ("--strip", dict(nargs="*", metavar="NOTEBOOK",
-         help="strip outputs from these notebooks (default: all) in place, then exit")),
     ]  # fmt: skip
     for *flags, keywords in options:
         parser.add_argument(*flags, **keywords)
     return parser
 
 
+def _default_notebooks_dir() -> Path:
+    """``./notebooks`` if the current directory has one, else the checkout's ``notebooks/``."""
+    local = Path.cwd() / "notebooks"
+    return local if local.is_dir() else Path(__file__).resolve().parents[1] / "notebooks"
+
+
 def _parameters(args: argparse.Namespace) -> dict[str, Any]:
-    params = {
-        k: v
-        for file in args.parameters_file
-        for k, v in parameters.load_parameter_file(file).items()
-    }
+    params = {}
     for name, value in args.parameter:
         if not name.isidentifier():
             raise RunnerError(f"parameter name {name!r} is not a Python identifier")
@@ -354,11 +304,7 @@ def _validate(selected: list[Path], notebooks: list[Path], params: dict[str, Any
 
 
 def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    notebooks_dir = (args.notebooks_dir or parameters.default_notebooks_dir()).resolve()
-    if args.strip is not None:
-        for target in [Path(p) for p in args.strip] or sorted(notebooks_dir.glob("*.ipynb")):
-            print(f"{'stripped' if strip_notebook(target) else 'clean   '} {target}")
-        return 0
+    notebooks_dir = (args.notebooks_dir or _default_notebooks_dir()).resolve()
     notebooks = find_notebooks(notebooks_dir)
     if not notebooks:
         raise RunnerError(f"no numbered notebooks (NN_name.ipynb) in {notebooks_dir}")
@@ -367,15 +313,13 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         for notebook in selected:
             print(notebook.name)
             for name, spec in parameters.declared_parameters(notebook).items():
-                print(
-                    f"    {name} = {spec['default']}" + (f"  # {spec['help']}" * bool(spec["help"]))
-                )
+                comment = f"  # {spec['help']}" if spec["help"] else ""
+                print(f"    {name} = {spec['default']}{comment}")
         return 0
     params = _parameters(args)
     resolved = _validate(selected, notebooks, params)
-    run_dir = _new_run_dir(
-        (args.output_root or notebooks_dir.parent / "outputs").resolve(), args.run_name
-    )
+    output_root = (args.output_root or notebooks_dir.parent / "outputs").resolve()
+    run_dir = _new_run_dir(output_root, args.run_name)
     if args.log_output:  # papermill logs what the kernel prints at INFO, dropped by default
         import logging
 
@@ -385,7 +329,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     print(f"Running {len(selected)} notebook(s) from {notebooks_dir} into {run_dir}", flush=True)
     records = run_notebooks(
         selected, run_dir, resolved, kernel_name=args.kernel, progress_bar=not args.no_progress,
-        log_output=args.log_output, cell_timeout=args.cell_timeout,
+        log_output=args.log_output,
     )  # fmt: skip
     failed = next((r for r in records if r["status"] not in ("ok", "not run")), None)
     run = {
@@ -406,17 +350,14 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if run["environment"].get("library_error"):
         print(f"lc_utils does not import: {run['environment']['library_error']}", file=sys.stderr)
     if failed:
-        print(
-            failed.get("error", {}).get("message", f"{failed['name']} {failed['status']}"),
-            file=sys.stderr,
-        )
+        reason = failed.get("error", {}).get("message", f"{failed['name']} {failed['status']}")
+        print(reason, file=sys.stderr)
         if skipped := [r["stem"] for r in records if r["status"] == "not run"]:
             print(f"Not run: {', '.join(skipped)}.", file=sys.stderr)
         print(f"Report of what did run: {markdown}", file=sys.stderr)
         return 130 if failed["status"] == "interrupted" else 1
-    print(
-        f"Done in {run['duration_s']:.1f} s. Report: {markdown} and {page.name}\n{latest} -> {run_dir.name}"
-    )
+    print(f"Done in {run['duration_s']:.1f} s. Report: {markdown} and {page.name}")
+    print(f"{latest} -> {run_dir.name}")
     return 0
 
 

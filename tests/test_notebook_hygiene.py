@@ -4,7 +4,7 @@ Notebooks are committed stripped (no outputs, no execution counts) so that diffs
 and not a run; executed copies belong in the ignored ``outputs/`` folder. Each notebook follows
 the skeleton in STYLE.md: a markdown title first, one ``parameters`` cell of literals that
 papermill can override, and the ``lc-utils`` kernel. To fix a notebook that fails the output
-checks, run ``python -m lc_utils.runner --strip``.
+checks, run ``make strip``.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ WALKTHROUGH_NUMBERS = ("01", "02", "03", "04", "05")
 # Issue 3: every parameters cell holds at least these, so the runner can set the model, the seed
 # and the output folder of every notebook alike.
 REQUIRED_PARAMETERS = ("MODEL_NAME", "SEED", "OUTPUT_DIR")
-STRIP_HINT = "run `python -m lc_utils.runner --strip` before committing"
-# Metadata that records a run rather than the lesson (the runner's --strip removes these too).
+STRIP_HINT = "run `make strip` (nbconvert clears outputs and run metadata) before committing"
+# Metadata that records a run rather than the lesson (`make strip` removes these too).
 RUN_METADATA = ("execution", "papermill", "ExecuteTime")
 
 
