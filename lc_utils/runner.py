@@ -60,7 +60,7 @@ class ConsoleProgress:
     """Echo the kernel's progress bars to the console while a cell runs.
 
     ``tqdm.auto`` draws ipywidgets in the kernel (a box of a text, a bar and a text), whose state
-    nbclient keeps for the saved notebook. On each update this prints the box's texts (``late
+    nbclient keeps for the saved notebook. When the last text changes, this prints both (``late
     chunking: 45% 61.2k/136k [00:20<00:24, 3.05ktok/s]``), at most every ``every`` seconds per bar
     and never for a bar younger than that.
     """
@@ -71,10 +71,11 @@ class ConsoleProgress:
     def update(self, states: Mapping[str, Mapping[str, Any]], comm_id: str) -> None:
         model = f"IPY_MODEL_{comm_id}"
         box = next((b for b, s in states.items() if model in (s.get("children") or [])), None)
-        now = time.monotonic()
-        if box is None or now - self.shown.setdefault(box, now) < self.every:
+        now, children = time.monotonic(), states[box]["children"] if box else []
+        # tqdm sets the bar, then the left text, then the right one: print once all are set.
+        if children[-1:] != [model] or now - self.shown.setdefault(box, now) < self.every:
             return
-        parts = [states.get(c.removeprefix("IPY_MODEL_"), {}) for c in states[box]["children"]]
+        parts = [states.get(c.removeprefix("IPY_MODEL_"), {}) for c in children]
         text = " ".join(p["value"] for p in parts if isinstance(p.get("value"), str))
         text = " ".join(html.unescape(re.sub(r"<[^>]*>", " ", text)).split())
         if text:

@@ -344,9 +344,11 @@ def test_console_progress_echoes_a_long_widget_bar(capsys: pytest.CaptureFixture
         "r": {"_model_name": "HTMLModel", "value": "&nbsp;45/100 [00:20&lt;00:24, 2.2tok/s]"},
     }  # fmt: skip
     console = runner.ConsoleProgress("[1/2] 04_x", every=0.2)
-    console.update(states, "b")  # a bar seen for the first time is not printed yet
+    console.update(states, "r")  # a bar seen for the first time is not printed yet
     assert capsys.readouterr().out == ""
     time.sleep(0.25)
+    console.update(states, "b")  # tqdm moves the bar before it rewrites the texts: wait
+    assert capsys.readouterr().out == ""
     console.update(states, "r")
     assert capsys.readouterr().out == (
         "    [1/2] 04_x | late chunking: 45% 45/100 [00:20<00:24, 2.2tok/s]\n"
