@@ -128,12 +128,13 @@ def _notebook(record: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
         metrics = json.loads((run_dir / record["stem"] / METRICS_FILE).read_text("utf-8"))
     except (OSError, ValueError):
         metrics = {}
-    summary = metrics.get("summary") if isinstance(metrics, dict) else None
-    summary = summary if isinstance(summary, Mapping) and "claim" in summary else None
-    if summary and summary.get("figure"):
-        summary = {**summary, "figure": f"{record['stem']}/{summary['figure']}"}
-    metrics = {k: v for k, v in metrics.items() if k != "summary"}
+    metrics = metrics if isinstance(metrics, dict) else {"metrics.json": metrics}
+    summary = metrics.pop("summary", None)
+    summary = dict(summary) if isinstance(summary, Mapping) and "claim" in summary else None
     figures = sorted((run_dir / record["stem"]).glob("*.png"))
+    if summary:  # the key figure is a file name in the notebook's OUTPUT_DIR
+        figure = f"{record['stem']}/{summary.get('figure')}"
+        summary["figure"] = figure if (run_dir / figure) in figures else None
     return {
         **record,
         "model": metrics.get("model") or record["parameters"].get("MODEL_NAME"),

@@ -311,9 +311,11 @@ def test_report_says_when_a_claim_did_not_hold_and_when_the_library_is_broken(
     tmp_path: Path,
 ) -> None:
     run_dir = tmp_path / "run"
-    _fake_run(run_dir, {**SUMMARY, "held": False}, library_error="ImportError: broken")
+    summary = {**SUMMARY, "held": False, "figure": "never_saved.png"}
+    _fake_run(run_dir, summary, library_error="ImportError: broken")
     markdown = report.write_report(run_dir)[0].read_text()
-    assert "| ❌ did not hold |" in markdown
+    assert "| ❌ did not hold | mean cosine gain after the first chunk: 0.371235 |  |" in markdown
+    assert "never_saved" not in markdown  # a key figure that is not on disk is not linked
     assert "**lc_utils does not import** in the kernel's environment: `ImportError: broken`" in (
         markdown
     )
