@@ -93,19 +93,14 @@ def render_html(executed_notebook: str | os.PathLike[str]) -> Path:
 
 
 def _text(value: Any, limit: int = 120) -> str:
-    """One line of text for any JSON value: floats to 6 digits, long lists cut with a count."""
-    if isinstance(value, bool) or value is None:
-        text = json.dumps(value)
-    elif isinstance(value, float):
+    """A JSON value on one line: floats to 6 digits, lists past 8 items cut, with their count."""
+    if isinstance(value, float):
         text = f"{value:.6g}"
-    elif isinstance(value, str | int):
-        text = str(value)
-    elif isinstance(value, list) and not any(isinstance(v, dict | list) for v in value):
-        text = "[" + ", ".join(_text(v, 40) for v in value[:8])
-        text += f", … ({len(value)} items)]" if len(value) > 8 else "]"
+    elif isinstance(value, list) and len(value) > 8:
+        text = ", ".join(_text(v, 40) for v in value[:8])
+        text = f"[{text}, … ({len(value)} items)]"
     else:
-        text = json.dumps(value, default=str)
-        text = f"{len(value)} items: {text}" if isinstance(value, list) else text
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

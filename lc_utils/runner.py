@@ -220,16 +220,12 @@ def run_notebooks(
 
 
 def _new_run_dir(output_root: Path, run_name: str | None) -> Path:
-    """Create ``output_root/<run>``; never mix two runs' files in one directory."""
-    if run_name in ("", ".", "..", "latest") or re.search(r"[\\/]", run_name or ""):
+    """Create ``output_root/<run>`` (default: the time); never mix two runs in one folder."""
+    run_dir = output_root / (run_name or dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    if run_dir.name in ("", ".", "..", "latest") or run_name and Path(run_name).name != run_name:
         raise RunnerError(f"--run-name {run_name!r} must be a plain name other than 'latest'")
-    base = run_name or dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir, suffix = output_root / base, 1
-    while run_dir.exists() and any(run_dir.iterdir()):
-        if run_name:
-            raise RunnerError(f"{run_dir} already holds a run; pass another --run-name")
-        suffix += 1  # two runs started in the same second
-        run_dir = output_root / f"{base}-{suffix}"
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise RunnerError(f"{run_dir} already holds a run; pass another --run-name")
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
