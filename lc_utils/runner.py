@@ -273,21 +273,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _default_notebooks_dir() -> Path:
-    """``./notebooks`` if the current directory has one, else the checkout's ``notebooks/``."""
-    local = Path.cwd() / "notebooks"
-    return local if local.is_dir() else Path(__file__).resolve().parents[1] / "notebooks"
-
-
-def _parameters(args: argparse.Namespace) -> dict[str, Any]:
-    params = {}
-    for name, value in args.parameter:
-        if not name.isidentifier():
-            raise RunnerError(f"parameter name {name!r} is not a Python identifier")
-        params[name] = ParameterText(value)
-    return params
-
-
 def _validate(selected: list[Path], notebooks: list[Path], params: dict[str, Any]) -> dict:
     """`validate_parameters`, naming the notebooks that --only left out for a refused name."""
     try:
@@ -301,7 +286,9 @@ def _validate(selected: list[Path], notebooks: list[Path], params: dict[str, Any
 
 
 def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    notebooks_dir = (args.notebooks_dir or _default_notebooks_dir()).resolve()
+    here = Path("notebooks")  # ./notebooks, else the checkout's
+    default = here if here.is_dir() else Path(__file__).resolve().parents[1] / here
+    notebooks_dir = (args.notebooks_dir or default).resolve()
     notebooks = find_notebooks(notebooks_dir)
     if not notebooks:
         raise RunnerError(f"no numbered notebooks (NN_name.ipynb) in {notebooks_dir}")
@@ -313,7 +300,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 comment = f"  # {spec['help']}" if spec["help"] else ""
                 print(f"    {name} = {spec['default']}{comment}")
         return 0
-    params = _parameters(args)
+    params = {name: ParameterText(value) for name, value in args.parameter}
     resolved = _validate(selected, notebooks, params)
     output_root = (args.output_root or notebooks_dir.parent / "outputs").resolve()
     run_dir = _new_run_dir(output_root, args.run_name)
