@@ -38,9 +38,12 @@ from .tokens import (
     check_encodable,
     chunk_of_tokens,
     mostly_unknown,
+    token_spans,
     tokenize_document,
 )
-from .tokens import token_spans as find_token_spans
+
+# Inside functions whose token spans are called token_spans, the function goes by this name.
+find_token_spans = token_spans
 
 __all__ = [
     "WindowPlan",
@@ -401,10 +404,10 @@ def late_pool(
     """
     _, content_tokens = content_window(model, window)
     jobs, owners, counts = [], [], []
-    for d, (tokens, token_spans) in enumerate(prepared):
-        owner = chunk_of_tokens(len(tokens), token_spans)
+    for d, (tokens, spans) in enumerate(prepared):  # spans: token spans, (n_chunks, 2)
+        owner = chunk_of_tokens(len(tokens), spans)
         owners.append(torch.from_numpy(owner).to(model.device))
-        counts.append(token_spans[:, 1] - token_spans[:, 0])
+        counts.append(spans[:, 1] - spans[:, 0])
         if len(tokens):
             jobs.extend(_window_jobs(d, tokens, plan_windows(len(tokens), content_tokens, overlap)))
     sums = [torch.zeros((len(c), model.dim), device=model.device) for c in counts]
