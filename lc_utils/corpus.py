@@ -191,7 +191,8 @@ def iter_embed_corpus(
     """Like ``embed_corpus``, but yields one ``CorpusEmbeddings`` per group of documents.
 
     Memory stays bounded by ``documents_per_batch`` documents, so a corpus of any size can be
-    streamed into Milvus. Introduced in notebook 05_milvus_validation.
+    streamed into Milvus (``store.ingest_batches``); every part carries the corpus's
+    ``chunking`` label and its documents. Introduced in notebook 05_milvus_validation.
     """
     if method not in METHODS:
         raise ValueError(f"method={method!r}; valid: {METHODS}")

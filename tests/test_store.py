@@ -957,6 +957,31 @@ def test_chunk_ids_are_stable_and_distinct():
         store.chunk_ids(corpus, chunking="fixed-32")
 
 
+def test_a_collection_without_the_chunking_field_is_refused(tmp_path):
+    from pymilvus import DataType
+
+    client = store.connect(tmp_path / "old.db")
+    try:
+        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=32)
+        for field in ("doc_id", "method", "model", "text"):
+            schema.add_field(field, DataType.VARCHAR, max_length=256)
+        for field in ("chunk_index", "start", "end"):
+            schema.add_field(field, DataType.INT64)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=4)
+        indexes = client.prepare_index_params()
+        indexes.add_index("vector", index_type="FLAT", metric_type="COSINE")
+        client.create_collection("old", schema=schema, index_params=indexes)
+        records, vectors = make_chunks(1, 2, 4)
+        with pytest.raises(ValueError, match="has no chunking field.*overwrite=True"):
+            store.ingest(client, "old", records, vectors, method="late", model="m", chunking="c")
+        with pytest.raises(ValueError, match="has no chunking field"):
+            store.search(client, "old", vectors, k=1)
+        assert store.create_collection(client, "old", 4, overwrite=True)["created"] is True
+    finally:
+        store.close(client)
+
+
 def test_invalid_collection_arguments(tmp_path):
     client = store.connect(tmp_path / "args.db")
     try:
