@@ -207,7 +207,7 @@ def iter_embed_corpus(
         total = len(documents) if hasattr(documents, "__len__") else None
         bar = tqdm(total=total, desc=f"{method} chunking", unit="doc")
     try:
-        settings = (method, chunk, chunks, window, overlap, batch_tokens, label)
+        settings = (method, chunk, chunks, window, overlap, batch_tokens, label, progress)
         for group in _groups(iter_documents(documents), documents_per_batch):
             yield _embed_group(model, group, *settings)
             if bar is not None:
@@ -217,7 +217,9 @@ def iter_embed_corpus(
             bar.close()
 
 
-def _embed_group(model, group, method, chunk, given_chunks, window, overlap, batch_tokens, label):
+def _embed_group(
+    model, group, method, chunk, given_chunks, window, overlap, batch_tokens, label, progress
+):
     records, prepared, skipped, n_unknown = [], [], [], 0
     for doc_id, text in group:
         if given_chunks is not None and doc_id not in given_chunks:
@@ -245,11 +247,15 @@ def _embed_group(model, group, method, chunk, given_chunks, window, overlap, bat
         )
     if method == "late":
         warn_unknown_chunks(n_unknown, len(records), model, stacklevel=4)
-        vectors = late_pool(model, prepared, window, overlap, batch_tokens, progress=False)
+        # The group's token bar (shown for groups of many passes) is what moves while a long
+        # group runs; the runner echoes it to the console.
+        shown = None if progress else False
+        vectors = late_pool(model, prepared, window, overlap, batch_tokens, progress=shown)
         matrix = np.concatenate(vectors) if vectors else np.empty((0, model.dim), np.float32)
     else:
         texts = [r["text"] for r in records]
-        matrix = naive_chunking(model, texts, batch_tokens=batch_tokens, progress=False)
+        shown = None if progress else False
+        matrix = naive_chunking(model, texts, batch_tokens=batch_tokens, progress=shown)
     doc_ids = [doc_id for doc_id, _ in group]
     return CorpusEmbeddings(
         records, matrix.astype(np.float32), method, model.name, skipped, label, doc_ids
