@@ -61,3 +61,12 @@ from .tokens import (
 )
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # lc.scale needs Ray (the optional extra "scale"); import it only when asked for.
+    if name == "scale":
+        import importlib
+
+        return importlib.import_module(".scale", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
