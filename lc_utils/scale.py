@@ -42,7 +42,13 @@ from types import SimpleNamespace
 
 import numpy as np
 
-__all__ = ["embed_to_milvus", "read_documents", "ScaleStats", "DuplicateDocumentError"]
+__all__ = [
+    "embed_to_milvus",
+    "read_documents",
+    "start_ray",
+    "ScaleStats",
+    "DuplicateDocumentError",
+]
 
 WRITERS = ("auto", "driver", "actors")
 ID_COLUMNS = ("doc_id", "_id", "id")
@@ -446,10 +452,25 @@ def _import_ray():
     return ray
 
 
-def _start_ray(address, num_cpus, object_store_memory, runtime_env) -> bool:
-    """Attach to ``address`` / ``RAY_ADDRESS``, or start a local Ray; True if we started one."""
-    ray = _import_ray()
+def start_ray(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    object_store_memory: int | None = 500 * 2**20,
+    runtime_env: dict | None = None,
+    temp_dir: str | None = None,
+) -> bool:
+    """Attach to a Ray cluster, or start a local one; returns True if this call started Ray.
 
+    ``address`` (else the ``RAY_ADDRESS`` environment variable) attaches to an existing cluster,
+    e.g. ``"ray://head:10001"`` or ``"auto"``. Without one, a local Ray starts with ``num_cpus``
+    cores (default: all of this machine's), no dashboard, an object store of
+    ``object_store_memory`` bytes, and its logs and sockets under ``temp_dir`` (keep that path
+    short: Unix socket paths are limited to about 100 characters). A Ray already running in this
+    process is left as it is. Stop it with ``ray.shutdown()``.
+    Introduced in notebook 09_scaling_out.
+    """
+    ray = _import_ray()
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -457,9 +478,12 @@ def _start_ray(address, num_cpus, object_store_memory, runtime_env) -> bool:
     if address:
         ray.init(address=address, **options)
     else:
+        # "local" always starts a fresh instance, never one some other process left running.
         ray.init(
+            address="local",
             num_cpus=num_cpus or os.cpu_count(),
             object_store_memory=object_store_memory,
+            _temp_dir=temp_dir,
             **options,
         )
     return True
@@ -593,7 +617,12 @@ def embed_to_milvus(
     writers = ("driver" if lite else "actors") if writers == "auto" else writers
     ray_started = False
     try:
-        ray_started = _start_ray(address, num_cpus, object_store_memory, runtime_env)
+        ray_started = start_ray(
+            address,
+            num_cpus=num_cpus,
+            object_store_memory=object_store_memory,
+            runtime_env=runtime_env,
+        )
         import logging
 
         import ray
