@@ -660,7 +660,10 @@ def embed_to_milvus(
         settings = {
             "method": method, "window": window, "overlap": overlap, "batch_tokens": batch_tokens,
         }  # fmt: skip
-        chunked = dataset.map_batches(
+        # One block per batch of documents (a streaming split, no shuffle): otherwise one
+        # JSON Lines file is one block, which one task and one actor would process alone.
+        blocks = dataset.repartition(target_num_rows_per_block=documents_per_batch)
+        chunked = blocks.map_batches(
             _chunk_batch,
             fn_kwargs={
                 "tokenizer": loaded.tokenizer, "document_prefix": loaded.document_prefix,
