@@ -366,6 +366,10 @@ def _stored_layouts(doc_ids: list[str], stored, target) -> dict[str, str]:
     )
 
 
+def _chunking_task_resources() -> dict:
+    return {"num_cpus": 1}
+
+
 def _column(values: list) -> np.ndarray:
     column = np.empty(len(values), dtype=object)
     column[:] = values
@@ -671,6 +675,9 @@ def embed_to_milvus(
             },
             batch_size=documents_per_batch,
             batch_format="numpy",
+            # A remote-args function keeps Ray Data from fusing these tasks into the model
+            # actors: chunking then runs on any free CPU while the actors (GPUs) embed.
+            ray_remote_args_fn=_chunking_task_resources,
         )  # fmt: skip
         embedded = chunked.map_batches(
             _Embedder,

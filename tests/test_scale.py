@@ -84,6 +84,7 @@ def reference(model, documents, method):
     return lc.embed_corpus(model, texts, method=method, progress=False, **CHUNKING)
 
 
+@pytest.mark.slow  # starts Ray (tens of seconds on 2 cores)
 @pytest.mark.parametrize("method", ["late", "naive"])
 def test_rows_and_vectors_equal_embed_corpus_on_lite(
     ray_session, tiny_model, tiny_model_dir, documents, tmp_path, method
@@ -121,6 +122,7 @@ def test_rows_and_vectors_equal_embed_corpus_on_lite(
             store.close(client)
 
 
+@pytest.mark.slow  # starts Ray (tens of seconds on 2 cores)
 def test_reads_json_lines_parquet_and_a_beir_folder(ray_session, tmp_path):
     import pandas as pd
 
@@ -150,6 +152,7 @@ def test_reads_json_lines_parquet_and_a_beir_folder(ray_session, tmp_path):
         lc.scale.read_documents(tmp_path / "missing.jsonl")
 
 
+@pytest.mark.slow  # starts Ray (tens of seconds on 2 cores)
 def test_a_repeated_document_id_is_refused_before_any_work(ray_session, tiny_model_dir, tmp_path):
     path = tmp_path / "docs.jsonl"
     lines = [{"doc_id": f"d{i}", "text": "some text"} for i in range(50)]
@@ -314,7 +317,7 @@ def test_server_an_actor_killed_mid_run_is_retried_with_nothing_lost_or_doubled(
                 title = " ".join(process.cmdline())
             except psutil.Error:
                 continue
-            if "MapWorker(MapBatches(_Embedder))" in title:
+            if "MapBatches(_Embedder)" in title and "_chunk_batch" not in title:
                 process.send_signal(signal.SIGKILL)
                 killed.append(process.pid)
                 return
