@@ -30,10 +30,12 @@ run: $(STAMP)
 ## (its own venv, started inside a loopback-only network namespace; see scripts/test_server.sh).
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
-	bash scripts/test_server.sh -- tests/test_notebooks.py::test_05_against_a_real_milvus_server
+	bash scripts/test_server.sh -- tests/test_notebooks.py::test_05_against_a_real_milvus_server \
+		tests/test_scale.py -m server
 
 test-server: $(STAMP)
-	bash scripts/test_server.sh -- tests/test_notebooks.py::test_05_against_a_real_milvus_server
+	bash scripts/test_server.sh -- tests/test_notebooks.py::test_05_against_a_real_milvus_server \
+		tests/test_scale.py -m server
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not server" $(PYTEST_ARGS)
