@@ -95,6 +95,7 @@ class ScaleStats:
     collection: str = ""
     method: str = ""
     model: str = ""
+    chunking: str = ""
     ray_address: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -262,12 +263,14 @@ def _fingerprint(rows) -> str:
     return hashlib.blake2b(json.dumps(layout).encode(), digest_size=8).hexdigest()
 
 
-def _stored_fingerprints(client, collection, method, model, doc_ids=None) -> dict[str, str]:
-    """``{doc_id: fingerprint}`` of what the collection holds for this method and model."""
+def _stored_fingerprints(
+    client, collection, method, model, chunking, doc_ids=None
+) -> dict[str, str]:
+    """``{doc_id: fingerprint}`` of what the collection holds for this method, model and
+    chunking."""
     from .store import filter_expression
 
-    expression = filter_expression(method=method, doc_id=doc_ids)
-    expression += f" and model == {json.dumps(model, ensure_ascii=False)}"
+    expression = filter_expression(method=method, model=model, chunking=chunking, doc_id=doc_ids)
     fields = ["doc_id", "chunk_index", "start", "end"]
     rows: dict[str, list] = {}
     # Milvus Lite reopens collections released; reading needs them loaded.
@@ -296,7 +299,9 @@ def _stored_fingerprints(client, collection, method, model, doc_ids=None) -> dic
         if len(found) >= _QUERY_LIMIT and len(doc_ids) > 1:
             merged = {}
             for doc_id in doc_ids:
-                merged.update(_stored_fingerprints(client, collection, method, model, [doc_id]))
+                merged.update(
+                    _stored_fingerprints(client, collection, method, model, chunking, [doc_id])
+                )
             return merged
         for r in found:
             rows.setdefault(r["doc_id"], []).append((r["chunk_index"], r["start"], r["end"]))
@@ -362,7 +367,12 @@ def _stored_layouts(doc_ids: list[str], stored, target) -> dict[str, str]:
             target["uri"], target["token"]
         )
     return _stored_fingerprints(
-        client, target["collection"], target["method"], target["model"], doc_ids
+        client,
+        target["collection"],
+        target["method"],
+        target["model"],
+        target["chunking"],
+        doc_ids,
     )
 
 
@@ -419,7 +429,8 @@ class _Embedder:
         if self.client is not None and len(part):
             ingest(
                 self.client, self.target["collection"], part.records, part.vectors,
-                method=part.method, model=part.model, progress=False, flush=False,
+                method=part.method, model=part.model, chunking=self.target["chunking"],
+                progress=False, flush=False,
             )  # fmt: skip
         to_driver = self.client is None
         out = {k: [] for k in ("doc_id", "status", "chunks", "tokens", "tokenless", "rows")}
@@ -539,6 +550,7 @@ def embed_to_milvus(
     method: str = "late",
     strategy: str | Callable = "sentences",
     chunk_options: dict | None = None,
+    chunking: str | None = None,
     window: int | None = None,
     overlap: int | None = None,
     batch_tokens: int | None = None,
@@ -569,6 +581,8 @@ def embed_to_milvus(
             is created (FLAT or ``index``, COSINE) if it does not exist.
         method, strategy, chunk_options, window, overlap, batch_tokens: as for
             ``lc.embed_corpus``, with the same results.
+        chunking: the chunking label the rows are stored under (``lc.chunking.chunking_label``);
+            derived from a named ``strategy``, required with a callable one.
         documents_per_batch: documents per Ray batch (one chunking task, one actor call, one
             write).
         actors: embedding actors; default one per GPU, or one per node without GPUs.
@@ -595,6 +609,7 @@ def embed_to_milvus(
     Introduced in notebook 09_scaling_out.
     """
     from . import store
+    from .chunking import chunking_label
     from .corpus import METHODS
     from .models import EmbeddingModel, load_model
 
@@ -608,6 +623,20 @@ def embed_to_milvus(
         or documents_per_batch < 1
     ):
         raise ValueError(f"documents_per_batch={documents_per_batch!r}; must be an int >= 1")
+    if callable(strategy):
+        if not isinstance(chunking, str) or not chunking:
+            raise ValueError(
+                "a callable strategy needs chunking=, the label its rows are stored under "
+                "(e.g. chunking='my-splitter-v1')"
+            )
+        label = chunking
+    else:
+        label = chunking_label(strategy, **dict(chunk_options or {}))
+        if chunking is not None and chunking != label:
+            raise ValueError(
+                f"chunking={chunking!r} contradicts strategy={strategy!r} with options "
+                f"{chunk_options or {}}, which is {label!r}; leave chunking out to use that"
+            )
     _import_ray()
     started = time.perf_counter()
     client = store.connect(uri, token, timeout=connect_timeout)
@@ -648,16 +677,17 @@ def embed_to_milvus(
         store.create_collection(client, collection, loaded.dim, index=index)
         stats = ScaleStats(
             documents=n_documents, writers=writers, uri=str(uri), collection=collection,
-            method=method, model=model_name, ray_address=ray.get_runtime_context().gcs_address,
+            method=method, model=model_name, chunking=label,
+            ray_address=ray.get_runtime_context().gcs_address,
         )  # fmt: skip
 
         target = {
             "uri": str(uri), "token": token, "collection": collection, "method": method,
-            "model": model_name, "writers": writers,
+            "model": model_name, "writers": writers, "chunking": label,
         }  # fmt: skip
         stored = None
         if lite:
-            stored = ray.put(_stored_fingerprints(client, collection, method, model_name))
+            stored = ray.put(_stored_fingerprints(client, collection, method, model_name, label))
         chunker = _make_chunker(strategy, loaded.tokenizer, dict(chunk_options or {}))
         n_actors, resources, threads = _pool_shape(actors, gpus_per_actor)
         stats.actors = n_actors
@@ -722,8 +752,9 @@ def embed_to_milvus(
 
         if writers == "driver":
             store.ingest_batches(
-                client, collection, outputs(), method=method, model=model_name, progress=False
-            )
+                client, collection, outputs(), method=method, model=model_name,
+                chunking=label, progress=False,
+            )  # fmt: skip
         else:
             for _ in outputs():
                 pass
