@@ -9,7 +9,7 @@ The notebooks in ``notebooks/`` introduce each function; users call the same API
     naive = lc.naive_chunking(model, chunks)         # each chunk embedded alone
 """
 
-from . import datasets, evaluation, metrics, store
+from . import datasets, evaluation, jina_v2, metrics, registry, store
 from .chunking import (
     STRATEGIES,
     Chunk,
@@ -44,6 +44,7 @@ from .late import (
 from .models import (
     LONG_CONTEXT_DEFAULT,
     PACKAGED_MINILM,
+    SUPPORTED_POOLING,
     EmbeddingModel,
     ModelLoadError,
     hub_reachable,
@@ -51,6 +52,7 @@ from .models import (
     packaged_minilm_path,
 )
 from .outputs import load_metrics, prepare_output_dir, save_figure, save_metrics, set_seed
+from .registry import KNOWN_MODELS, KnownModel, known_model
 from .tokens import (
     TokenizedDocument,
     chunk_of_tokens,
