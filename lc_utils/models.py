@@ -54,11 +54,13 @@ class EmbeddingModel:
     Attributes:
         name: what the model was loaded as (a hub id or a local path).
         tokenizer: a *fast* Hugging Face tokenizer (offsets are required).
-        model: the ``torch.nn.Module`` returning final hidden states, in eval mode.
+        model: the ``torch.nn.Module`` returning final hidden states, in eval mode (for
+            jina-embeddings-v2 an ``lc_utils.jina_v2.JinaV2Model``).
         max_length: the most positions one forward pass may hold, special tokens included.
         dim: the embedding dimension.
-        pooling: the model's own pooling, ``"mean"`` or ``"cls"`` (read from its
-            sentence-transformers config where present, else ``"mean"``).
+        pooling: the model's own pooling, ``"mean"`` or ``"cls"`` (from the registry for
+            known models, else from its sentence-transformers config where present, else
+            ``"mean"``; other poolings are refused at load time).
         trained_length: sentence-transformers' ``max_seq_length`` when the model declares one,
             the length it was trained on; ``None`` otherwise.
         query_prefix / document_prefix: text prepended to queries / documents, for models
