@@ -203,10 +203,13 @@ def _distance_line(slopes: torch.Tensor, length: int) -> torch.Tensor:
     query ``i`` and column ``c`` is ``-slope_h * |i - j| = line[h, i + c]``: row ``i`` of the bias
     is ``line[h, i : i + length]``. So a block of rows is a strided view of ``line`` (a Hankel
     matrix), and no ``(H, L, L)`` tensor is ever built: at 8192 positions ``line`` holds
-    ``H * 16383`` floats.
+    ``H * 16383`` floats. Returned in ``slopes``' dtype.
     """
-    t = torch.arange(2 * length - 1, device=slopes.device, dtype=slopes.dtype)
-    return (-(t - (length - 1)).abs())[None, :] * slopes[:, None]
+    # Distances in float32 (exact up to 2^24), then cast: in float16 or bfloat16 the positions
+    # of a long pass are not exact integers, and the small near-diagonal biases would be wrong.
+    t = torch.arange(2 * length - 1, device=slopes.device, dtype=torch.float32)
+    line = (-(t - (length - 1)).abs())[None, :] * slopes.float()[:, None]
+    return line.to(slopes.dtype)
 
 
 class _SelfAttention(nn.Module):
@@ -340,6 +343,7 @@ class JinaV2Model(nn.Module):
             # (B, 1, 1, L): -inf on padded keys, so they get exactly zero weight.
             padding = torch.zeros((batch, 1, 1, length), dtype=dtype, device=x.device)
             padding.masked_fill_(~attention_mask.bool()[:, None, None, :], float("-inf"))
+        on_gpu = x.device.type == "cuda"
         block = self.query_block(batch, length)
         line = _distance_line(self.slopes.to(device=x.device, dtype=dtype), length)
         if padding is not None:
@@ -355,7 +359,12 @@ class JinaV2Model(nn.Module):
                     (line.numel(), line.stride(0), 1, 1),
                     line.storage_offset() + start,
                 )
-                yield start, stop, view if padding is None else view + padding
+                if padding is not None:
+                    view = view + padding
+                elif on_gpu:
+                    # GPU attention kernels want an aligned, contiguous mask; one block is cheap.
+                    view = view.contiguous()
+                yield start, stop, view
 
         for layer in self.encoder.layer:
             x = layer(x, biases)

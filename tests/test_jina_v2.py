@@ -65,6 +65,28 @@ def test_bias_is_symmetric_and_decays_with_distance():
     assert torch.equal(jina_v2.alibi_bias(slopes, torch.arange(2, 4), 5), bias[:, 2:4])
 
 
+def test_bias_line_is_exact_near_the_diagonal_in_half_precision():
+    # Positions of a long pass are not exact integers in bfloat16 (spacing 64 near 8192), so
+    # the line is computed in float32 and cast; near-diagonal biases must stay right.
+    slopes = jina_v2.alibi_slopes(12)
+    exact = jina_v2._distance_line(slopes, 8192)
+    for dtype in (torch.bfloat16, torch.float16):
+        line = jina_v2._distance_line(slopes.to(dtype), 8192)
+        near = slice(8191 - 8, 8191 + 9)
+        assert torch.allclose(line[:, near].float(), exact[:, near], rtol=1e-2, atol=1e-3)
+
+
+def test_bfloat16_states_follow_float32(tiny_dir):
+    # The half-precision path (meant for CUDA) runs on CPU in bfloat16 for this check.
+    model, _ = jina_v2.load_jina_v2(tiny_dir)
+    ids = torch.tensor([[101, *range(2000, 2300), 102]])
+    with torch.inference_mode():
+        full = model(input_ids=ids)[0][0]
+        half = model.to(torch.bfloat16)(input_ids=ids)[0][0].float()
+    cosine = torch.nn.functional.cosine_similarity(full, half, dim=-1)
+    assert float(cosine.min()) > 0.99
+
+
 def _reference_states(directory, ids: list[int]) -> np.ndarray:
     """The encoder written out in float64 numpy from the safetensors file, one head at a time."""
     from safetensors.numpy import load_file
