@@ -404,8 +404,11 @@ def _load_native_jina(target: str, source: str, device, dtype) -> EmbeddingModel
 
 def _load(target: str, source: str, trust_remote_code: bool, device, dtype) -> EmbeddingModel:
     known = known_model(target)
+    # A checkpoint whose config describes jina-v2 (ALiBi + GLU BERT) runs natively even outside
+    # the registry (e.g. a fine-tuned copy): its hub code would not import on transformers 5.
+    on_disk = Path(target) if source == "local" else _cached_snapshot(target)
     if (known is not None and known.loader == "jina_v2") or (
-        source == "local" and is_jina_v2_checkpoint(Path(target))
+        on_disk is not None and is_jina_v2_checkpoint(on_disk)
     ):
         loaded = _load_native_jina(target, source, device, dtype)
     else:

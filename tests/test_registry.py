@@ -142,3 +142,11 @@ def test_transformers_native_models_load_by_hub_id_with_registry_settings(
     queries = lc.embed_queries(model, ["a question"])
     assert late.shape == naive.shape == (len(chunks), 32) and queries.shape == (1, 32)
     assert all(np.isfinite(v).all() for v in (late, naive, queries))
+
+
+def test_a_jina_v2_checkpoint_outside_the_registry_runs_natively_from_the_cache(hub_cache):
+    # e.g. someone's fine-tuned copy: its config still points at the hub code, never run.
+    write_checkpoint(_snapshot(hub_cache, "someone/jina-v2-finetuned"))
+    model = lc.load_model("someone/jina-v2-finetuned", verbose=False)
+    assert isinstance(model.model, jina_v2.JinaV2Model)
+    assert (model.source, model.trained_length) == ("cache", None)
