@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_long_context.py            # full size, ~5-10 min on 2 cores
     .venv/bin/python benchmarks/bench_long_context.py --quick    # 2 layers, 2048 tokens
     .venv/bin/python benchmarks/bench_long_context.py --device cuda --dtype float16
+    .venv/bin/python benchmarks/bench_long_context.py --interleaved --layers 2 --rounds 3
 
 The model is the full jina-embeddings-v2-base-en architecture (12 layers, hidden 768, 12 heads,
 intermediate 3072, 8192 positions) run by ``lc_utils.jina_v2`` with random weights: the weights
@@ -27,6 +28,13 @@ costs ``4 L^2 D`` per pass of length ``L`` per layer (``Q K^T`` and ``P V``), wh
 square of the pass length. Time per FLOP is each path's seconds divided by its FLOPs, as a ratio
 to the most efficient path of the same run (goal: every path within 1.1x). Results go to
 ``outputs/bench/long_context.json``.
+
+A path run once in a fresh process pays for its first large allocations and for whatever the
+host is doing at that moment. ``--interleaved`` measures time per FLOP the way the other scripts
+measure time: all paths in one process, round by round in rotating order, with a canary around
+each round, the ratio to the round's most efficient path taken within each round and the median
+over rounds reported (``--layers`` shortens the model; the ratios do not depend on the depth,
+since every layer costs the same). Results go to ``outputs/bench/long_context_interleaved.json``.
 """
 
 from __future__ import annotations
@@ -59,14 +67,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS))
+    parser.add_argument(
+        "--interleaved", action="store_true", help="time per FLOP, all paths in one process"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds for --interleaved")
+    parser.add_argument("--layers", type=int, help="number of layers (default: the model's 12)")
     parser.add_argument("--worker", metavar="PATH", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
-def shape(quick: bool) -> dict:
+def shape(quick: bool, layers: int | None = None) -> dict:
     """The architecture: jina-embeddings-v2-base-en, or 2 of its layers with --quick."""
     return {
-        "layers": 2 if quick else 12,
+        "layers": layers or (2 if quick else 12),
         "hidden": 768,
         "heads": 12,
         "intermediate": 3072,
@@ -153,12 +166,73 @@ def pass_lengths(model, text: str, chunks, path: dict) -> list[int]:
     return [b - a + (window - content) for a, b in plan.windows]
 
 
-def worker(name: str, quick: bool, device: str, dtype: str) -> dict:
+def interleaved(args) -> int:
+    """All paths in one process, round by round; time per FLOP relative within each round."""
+    import statistics
+
+    import lc_utils as lc
+
+    arch = shape(args.quick, args.layers)
+    print(f"architecture: {arch}, {args.dtype} on {args.device}, {args.rounds} rounds")
+    model = build_model(arch, args.device, args.dtype)
+    text = build_document(model.tokenizer, arch["document_tokens"])
+    chunks = lc.chunk_text(text, "fixed", tokenizer=model.tokenizer, chunk_size=CHUNK_TOKENS)
+
+    def run(path):
+        if path["method"] == "late":
+            return lambda: lc.late_chunking(
+                model, text, chunks, window=path["window"], progress=False
+            )
+        return lambda: lc.naive_chunking(model, chunks, progress=False)
+
+    work = {
+        name: flops(arch, pass_lengths(model, text, chunks, PATHS[name])) for name in args.paths
+    }
+    canary = _common.Canary(model, length=512, repeats=3)
+    timing = _common.interleave(
+        {name: run(PATHS[name]) for name in args.paths},
+        rounds=args.rounds,
+        canary=canary.measure,
+        device=args.device,
+    )
+    seconds = timing["seconds"]
+    per_flop = {n: [t / work[n]["total"] for t in seconds[n]] for n in args.paths}
+    best = [min(per_flop[n][r] for n in args.paths) for r in range(args.rounds)]
+    rows = []
+    for name in args.paths:
+        ratios = [per_flop[name][r] / best[r] for r in range(args.rounds)]
+        rows.append(
+            {
+                "path": name,
+                "GFLOP": work[name]["total"] / 1e9,
+                "attention share": work[name]["attention"] / work[name]["total"],
+                "median seconds": statistics.median(seconds[name]),
+                "time/FLOP vs best (median of rounds)": statistics.median(ratios),
+                "per round": " ".join(f"{x:.2f}" for x in ratios),
+            }
+        )
+    _common.print_table(rows, list(rows[0]), title="time per FLOP, interleaved in one process")
+    print(_common.host_note(timing))
+    timing.pop("last")
+    path = _common.write_json(
+        "long_context_interleaved",
+        {
+            "environment": _common.environment(args.device),
+            "architecture": arch,
+            "rows": rows,
+            "timing": timing,
+        },
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+def worker(name: str, quick: bool, device: str, dtype: str, layers: int | None = None) -> dict:
     import numpy as np
 
     import lc_utils as lc
 
-    arch = shape(quick)
+    arch = shape(quick, layers)
     path = PATHS[name]
     model = build_model(arch, device, dtype)
     text = build_document(model.tokenizer, arch["document_tokens"])
@@ -199,15 +273,18 @@ def worker(name: str, quick: bool, device: str, dtype: str) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.worker:
-        result = worker(args.worker, args.quick, args.device, args.dtype)
+        result = worker(args.worker, args.quick, args.device, args.dtype, args.layers)
         print("RESULT " + json.dumps(result))
         return 0
-    arch = shape(args.quick)
+    if args.interleaved:
+        return interleaved(args)
+    arch = shape(args.quick, args.layers)
     print(f"architecture: {arch}, {args.dtype} on {args.device}")
     results = []
     for name in args.paths:
         command = [sys.executable, __file__, "--worker", name, "--device", args.device]
         command += ["--dtype", args.dtype] + (["--quick"] if args.quick else [])
+        command += ["--layers", str(args.layers)] if args.layers else []
         started = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
