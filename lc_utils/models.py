@@ -414,9 +414,13 @@ def _load(target: str, source: str, trust_remote_code: bool, device, dtype) -> E
     else:
         loaded = _load_transformers(target, source, trust_remote_code, device, dtype, known)
     if known is not None:
-        # The registry, not the repository's files, decides how a known model is used.
+        # The registry, not the repository's files, decides pooling and prompts. The length a
+        # text is cut at by default follows what the publisher's sentence-transformers config
+        # declares (max_seq_length, what sentence-transformers itself truncates at); only where
+        # the repository declares none does the registry's trained length stand in.
         loaded.pooling = known.pooling
-        loaded.trained_length = known.trained_length
+        if loaded.trained_length is None:
+            loaded.trained_length = known.trained_length
         loaded.query_prefix = known.query_prefix
         loaded.document_prefix = known.document_prefix
     return loaded

@@ -30,7 +30,11 @@ class KnownModel:
             documents.
         max_positions: the most positions one pass may hold.
         trained_length: the longest sequences it was trained on (``None``: not stated by a
-            source we could check).
+            source we could check). ``EmbeddingModel.trained_length``, where lc_utils cuts naive
+            chunks and queries by default, takes the repository's own sentence-transformers
+            ``max_seq_length`` when it declares one (what sentence-transformers truncates at;
+            jina-v2's ALiBi is meant to run past its 512-token training), and this value only
+            where it declares none.
         dim: the embedding dimension.
         note: how it is run and what was verified.
     """

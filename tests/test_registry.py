@@ -150,3 +150,11 @@ def test_a_jina_v2_checkpoint_outside_the_registry_runs_natively_from_the_cache(
     model = lc.load_model("someone/jina-v2-finetuned", verbose=False)
     assert isinstance(model.model, jina_v2.JinaV2Model)
     assert (model.source, model.trained_length) == ("cache", None)
+
+
+def test_the_repository_declared_max_seq_length_wins_over_the_registry(hub_cache):
+    snapshot = write_checkpoint(_snapshot(hub_cache, lc.LONG_CONTEXT_DEFAULT))
+    (snapshot / "sentence_bert_config.json").write_text('{"max_seq_length": 8192}')
+    model = lc.load_model(lc.LONG_CONTEXT_DEFAULT, verbose=False)
+    assert model.trained_length == 8192
+    assert lc.known_model(lc.LONG_CONTEXT_DEFAULT).trained_length == 512
