@@ -56,10 +56,12 @@ _EXPORTS = {
         "PACKAGED_MINILM",
         "EmbeddingModel",
         "ModelLoadError",
+        "SUPPORTED_POOLING",
         "hub_reachable",
         "load_model",
         "packaged_minilm_path",
     ],
+    "registry": ["KNOWN_MODELS", "KnownModel", "known_model"],
     "outputs": ["load_metrics", "prepare_output_dir", "save_figure", "save_metrics", "set_seed"],
     "tokens": [
         "TokenizedDocument",
@@ -70,7 +72,7 @@ _EXPORTS = {
         "whitespace_mask",
     ],
 }
-_SUBMODULES = ["datasets", "evaluation", "metrics", "store"]
+_SUBMODULES = ["datasets", "evaluation", "jina_v2", "metrics", "registry", "store"]
 _ORIGIN = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [*_SUBMODULES, *_ORIGIN]

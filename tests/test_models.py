@@ -71,15 +71,40 @@ def test_models_with_their_own_code_are_refused_without_trust(tmp_path):
         lc.load_model(str(directory), verbose=False)
 
 
-def test_jina_names_always_get_trust_remote_code(monkeypatch):
+def test_known_models_never_run_hub_code(monkeypatch):
+    # jina-embeddings-v2 and the other registry models run natively: their hub code is never
+    # trusted, even when the caller passes trust_remote_code=True.
     monkeypatch.setattr(models, "_cached_snapshot", lambda repo: None)
     monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: True)
-    target, source, trusted = models._resolve("jinaai/jina-embeddings-v2-small-en", None)
-    assert (target, source, trusted) == ("jinaai/jina-embeddings-v2-small-en", "hub", True)
-    assert models._resolve("auto", None) == (lc.LONG_CONTEXT_DEFAULT, "hub", True)
+    for name in ("jinaai/jina-embeddings-v2-small-en", "nomic-ai/nomic-embed-text-v1.5"):
+        choice = models._resolve(name, True)
+        assert (choice.target, choice.source, choice.trusted) == (name, "hub", False)
+    choice = models._resolve("auto", None)
+    assert (choice.target, choice.source, choice.trusted) == (lc.LONG_CONTEXT_DEFAULT, "hub", False)
     monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
-    target, source, _ = models._resolve("auto", None)
-    assert source == "package" and target == str(lc.packaged_minilm_path())
+    choice = models._resolve("auto", None)
+    assert choice.source == "package" and choice.target == str(lc.packaged_minilm_path())
+    assert "no files of jinaai/jina-embeddings-v2-base-en are cached" in choice.reason
+
+
+def _with_pooling(directory, mode):
+    (directory / "modules.json").write_text(
+        json.dumps([{"idx": 1, "name": "1", "path": "1_Pooling", "type": "x.Pooling"}])
+    )
+    (directory / "1_Pooling").mkdir(exist_ok=True)
+    (directory / "1_Pooling" / "config.json").write_text(json.dumps({mode: True}))
+    return directory
+
+
+@pytest.mark.parametrize("mode", ["pooling_mode_max_tokens", "pooling_mode_lasttoken"])
+def test_pooling_the_pipeline_does_not_compute_is_refused(tmp_path, mode):
+    directory = _with_pooling(build_tiny_bert(tmp_path / "pool"), mode)
+    with pytest.raises(lc.ModelLoadError, match="pooling, which lc_utils does not compute"):
+        lc.load_model(str(directory), verbose=False)
+    # Chosen knowingly, it loads, and late chunking warns only for non-mean pooling.
+    assert lc.load_model(str(directory), pooling="mean", verbose=False).pooling == "mean"
+    with pytest.raises(ValueError, match="pooling='max'"):
+        lc.load_model(str(directory), pooling="max", verbose=False)
 
 
 def test_a_slow_tokenizer_is_refused(tiny_model_dir, monkeypatch):
