@@ -9,7 +9,7 @@ The notebooks in ``notebooks/`` introduce each function; users call the same API
     naive = lc.naive_chunking(model, chunks)         # each chunk embedded alone
 """
 
-from . import datasets, evaluation, metrics, store
+from . import blog, datasets, evaluation, metrics, store
 from .chunking import (
     STRATEGIES,
     Chunk,
@@ -17,7 +17,6 @@ from .chunking import (
     chunk_paragraphs,
     chunk_sentences,
     chunk_text,
-    sentence_word_spans,
     validate_chunks,
 )
 from .corpus import (

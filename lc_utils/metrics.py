@@ -65,6 +65,7 @@ __all__ = [
     "average_precision",
     "evaluate_per_query",
     "evaluate",
+    "mean_metrics",
     "document_scores",
     "evaluate_levels",
 ]
@@ -501,11 +502,24 @@ def evaluate(
         gain=gain,
         unknown_items=unknown_items,
     )
-    return _means(frame, no_relevant)
+    return mean_metrics(frame, no_relevant)
 
 
-def _means(frame: pd.DataFrame, no_relevant: str) -> dict[str, float | int]:
-    """Column means of an ``evaluate_per_query`` table, as ``evaluate`` returns them."""
+def mean_metrics(frame: pd.DataFrame, no_relevant: str = "skip") -> dict[str, float | int]:
+    """Column means of an ``evaluate_per_query`` table, as ``evaluate`` returns them.
+
+    Args:
+        frame: a table from ``evaluate_per_query`` (it needs the ``num_relevant`` column).
+        no_relevant: ``"skip"``, ``"zero"`` or ``"error"``, as in ``evaluate``.
+    Returns:
+        ``{metric: float, ..., "num_queries": int, "num_queries_without_relevant": int}``.
+    """
+    _check_choice(no_relevant, "no_relevant", _NO_RELEVANT)
+    if "num_relevant" not in frame:
+        raise KeyError(
+            f"frame has no 'num_relevant' column (it has {list(frame.columns)}); pass a table "
+            "from evaluate_per_query"
+        )
     empty = frame["num_relevant"] == 0
     if empty.any() and no_relevant == "error":
         raise ValueError(
@@ -571,7 +585,7 @@ def evaluate_levels(
     chunk_scores,
     *,
     query_ids: Sequence,
-    chunk_ids: Sequence,
+    chunk_keys: Sequence,
     chunk_doc_ids: Sequence,
     chunk_qrels: Mapping,
     doc_qrels: Mapping,
@@ -583,10 +597,11 @@ def evaluate_levels(
     """Evaluate one chunk score matrix at chunk level and at document level (best chunk).
 
     Args:
-        chunk_scores: float ``(len(query_ids), len(chunk_ids))``.
-        chunk_ids: the chunk key of each column (see ``lc_utils.datasets.chunk_key``).
+        chunk_scores: float ``(len(query_ids), len(chunk_keys))``.
+        chunk_keys: the chunk key ``"doc_id#chunk_index"`` of each column (see
+            ``lc_utils.evaluation.chunk_keys``; not the store's hashed ``chunk_ids``).
         chunk_doc_ids: the document id of each column.
-        chunk_qrels: ``{query_id: {chunk_id: grade}}``; doc_qrels: ``{query_id: {doc_id: grade}}``.
+        chunk_qrels: ``{query_id: {chunk_key: grade}}``; doc_qrels: ``{query_id: {doc_id: grade}}``.
         k, metrics, unknown_items, no_relevant: as in ``evaluate``.
     Returns:
         ``{"chunk": evaluate(...), "document": evaluate(...)}``.
@@ -594,7 +609,7 @@ def evaluate_levels(
     """
     options = dict(k=k, metrics=metrics, unknown_items=unknown_items, no_relevant=no_relevant)
     chunk_level = evaluate(
-        chunk_scores, chunk_qrels, query_ids=query_ids, item_ids=chunk_ids, **options
+        chunk_scores, chunk_qrels, query_ids=query_ids, item_ids=chunk_keys, **options
     )
     doc_scores, doc_ids = document_scores(chunk_scores, chunk_doc_ids)
     doc_level = evaluate(doc_scores, doc_qrels, query_ids=query_ids, item_ids=doc_ids, **options)
