@@ -51,6 +51,10 @@ __all__ = [
     "DocumentVectorBaseline",
     "evaluate_document_vectors",
     "compare_window_plans",
+    "results_table",
+    "kind_differences",
+    "within_document_table",
+    "relevant_text_differences",
 ]
 
 # What naive_chunking warns when a chunk is longer than the model takes; the studies below count
@@ -81,7 +85,7 @@ def paired_difference(
     Returns:
         ``{"mean", "low", "high"}`` (floats: the mean difference and its interval) and
         ``{"method_better", "baseline_better", "ties", "num_queries"}`` (counts of queries).
-    Introduced in notebook 06_chunking_strategies.
+    Introduced in notebook 04_naive_vs_late.
     """
     if n_resamples < 1:
         raise ValueError(f"n_resamples={n_resamples}; expected >= 1")
@@ -353,7 +357,7 @@ def evaluate_methods(
     Returns:
         ``MethodComparison``. Queries without a relevant chunk (or document) are left out of
         that level's means and counted in ``num_queries_without_relevant``.
-    Introduced in notebook 08_windows.
+    Introduced in notebook 04_naive_vs_late.
     """
     records = [dict(r) for r in records]
     query_ids = list(query_ids)
@@ -412,7 +416,7 @@ def within_document_cosine(records: Sequence[Mapping], vectors) -> pd.Series:
         float64 Series indexed by ``doc_id`` (in order of first appearance): the mean cosine over
         all pairs of distinct chunks of the document (a zero vector counts as cosine 0).
         Documents with a single chunk are left out.
-    Introduced in notebook 06_chunking_strategies.
+    Introduced in notebook 04_naive_vs_late.
     """
     matrix = np.asarray(vectors)
     if matrix.ndim != 2 or len(matrix) != len(records):
@@ -442,7 +446,7 @@ def row_cosine(first, second) -> np.ndarray:
             with and without a preface, chunk vectors under two window plans).
     Returns:
         float64 ``(n,)``; a zero row has cosine 0.
-    Introduced in notebook 02_token_embeddings.
+    Introduced in notebook 08_windows.
     """
     a, b = np.asarray(first), np.asarray(second)
     if a.shape != b.shape or a.ndim != 2:
@@ -712,12 +716,34 @@ class DocumentVectorBaseline:
         per_query: ``evaluate_per_query``'s table, indexed by query id.
         token_coverage: share of the corpus tokens the vectors saw (the model truncates each
             document to one pass), in ``[0, 1]``.
-    Introduced in notebook 06_chunking_strategies.
+    Introduced in notebook 04_naive_vs_late.
     """
 
     results: dict[str, float | int]
     per_query: pd.DataFrame = field(repr=False)
     token_coverage: float
+
+    def difference(
+        self,
+        comparison: MethodComparison,
+        method: str = "late",
+        *,
+        metric: str = "ndcg@10",
+        n_resamples: int = 2000,
+        seed: int = 0,
+    ) -> dict[str, float | int]:
+        """``paired_difference`` of ``method``'s document level (best chunk) minus this baseline.
+
+        ``comparison`` must have been scored on the same queries (e.g. from
+        ``compare_chunkings`` with the same ``query_vectors``).
+        """
+        comparison._check(method, "document")
+        return paired_difference(
+            comparison.per_query[method]["document"][metric],
+            self.per_query[metric],
+            n_resamples=n_resamples,
+            seed=seed,
+        )
 
 
 def evaluate_document_vectors(
@@ -813,3 +839,100 @@ def compare_window_plans(
     return evaluate_methods(
         query_vectors, comparison.query_ids, records, vectors, qrels_spans=qrels_spans, k=k
     )
+
+
+def results_table(
+    comparisons: Mapping[str, MethodComparison], *, baselines: Mapping[str, Mapping] | None = None
+) -> pd.DataFrame:
+    """Every method's means, one row per ``(chunking, level, method)``, for tables and plots.
+
+    Args:
+        comparisons: ``{label: MethodComparison}``, e.g. from ``compare_chunkings``.
+        baselines: ``{method: results}`` scored at document level only and shared by every
+            chunking, e.g. ``{"document vector": evaluate_document_vectors(...).results}``.
+    Returns:
+        DataFrame with columns ``chunking``, ``level``, ``method`` and one per metric mean (and
+        ``num_queries``), in the order of ``comparisons``, levels and methods.
+    Introduced in notebook 06_chunking_strategies.
+    """
+    rows = []
+    for label, comparison in comparisons.items():
+        for level in LEVELS:
+            for method in comparison.methods:
+                rows.append(
+                    {"chunking": label, "level": level, "method": method}
+                    | comparison.results[method][level]
+                )
+            if level == "document":
+                for method, results in (baselines or {}).items():
+                    rows.append({"chunking": label, "level": level, "method": method} | results)
+    return pd.DataFrame(rows)
+
+
+def kind_differences(
+    comparisons: Mapping[str, MethodComparison],
+    kind_of: Callable | Mapping,
+    *,
+    level: str = "chunk",
+    metric: str = "ndcg@10",
+    method: str = "late",
+    baseline: str = "naive",
+) -> pd.DataFrame:
+    """Mean ``method − baseline`` per kind of query, one column per chunking.
+
+    Args:
+        comparisons: ``{label: MethodComparison}``.
+        kind_of, level, metric, method, baseline: as in ``MethodComparison.by_kind``.
+    Returns:
+        float DataFrame indexed by kind (and ``"all"`` last), one column per label.
+    Introduced in notebook 06_chunking_strategies.
+    """
+    columns = {
+        label: comparison.by_kind(
+            kind_of, metric=metric, level=level, method=method, baseline=baseline
+        )["difference"]
+        for label, comparison in comparisons.items()
+    }
+    return pd.DataFrame(columns).astype(float)
+
+
+def within_document_table(
+    comparisons: Mapping[str, MethodComparison], methods: Sequence[str] = ("naive", "late")
+) -> pd.DataFrame:
+    """Mean ``within_document_cosine`` over the documents, per chunking and method.
+
+    Returns:
+        float DataFrame, one row per label, one column per method.
+    Introduced in notebook 06_chunking_strategies.
+    """
+    return pd.DataFrame(
+        {
+            label: {
+                method: within_document_cosine(
+                    comparison.records, comparison.vectors[method]
+                ).mean()
+                for method in methods
+            }
+            for label, comparison in comparisons.items()
+        }
+    ).T.astype(float)
+
+
+def relevant_text_differences(
+    comparisons: Mapping[str, MethodComparison],
+    matches: Callable[[object, str], bool],
+    kind_of: Callable | Mapping,
+    **options,
+) -> pd.DataFrame:
+    """``MethodComparison.split_by_relevant_text`` for every chunking, stacked.
+
+    Returns:
+        DataFrame with a ``chunking`` column followed by ``split_by_relevant_text``'s columns.
+    Introduced in notebook 06_chunking_strategies.
+    """
+    parts = [
+        comparison.split_by_relevant_text(matches, kind_of, **options).assign(chunking=label)
+        for label, comparison in comparisons.items()
+    ]
+    table = pd.concat(parts, ignore_index=True)
+    return table[["chunking", *[c for c in table if c != "chunking"]]]

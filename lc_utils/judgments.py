@@ -7,8 +7,6 @@ not a store id: ``lc_utils.store.chunk_ids`` hashes document, chunk index, metho
 Milvus primary keys, while a chunk key names the chunk the same way for every method, so that one
 set of judgments scores naive and late vectors alike. ``lc_utils.evaluation`` re-exports all three
 names.
-
-Introduced in notebook 04_naive_vs_late.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ long. ``load_pydoc_topics`` reads them; ``build_pydoc_queries`` builds queries a
 judgments from the documents' own headings and entries (its docstring says how, and what the
 task measures).
 
-Introduced in notebook 06_retrieval_eval.
+Introduced in notebook 01_chunking.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def load_pydoc_topics(min_chars: int = 0, limit: int | None = None) -> dict[str,
     Returns:
         ``{doc_id: text}`` sorted by ``doc_id``; the ids are pydoc's topic names (``"try"``,
         ``"string-methods"``).
-    Introduced in notebook 06_retrieval_eval.
+    Introduced in notebook 01_chunking.
     """
     try:
         from pydoc_data import topics
@@ -116,7 +116,7 @@ class PydocQueries(NamedTuple):
         qrels_spans: ``{query_id: [(doc_id, start, end), ...]}``, half-open character spans of
             the answer in every document that contains it, sorted; a title query's spans in one
             document may overlap.
-    Introduced in notebook 06_retrieval_eval.
+    Introduced in notebook 01_chunking.
     """
 
     queries: dict[str, str]
@@ -154,7 +154,7 @@ def spells_query_name(query_id: str, text: str) -> bool:
 def query_kind(query_id: str) -> str:
     """The kind (``"title"``, ``"section"`` or ``"entry"``) of a ``build_pydoc_queries`` id.
 
-    Introduced in notebook 06_retrieval_eval.
+    Introduced in notebook 04_naive_vs_late.
     """
     kind = str(query_id).split(":", 1)[0]
     if kind not in QUERY_KINDS:
@@ -401,7 +401,7 @@ def build_pydoc_queries(
         ``PydocQueries(queries, qrels_doc, qrels_spans)``; see its docstring. All grades are 1.
         The same arguments always give the same result. On Python 3.11 with the defaults:
         314 queries (78 title, 91 section, 145 entry).
-    Introduced in notebook 06_retrieval_eval.
+    Introduced in notebook 01_chunking.
     """
     for kind in kinds:
         if kind not in QUERY_KINDS:
@@ -547,7 +547,7 @@ class PydocTask:
         queries: ``{query_id: text}`` (see ``build_pydoc_queries``).
         qrels_doc: ``{query_id: {doc_id: 1}}``.
         qrels_spans: ``{query_id: [(doc_id, start, end), ...]}``.
-    Introduced in notebook 04_naive_vs_late.
+    Introduced in notebook 01_chunking.
     """
 
     documents: dict[str, str]
