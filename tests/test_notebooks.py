@@ -398,7 +398,22 @@ def test_nbval_reproduces_the_checked_cells(executed):
 # Every number that README's "What they found" quotes: (text in README, notebook, path in that
 # notebook's full-run metrics.json, how it is written). Formats: "+.3f" a signed difference,
 # ".3f" / ".4f" a value, "interval" the "[low, high]" of a difference at 3 decimals.
-FINDINGS: list[tuple[str, str, str, str]] = []
+FINDINGS: list[tuple[str, str, str, str]] = [
+    ("+0.373", "04_naive_vs_late", "release_mean_gain_after_first", "+.3f"),
+    ("+0.059", "07_chunk_size", "late_minus_naive_ndcg10/chunk/16/mean", "+.3f"),
+    ("[0.034, 0.083]", "07_chunk_size", "late_minus_naive_ndcg10/chunk/16", "interval"),
+    ("+0.042", "07_chunk_size", "late_minus_naive_ndcg10/chunk/32/mean", "+.3f"),
+    ("[0.016, 0.068]", "07_chunk_size", "late_minus_naive_ndcg10/chunk/32", "interval"),
+    ("−0.005", "07_chunk_size", "late_minus_naive_ndcg10/chunk/64/mean", "+.3f"),
+    ("[−0.033, 0.024]", "07_chunk_size", "late_minus_naive_ndcg10/chunk/64", "interval"),
+    ("−0.049", "07_chunk_size", "late_minus_naive_ndcg10/chunk/128/mean", "+.3f"),
+    ("[−0.078, −0.021]", "07_chunk_size", "late_minus_naive_ndcg10/chunk/128", "interval"),
+    ("−0.050", "07_chunk_size", "late_minus_naive_ndcg10/chunk/256/mean", "+.3f"),
+    ("[−0.075, −0.025]", "07_chunk_size", "late_minus_naive_ndcg10/chunk/256", "interval"),
+    ("−0.013", "07_chunk_size", "late_minus_naive_ndcg10/document/64/mean", "+.3f"),
+    ("−0.028", "07_chunk_size", "late_minus_naive_ndcg10/document/256/mean", "+.3f"),
+    ("0.9972", "05_milvus_validation", "agreement_at_k/HNSW/late", ".4f"),
+]
 
 
 # The release-note experiment of notebook 04 does not depend on the corpus parameters, so its
