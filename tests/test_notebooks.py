@@ -412,6 +412,44 @@ FINDINGS: list[tuple[str, str, str, str]] = [
     ("[−0.075, −0.025]", "07_chunk_size", "late_minus_naive_ndcg10/chunk/256", "interval"),
     ("−0.013", "07_chunk_size", "late_minus_naive_ndcg10/document/64/mean", "+.3f"),
     ("−0.028", "07_chunk_size", "late_minus_naive_ndcg10/document/256/mean", "+.3f"),
+    ("+0.063", "06_chunking_strategies", "late_minus_naive_ndcg10/paragraphs/chunk/mean", "+.3f"),
+    (
+        "−0.061",
+        "06_chunking_strategies",
+        "late_minus_naive_ndcg10/paragraphs/document/mean",
+        "+.3f",
+    ),
+    (
+        "[−0.084, −0.041]",
+        "06_chunking_strategies",
+        "late_minus_naive_ndcg10/paragraphs/document",
+        "interval",
+    ),
+    ("0.630", "06_chunking_strategies", "document_vector/ndcg@10", ".3f"),
+    (
+        "+0.176",
+        "06_chunking_strategies",
+        "late_minus_naive_ndcg10_by_kind/chunk/sentences/title",
+        "+.3f",
+    ),
+    (
+        "−0.069",
+        "06_chunking_strategies",
+        "late_minus_naive_ndcg10_by_kind/chunk/sentences/section",
+        "+.3f",
+    ),
+    (
+        "−0.065",
+        "06_chunking_strategies",
+        "late_minus_naive_ndcg10_by_kind/chunk/sentences/entry",
+        "+.3f",
+    ),
+    (
+        "−0.006",
+        "06_chunking_strategies",
+        "late_minus_naive_ndcg10_by_kind/chunk/sentences/all",
+        "+.3f",
+    ),
     ("0.9972", "05_milvus_validation", "agreement_at_k/HNSW/late", ".4f"),
 ]
 
