@@ -27,7 +27,6 @@ _EXPORTS = {
         "chunk_paragraphs",
         "chunk_sentences",
         "chunk_text",
-        "sentence_word_spans",
         "validate_chunks",
     ],
     "corpus": [
@@ -72,7 +71,7 @@ _EXPORTS = {
         "whitespace_mask",
     ],
 }
-_SUBMODULES = ["datasets", "evaluation", "jina_v2", "metrics", "registry", "store"]
+_SUBMODULES = ["blog", "datasets", "evaluation", "jina_v2", "metrics", "registry", "store"]
 _ORIGIN = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [*_SUBMODULES, *_ORIGIN]

@@ -28,7 +28,6 @@ __all__ = [
     "chunk_sentences",
     "chunk_fixed",
     "chunk_paragraphs",
-    "sentence_word_spans",
     "validate_chunks",
     "strip_span",
 ]
@@ -188,21 +187,6 @@ def chunk_fixed(text: str, tokenizer, *, chunk_size: int = 64) -> list[Chunk]:
         first_tokens.append(int(new_character[k]))
     boundaries = starts[first_tokens].tolist() + [len(text)]
     return _chunks_from_spans(text, list(zip(boundaries[:-1], boundaries[1:], strict=True)))
-
-
-def sentence_word_spans(text: str) -> list[tuple[int, int]]:
-    """spaCy *word* indices ``(sent.start, sent.end)`` of each sentence: the wrong thing to pool.
-
-    This is what the blog post behind this project fed to its pooling step as if the numbers were
-    model-token positions. They are not: WordPiece splits words into several tokens and the model
-    input begins with [CLS], so the spans drift further with every sentence. Kept only so that
-    notebook 01_chunking can measure that drift.
-    """
-    if not text.strip():
-        return []
-    nlp = _sentencizer()
-    nlp.max_length = max(nlp.max_length, len(text) + 1)
-    return [(s.start, s.end) for s in nlp(text).sents if s.text.strip()]
 
 
 STRATEGIES = {

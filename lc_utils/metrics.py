@@ -38,7 +38,7 @@ Metric definitions (``R`` relevant items for the query, ``rel_i`` whether rank `
   (or its top ``k``; dividing by ``R`` as trec_eval's ``map_cut`` does). Without ties this equals
   scikit-learn's ``average_precision_score``.
 
-Introduced in notebook 06_retrieval_eval; ``lc_utils.evaluation`` compares methods with them.
+Introduced in notebook 04_naive_vs_late; ``lc_utils.evaluation`` compares methods with them.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ __all__ = [
     "average_precision",
     "evaluate_per_query",
     "evaluate",
+    "mean_metrics",
     "document_scores",
     "evaluate_levels",
 ]
@@ -174,7 +175,7 @@ def relevance_matrix(
         each judged item and 0 elsewhere (negative grades are clipped to 0), and for each query
         the list of positive grades of judged items missing from ``item_ids`` (empty unless
         ``unknown_items="count"``).
-    Introduced in notebook 06_retrieval_eval.
+    Introduced in notebook 04_naive_vs_late.
     """
     _check_choice(unknown_items, "unknown_items", _UNKNOWN_ITEMS)
     if not isinstance(qrels, Mapping):
@@ -229,7 +230,7 @@ def rank_items(scores) -> np.ndarray:
         scores: float ``(n_queries, n_items)``, no NaN.
     Returns:
         int64 ``(n_queries, n_items)``: row ``q`` lists item columns from best to worst.
-    Introduced in notebook 06_retrieval_eval.
+    Introduced in notebook 04_naive_vs_late.
     """
     scores = _check_scores(scores)
     # Negating and sorting ascending with a stable sort is what gives "ties keep item order":
@@ -331,7 +332,7 @@ def ndcg_at_k(scores, relevance, k: int, *, gain: str = "linear") -> np.ndarray:
         gain: ``"linear"`` (grade) or ``"exponential"`` (``2**grade - 1``).
     Returns:
         float64 ``(n_queries,)``; NaN for a query with no relevant item.
-    Introduced in notebook 06_retrieval_eval.
+    Introduced in notebook 04_naive_vs_late.
     """
     (k,) = _check_k(k)
     _check_choice(gain, "gain", _GAINS)
@@ -343,7 +344,7 @@ def recall_at_k(scores, relevance, k: int) -> np.ndarray:
     """Recall@k of each query: relevant items in the top ``k`` over all relevant items.
 
     Args and ties as ``ndcg_at_k``. Returns float64 ``(n_queries,)``; NaN for a query with no
-    relevant item. Introduced in notebook 06_retrieval_eval.
+    relevant item. Introduced in notebook 04_naive_vs_late.
     """
     (k,) = _check_k(k)
     ranked, grades = _ranked_grades(scores, relevance)
@@ -354,7 +355,7 @@ def precision_at_k(scores, relevance, k: int) -> np.ndarray:
     """Precision@k of each query: relevant items in the top ``k`` over ``k``.
 
     Args and ties as ``ndcg_at_k``. Returns float64 ``(n_queries,)``; NaN for a query with no
-    relevant item. Introduced in notebook 06_retrieval_eval.
+    relevant item. Introduced in notebook 04_naive_vs_late.
     """
     (k,) = _check_k(k)
     ranked, grades = _ranked_grades(scores, relevance)
@@ -366,7 +367,7 @@ def reciprocal_rank(scores, relevance, k: int | None = None) -> np.ndarray:
 
     Args and ties as ``ndcg_at_k``; ``k=None`` looks at the whole ranking. Returns float64
     ``(n_queries,)``: ``1 / rank``, 0 when no relevant item is in the top ``k``, NaN for a query
-    with no relevant item. Introduced in notebook 06_retrieval_eval.
+    with no relevant item. Introduced in notebook 04_naive_vs_late.
     """
     if k is not None:
         (k,) = _check_k(k)
@@ -380,7 +381,7 @@ def average_precision(scores, relevance, k: int | None = None) -> np.ndarray:
     ``sum_i rel_i * precision@i / R``: grades only count as relevant or not. With ``k`` the sum
     stops at rank ``k`` but still divides by all ``R`` relevant items (trec_eval ``map_cut``).
     Args and ties as ``ndcg_at_k``. Returns float64 ``(n_queries,)``; NaN for a query with no
-    relevant item. Introduced in notebook 06_retrieval_eval.
+    relevant item. Introduced in notebook 04_naive_vs_late.
     """
     if k is not None:
         (k,) = _check_k(k)
@@ -420,7 +421,7 @@ def evaluate_per_query(
         as ``ndcg@10``, ``recall@10``, ``mrr``, ``mrr@10``, ``map``, ``map@10`` and an int column
         ``num_relevant``. A query without relevant items has ``num_relevant == 0`` and NaN
         metrics.
-    Introduced in notebook 06_retrieval_eval.
+    Introduced in notebook 04_naive_vs_late.
     """
     scores = _check_scores(scores)
     query_ids = _check_ids(query_ids, "query_ids", scores.shape[0], "rows")
@@ -488,7 +489,7 @@ def evaluate(
         where ``num_queries`` is how many queries the means are over.
     Raises:
         ValueError when no query can be scored (every query lacks relevant items).
-    Introduced in notebook 06_retrieval_eval.
+    Introduced in notebook 04_naive_vs_late.
     """
     _check_choice(no_relevant, "no_relevant", _NO_RELEVANT)
     frame = evaluate_per_query(
@@ -501,11 +502,24 @@ def evaluate(
         gain=gain,
         unknown_items=unknown_items,
     )
-    return _means(frame, no_relevant)
+    return mean_metrics(frame, no_relevant)
 
 
-def _means(frame: pd.DataFrame, no_relevant: str) -> dict[str, float | int]:
-    """Column means of an ``evaluate_per_query`` table, as ``evaluate`` returns them."""
+def mean_metrics(frame: pd.DataFrame, no_relevant: str = "skip") -> dict[str, float | int]:
+    """Column means of an ``evaluate_per_query`` table, as ``evaluate`` returns them.
+
+    Args:
+        frame: a table from ``evaluate_per_query`` (it needs the ``num_relevant`` column).
+        no_relevant: ``"skip"``, ``"zero"`` or ``"error"``, as in ``evaluate``.
+    Returns:
+        ``{metric: float, ..., "num_queries": int, "num_queries_without_relevant": int}``.
+    """
+    _check_choice(no_relevant, "no_relevant", _NO_RELEVANT)
+    if "num_relevant" not in frame:
+        raise KeyError(
+            f"frame has no 'num_relevant' column (it has {list(frame.columns)}); pass a table "
+            "from evaluate_per_query"
+        )
     empty = frame["num_relevant"] == 0
     if empty.any() and no_relevant == "error":
         raise ValueError(
@@ -539,7 +553,7 @@ def document_scores(chunk_scores, chunk_doc_ids: Sequence) -> tuple[np.ndarray, 
         ``(doc_scores, doc_ids)``: ``doc_scores`` is ``(n_queries, n_documents)`` in the dtype of
         ``chunk_scores``; ``doc_ids`` lists the documents in order of their first chunk, so with
         the usual document-ordered chunk records the documents keep the corpus order.
-    Introduced in notebook 06_retrieval_eval.
+    Introduced in notebook 04_naive_vs_late.
     """
     scores = np.asarray(chunk_scores)
     _check_scores(scores, "chunk_scores")
@@ -571,7 +585,7 @@ def evaluate_levels(
     chunk_scores,
     *,
     query_ids: Sequence,
-    chunk_ids: Sequence,
+    chunk_keys: Sequence,
     chunk_doc_ids: Sequence,
     chunk_qrels: Mapping,
     doc_qrels: Mapping,
@@ -583,18 +597,19 @@ def evaluate_levels(
     """Evaluate one chunk score matrix at chunk level and at document level (best chunk).
 
     Args:
-        chunk_scores: float ``(len(query_ids), len(chunk_ids))``.
-        chunk_ids: the chunk key of each column (see ``lc_utils.datasets.chunk_key``).
+        chunk_scores: float ``(len(query_ids), len(chunk_keys))``.
+        chunk_keys: the chunk key ``"doc_id#chunk_index"`` of each column (see
+            ``lc_utils.evaluation.chunk_keys``; not the store's hashed ``chunk_ids``).
         chunk_doc_ids: the document id of each column.
-        chunk_qrels: ``{query_id: {chunk_id: grade}}``; doc_qrels: ``{query_id: {doc_id: grade}}``.
+        chunk_qrels: ``{query_id: {chunk_key: grade}}``; doc_qrels: ``{query_id: {doc_id: grade}}``.
         k, metrics, unknown_items, no_relevant: as in ``evaluate``.
     Returns:
         ``{"chunk": evaluate(...), "document": evaluate(...)}``.
-    Introduced in notebook 06_retrieval_eval.
+    Introduced in notebook 04_naive_vs_late.
     """
     options = dict(k=k, metrics=metrics, unknown_items=unknown_items, no_relevant=no_relevant)
     chunk_level = evaluate(
-        chunk_scores, chunk_qrels, query_ids=query_ids, item_ids=chunk_ids, **options
+        chunk_scores, chunk_qrels, query_ids=query_ids, item_ids=chunk_keys, **options
     )
     doc_scores, doc_ids = document_scores(chunk_scores, chunk_doc_ids)
     doc_level = evaluate(doc_scores, doc_qrels, query_ids=query_ids, item_ids=doc_ids, **options)

@@ -1,5 +1,5 @@
 """Datasets: the BEIR loader on files written here, the offline download failure, the pydoc
-corpus, query construction and chunk judgments by character overlap."""
+corpus, query construction, the pydoc task and the corpus chunking helpers."""
 
 import json
 import re
@@ -10,7 +10,9 @@ from collections import Counter
 
 import pytest
 
+import lc_utils as lc
 from lc_utils import datasets as ds
+from lc_utils.evaluation import chunk_keys, chunk_qrels
 
 # ---------------------------------------------------------------------------------------------
 # BEIR
@@ -267,48 +269,12 @@ def test_query_kind_rejects_foreign_ids():
 
 
 # ---------------------------------------------------------------------------------------------
-# Chunk judgments
+# The pydoc judgments on a real chunking, and the corpus helpers the notebooks share
 # ---------------------------------------------------------------------------------------------
 
 
 def record(doc_id, index, start, end):
     return {"doc_id": doc_id, "chunk_index": index, "start": start, "end": end, "text": ""}
-
-
-def test_chunk_qrels_marks_overlapping_chunks():
-    records = [
-        record("a", 0, 0, 10),
-        record("a", 1, 11, 20),
-        record("a", 2, 21, 30),
-        record("b", 0, 0, 15),
-    ]
-    spans = {
-        "q1": [("a", 15, 22)],  # overlaps a#1 and a#2
-        "q2": [("a", 10, 11)],  # falls in the gap between a#0 and a#1
-        "q3": [("a", 0, 10), ("b", 14, 40, 2)],  # touches a#0 exactly; graded span on b
-        "q4": [("zzz", 0, 5)],  # a document that was not chunked
-    }
-    judged = ds.chunk_qrels(spans, records)
-    assert judged == {
-        "q1": {"a#1": 1, "a#2": 1},
-        "q2": {},
-        "q3": {"a#0": 1, "b#0": 2},
-        "q4": {},
-    }
-    # Half-open spans: [0, 10) and [10, 11) share no character.
-    assert ds.chunk_qrels({"q": [("a", 10, 11)]}, records[:1]) == {"q": {}}
-    assert ds.chunk_qrels(spans, records, min_overlap=5)["q1"] == {"a#1": 1}
-
-
-def test_chunk_keys_and_validation():
-    assert ds.chunk_key("string-methods", 3) == "string-methods#3"
-    assert ds.chunk_keys([record("a", 0, 0, 1), record("b", 2, 0, 1)]) == ["a#0", "b#2"]
-    with pytest.raises(KeyError, match="chunk record 0 has no 'end'"):
-        ds.chunk_qrels({}, [{"doc_id": "a", "chunk_index": 0, "start": 0}])
-    with pytest.raises(ValueError, match="spans characters 9–3"):
-        ds.chunk_qrels({}, [record("a", 0, 9, 3)])
-    with pytest.raises(ValueError, match="expected \\(doc_id, start, end\\)"):
-        ds.chunk_qrels({"q": [("a", 1)]}, [record("a", 0, 0, 3)])
 
 
 def test_pydoc_judgments_map_onto_a_real_chunking(topics, built):
@@ -319,10 +285,60 @@ def test_pydoc_judgments_map_onto_a_real_chunking(topics, built):
         for match in re.finditer(r"\S(?:.*\S)?(?:\n(?!\s*\n).*\S)*", text):
             records.append(record(doc_id, index, match.start(), match.end()))
             index += 1
-    judged = ds.chunk_qrels(built.qrels_spans, records)
+    judged = chunk_qrels(built.qrels_spans, records)
     assert set(judged) == set(built.queries)
     assert all(judged[q] for q in built.queries)  # every answer lands in some chunk
-    keys = set(ds.chunk_keys(records))
+    keys = set(chunk_keys(records))
     assert all(set(chunks) <= keys for chunks in judged.values())
     capitalize = judged["entry:string-methods:str.capitalize"]
     assert {key.split("#")[0] for key in capitalize} == {"string-methods"}
+
+
+def test_load_pydoc_task_is_the_two_calls_it_replaces():
+    task = ds.load_pydoc_task(10, max_queries=20, seed=3)
+    documents = ds.load_pydoc_topics(limit=10)
+    queries, qrels_doc, qrels_spans = ds.build_pydoc_queries(documents, seed=3, limit=20)
+    assert task.documents == documents and list(task.documents) == sorted(documents)
+    assert (task.queries, task.qrels_doc, task.qrels_spans) == (queries, qrels_doc, qrels_spans)
+    assert task.query_ids == list(queries)
+    kinds = Counter(ds.query_kind(q) for q in queries)
+    assert task.query_kinds() == {k: kinds[k] for k in ds.QUERY_KINDS if kinds[k]}
+    assert len(ds.load_pydoc_task(0, max_queries=5).documents) == len(ds.load_pydoc_topics())
+    with pytest.raises(ValueError, match="n_documents=-1"):
+        ds.load_pydoc_task(-1)
+
+
+def test_chunk_documents_and_labelled_chunkings(minilm):
+    documents = ds.load_pydoc_topics(limit=3)
+    fixed = ds.chunk_documents(documents, "fixed", tokenizer=minilm.tokenizer, chunk_size=32)
+    assert list(fixed) == list(documents)
+    for doc_id, chunks in fixed.items():
+        expected = lc.chunk_text(
+            documents[doc_id], "fixed", tokenizer=minilm.tokenizer, chunk_size=32
+        )
+        assert chunks == expected
+    # chunk_size is ignored by the strategies that have no such option.
+    sentences = ds.chunk_documents(documents, "sentences", chunk_size=32)
+    assert sentences == {d: lc.chunk_text(t, "sentences") for d, t in documents.items()}
+    labelled = ds.chunkings(
+        documents, ["sentences", "fixed"], tokenizer=minilm.tokenizer, chunk_sizes=[16, 32]
+    )
+    assert list(labelled) == ["sentences", "fixed-16", "fixed-32"]
+    assert labelled["fixed-32"] == fixed and labelled["sentences"] == sentences
+    with pytest.raises(TypeError, match="is one str"):
+        ds.chunkings(documents, "sentences")
+    with pytest.raises(ValueError, match="chunk_sizes is empty"):
+        ds.chunkings(documents, ["fixed"], tokenizer=minilm.tokenizer, chunk_sizes=[])
+
+
+def test_query_name_and_spelled_names(built):
+    assert ds.query_name("entry:string-methods:str.capitalize") == "str.capitalize"
+    assert ds.query_name("section:try:finally-clause+") == "finally-clause"
+    for query_id in built.queries:  # every built id parses back
+        assert ds.query_name(query_id)
+    with pytest.raises(ValueError, match="is not '<kind>:<doc_id>:<name>'"):
+        ds.query_name("q17")
+    assert ds.spells_query_name("entry:x:str.center", "Return str.center(width) padded.")
+    assert ds.spells_query_name("section:x:finally-clause", "The finally Clause:")
+    assert not ds.spells_query_name("title:x:try", "retry it")
+    assert not ds.spells_query_name("entry:x:str.center", "Return a centered string.")

@@ -74,7 +74,7 @@ def test_evaluate_methods_matches_evaluate_levels():
         expected = lc.metrics.evaluate_levels(
             lc.metrics.cosine_scores(queries, vectors),
             query_ids=["q", "r"],
-            chunk_ids=["d1#0", "d1#1", "d2#0", "d2#1"],
+            chunk_keys=["d1#0", "d1#1", "d2#0", "d2#1"],
             chunk_doc_ids=["d1", "d1", "d2", "d2"],
             chunk_qrels=comparison.chunk_qrels,
             doc_qrels=comparison.doc_qrels,
@@ -207,3 +207,200 @@ def test_within_document_cosine_matches_all_pairs():
         assert result[doc] == pytest.approx(similarity[off_diagonal].mean(), abs=1e-6)
     with pytest.raises(ValueError, match="one row per record"):
         ev.within_document_cosine(records, vectors[:3])
+
+
+# ---------------------------------------------------------------------------------------------
+# Chunk judgments (lc_utils.judgments, re-exported by evaluation)
+# ---------------------------------------------------------------------------------------------
+
+
+def record(doc_id, index, start, end):
+    return {"doc_id": doc_id, "chunk_index": index, "start": start, "end": end, "text": ""}
+
+
+def test_chunk_qrels_marks_overlapping_chunks():
+    records = [
+        record("a", 0, 0, 10),
+        record("a", 1, 11, 20),
+        record("a", 2, 21, 30),
+        record("b", 0, 0, 15),
+    ]
+    spans = {
+        "q1": [("a", 15, 22)],  # overlaps a#1 and a#2
+        "q2": [("a", 10, 11)],  # falls in the gap between a#0 and a#1
+        "q3": [("a", 0, 10), ("b", 14, 40, 2)],  # touches a#0 exactly; graded span on b
+        "q4": [("zzz", 0, 5)],  # a document that was not chunked
+    }
+    judged = ev.chunk_qrels(spans, records)
+    assert judged == {
+        "q1": {"a#1": 1, "a#2": 1},
+        "q2": {},
+        "q3": {"a#0": 1, "b#0": 2},
+        "q4": {},
+    }
+    # Half-open spans: [0, 10) and [10, 11) share no character.
+    assert ev.chunk_qrels({"q": [("a", 10, 11)]}, records[:1]) == {"q": {}}
+    assert ev.chunk_qrels(spans, records, min_overlap=5)["q1"] == {"a#1": 1}
+
+
+def test_chunk_keys_and_validation():
+    assert ev.chunk_key("string-methods", 3) == "string-methods#3"
+    assert ev.chunk_keys([record("a", 0, 0, 1), record("b", 2, 0, 1)]) == ["a#0", "b#2"]
+    with pytest.raises(KeyError, match="chunk record 0 has no 'end'"):
+        ev.chunk_qrels({}, [{"doc_id": "a", "chunk_index": 0, "start": 0}])
+    with pytest.raises(ValueError, match="spans characters 9–3"):
+        ev.chunk_qrels({}, [record("a", 0, 9, 3)])
+    with pytest.raises(ValueError, match="expected \\(doc_id, start, end\\)"):
+        ev.chunk_qrels({"q": [("a", 1)]}, [record("a", 0, 0, 3)])
+
+
+# ---------------------------------------------------------------------------------------------
+# The studies of notebooks 06-08: several chunkings, document vectors, window plans
+# ---------------------------------------------------------------------------------------------
+
+
+def test_differences_by_kind_with_a_mapping_and_split_by_relevant_text():
+    records, spans, queries, good, bad = _toy_corpus()
+    records[1]["text"] = "it mentions alpha here"
+    comparison = ev.evaluate_methods(
+        queries, ["q", "r"], records, {"naive": bad, "late": good}, qrels_spans=spans
+    )
+    both = comparison.differences(metric="mrr", n_resamples=50, seed=1)
+    assert set(both) == set(lc.metrics.LEVELS)
+    for level in lc.metrics.LEVELS:
+        assert both[level] == comparison.difference(
+            metric="mrr", level=level, n_resamples=50, seed=1
+        )
+    by_mapping = comparison.by_kind({"q": "one", "r": "one"}, metric="mrr")
+    assert list(by_mapping.index) == ["one", "all"]
+    assert comparison.relevant_texts("q") == ["it mentions alpha here"]
+    split = comparison.split_by_relevant_text(
+        lambda query_id, text: "alpha" in text, {"q": "k", "r": "k"}, metric="mrr"
+    )
+    assert list(split["kind"]) == ["k", "k"] and list(split["matched"]) == [True, False]
+    per_query = comparison.per_query
+    difference = per_query["late"]["chunk"]["mrr"] - per_query["naive"]["chunk"]["mrr"]
+    assert split.set_index("matched").loc[True, "difference"] == pytest.approx(difference["q"])
+    with pytest.raises(KeyError, match="query 'zz' was not evaluated"):
+        comparison.relevant_texts("zz")
+
+
+def test_row_cosine():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
+    b[3] = 0.0
+    result = ev.row_cosine(a, b)
+    for i in range(5):
+        norm = np.linalg.norm(a[i]) * np.linalg.norm(b[i])
+        expected = a[i] @ b[i] / norm if norm else 0.0
+        assert result[i] == pytest.approx(expected, abs=1e-6)
+    assert ev.row_cosine(a, 3 * a) == pytest.approx(np.ones(5), abs=1e-6)
+    with pytest.raises(ValueError, match="same shape"):
+        ev.row_cosine(a, b[:4])
+
+
+@pytest.fixture(scope="module")
+def study(tiny_model):
+    documents = {"long": LONG_TEXT, "other": "Topic three is different. Nothing refers to it."}
+    first = LONG_TEXT.index("Sentence 3 ")
+    spans = {"q3": [("long", first, first + 40)], "q9": [("other", 0, 10)]}
+    queries = {"q3": "topic 3", "q9": "different topic"}
+    return documents, spans, queries
+
+
+def test_compare_chunkings_equals_one_compare_naive_late_each(tiny_model, study):
+    documents, spans, queries = study
+    chunkings = {
+        "sentences": {d: lc.chunk_text(t, "sentences") for d, t in documents.items()},
+        "fixed-8": {
+            d: lc.chunk_text(t, "fixed", tokenizer=tiny_model.tokenizer, chunk_size=8)
+            for d, t in documents.items()
+        },
+    }
+    encoded = ev.encode_documents(tiny_model, documents, window=48, overlap=8)
+    assert list(encoded) == list(documents) and len(encoded["long"].plan.windows) > 5
+    comparisons = ev.compare_chunkings(
+        tiny_model, documents, chunkings, queries, qrels_spans=spans, encoded=encoded
+    )
+    assert list(comparisons) == ["sentences", "fixed-8"]
+    for label, chunks in chunkings.items():
+        alone = ev.compare_naive_late(
+            tiny_model,
+            documents,
+            chunks,
+            queries,
+            qrels_spans=spans,
+            encoded=encoded,
+            progress=False,
+        )
+        assert comparisons[label].results == alone.results
+    lengths = ev.chunk_lengths(tiny_model, comparisons)
+    assert list(lengths.index) == ["sentences", "fixed-8"]
+    assert lengths.loc["fixed-8", "max_tokens"] == 8
+    assert lengths.loc["fixed-8", "n_chunks"] == len(comparisons["fixed-8"].records)
+    assert lengths.loc["sentences", "truncated_by_naive"] == 0
+    with pytest.raises(ValueError, match="chunkings is empty"):
+        ev.compare_chunkings(tiny_model, documents, {}, queries, qrels_spans=spans)
+
+
+def test_evaluate_document_vectors_scores_whole_documents(tiny_model, study):
+    documents, spans, queries = study
+    query_vectors = lc.embed_queries(tiny_model, list(queries.values()))
+    qrels_doc = {"q3": {"long": 1}, "q9": {"other": 1}}
+    baseline = ev.evaluate_document_vectors(
+        tiny_model, documents, list(queries), query_vectors, qrels_doc
+    )
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vectors = lc.naive_chunking(tiny_model, list(documents.values()))
+    expected = lc.metrics.evaluate(
+        lc.metrics.cosine_scores(query_vectors, vectors),
+        qrels_doc,
+        query_ids=list(queries),
+        item_ids=list(documents),
+    )
+    assert baseline.results == expected
+    n_long = len(lc.tokenize_document(tiny_model.tokenizer, LONG_TEXT))
+    n_other = len(lc.tokenize_document(tiny_model.tokenizer, documents["other"]))
+    _, content = lc.content_window(tiny_model)
+    assert n_long > content  # the long document is truncated
+    assert baseline.token_coverage == pytest.approx((content + n_other) / (n_long + n_other))
+
+
+def test_compare_window_plans_keeps_naive_and_late_and_adds_the_new_plan(tiny_model, study):
+    documents, spans, queries = study
+    chunks = {d: lc.chunk_text(t, "sentences") for d, t in documents.items()}
+    encoded = ev.encode_documents(tiny_model, documents, window=48, overlap=8)
+    query_vectors = lc.embed_queries(tiny_model, list(queries.values()))
+    comparison = ev.compare_naive_late(
+        tiny_model,
+        documents,
+        chunks,
+        queries,
+        qrels_spans=spans,
+        encoded=encoded,
+        query_vectors=query_vectors,
+        progress=False,
+    )
+    blind = ev.encode_documents(tiny_model, {"long": LONG_TEXT}, window=48, overlap=0)
+    plans = ev.compare_window_plans(
+        comparison, blind, query_vectors, qrels_spans=spans, name="no overlap"
+    )
+    assert plans.methods == ["naive", "late", "no overlap"]
+    assert {r["doc_id"] for r in plans.records} == {"long"}
+    rows = [i for i, r in enumerate(comparison.records) if r["doc_id"] == "long"]
+    np.testing.assert_array_equal(plans.vectors["late"], comparison.vectors["late"][rows])
+    np.testing.assert_allclose(
+        plans.vectors["no overlap"], ev.pool_records(blind, plans.records), atol=0
+    )
+    # Another window plan really moves the vectors of a long document.
+    assert ev.row_cosine(plans.vectors["late"], plans.vectors["no overlap"]).min() < 0.999
+    assert plans.doc_qrels == {"q3": {"long": 1}, "q9": {}}
+    with pytest.raises(ValueError, match="is taken"):
+        ev.compare_window_plans(comparison, blind, query_vectors, qrels_spans=spans, name="late")
+    with pytest.raises(ValueError, match="none of the 1 documents"):
+        ev.compare_window_plans(
+            comparison, {"zzz": blind["long"]}, query_vectors, qrels_spans=spans
+        )

@@ -264,14 +264,14 @@ def test_document_scores_validates():
 
 
 def test_evaluate_levels_chunk_and_document():
-    chunk_ids = ["d1#0", "d1#1", "d2#0", "d2#1"]
+    chunk_keys = ["d1#0", "d1#1", "d2#0", "d2#1"]
     chunk_doc_ids = ["d1", "d1", "d2", "d2"]
     # The answer chunk d1#1 ranks second at chunk level; its document ranks first.
     scores = np.array([[0.2, 0.8, 0.9, 0.1]])
     result = ev.evaluate_levels(
         scores,
         query_ids=["q"],
-        chunk_ids=chunk_ids,
+        chunk_keys=chunk_keys,
         chunk_doc_ids=chunk_doc_ids,
         chunk_qrels={"q": {"d1#1": 1}},
         doc_qrels={"q": {"d1": 1}},
@@ -283,7 +283,7 @@ def test_evaluate_levels_chunk_and_document():
     result = ev.evaluate_levels(
         scores,
         query_ids=["q"],
-        chunk_ids=chunk_ids,
+        chunk_keys=chunk_keys,
         chunk_doc_ids=chunk_doc_ids,
         chunk_qrels={"q": {"d1#1": 1}},
         doc_qrels={"q": {"d1": 1}},
@@ -301,3 +301,18 @@ def test_cosine_scores():
     np.testing.assert_array_equal(scores[1], [0.0, 0.0, 0.0])
     with pytest.raises(ValueError, match="dimension 2 but item_vectors 3"):
         ev.cosine_scores(queries, np.ones((1, 3)))
+
+
+def test_mean_metrics_is_what_evaluate_returns():
+    scores = np.array([[0.9, 0.1, 0.5], [0.2, 0.8, 0.3], [0.1, 0.2, 0.3]])
+    qrels = {"a": {"x": 1}, "b": {"z": 2}}  # c has no relevant item
+    options = dict(query_ids=["a", "b", "c"], item_ids=["x", "y", "z"], k=2)
+    frame = ev.evaluate_per_query(scores, qrels, **options)
+    assert ev.mean_metrics(frame) == ev.evaluate(scores, qrels, **options)
+    zero = ev.mean_metrics(frame, "zero")
+    assert zero == ev.evaluate(scores, qrels, no_relevant="zero", **options)
+    assert zero["num_queries"] == 3 and zero["num_queries_without_relevant"] == 1
+    with pytest.raises(KeyError, match="no 'num_relevant' column"):
+        ev.mean_metrics(frame.drop(columns="num_relevant"))
+    with pytest.raises(ValueError, match="no_relevant='never'"):
+        ev.mean_metrics(frame, "never")

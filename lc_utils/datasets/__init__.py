@@ -6,32 +6,36 @@ Three sources, none of which downloads anything unless the user calls ``download
   ``load_beir``, so that users who are online can point the evaluation at SciFact, NFCorpus, ...
 * **Python's own reference topics** (``pydoc_data.topics``), real long documents that ship with
   every Python, through ``load_pydoc_topics``, with queries and judgments built from the
-  documents' own structure by ``build_pydoc_queries`` and mapped to any chunking by
-  ``chunk_qrels``.
+  documents' own structure by ``build_pydoc_queries``; ``load_pydoc_task`` gives documents,
+  queries and judgments in one call, and ``chunk_documents`` / ``chunkings`` chunk them.
 * **A release-note paragraph** (``RELEASE_NOTES``, ``RELEASE_QUERY``) written for this project,
   where only the first sentence names the release: the setting of the blog's cosine table.
 
 Spans are half-open character offsets ``(start, end)`` into a document, the package's one
-currency, so judgments made here apply to every chunking strategy.
+currency, so judgments made here apply to every chunking strategy; which chunks a span makes
+relevant is evaluation's business (``lc_utils.evaluation.chunk_qrels``).
 
-The BEIR loader is in ``beir``, the reference topics and their queries in ``pydoc_topics``, the
-judgments for any chunking in ``judgments``; everything is importable from here.
+The BEIR loader is in ``beir``, the reference topics, their queries and the corpus chunking
+helpers in ``pydoc_topics``; everything is importable from here.
 
-Introduced in notebook 06_retrieval_eval (the release note in 04_naive_vs_late).
+Introduced in notebook 01_chunking.
 """
 
 from .beir import BEIR_URL as BEIR_URL
 from .beir import BeirDataset as BeirDataset
 from .beir import download_beir as download_beir
 from .beir import load_beir as load_beir
-from .judgments import chunk_key as chunk_key
-from .judgments import chunk_keys as chunk_keys
-from .judgments import chunk_qrels as chunk_qrels
 from .pydoc_topics import QUERY_KINDS as QUERY_KINDS
 from .pydoc_topics import PydocQueries as PydocQueries
+from .pydoc_topics import PydocTask as PydocTask
 from .pydoc_topics import build_pydoc_queries as build_pydoc_queries
+from .pydoc_topics import chunk_documents as chunk_documents
+from .pydoc_topics import chunkings as chunkings
+from .pydoc_topics import load_pydoc_task as load_pydoc_task
 from .pydoc_topics import load_pydoc_topics as load_pydoc_topics
 from .pydoc_topics import query_kind as query_kind
+from .pydoc_topics import query_name as query_name
+from .pydoc_topics import spells_query_name as spells_query_name
 
 RELEASE_NOTES = (
     "Vectorbase 3.7.2 is a maintenance release of the open-source vector database, published on "

@@ -2,8 +2,6 @@
 
 ``load_beir`` reads one from disk and never downloads; ``download_beir`` fetches a public BEIR
 dataset only when called, and fails within seconds when the machine is offline.
-
-Introduced in notebook 06_retrieval_eval.
 """
 
 from __future__ import annotations
@@ -42,7 +40,6 @@ class BeirDataset:
         qrels: ``{query_id: {doc_id: int grade}}``; grades ``<= 0`` mean "not relevant".
         path: the folder it was read from.
         split: the qrels split (``"test"``, ``"dev"``, ``"train"``).
-    Introduced in notebook 06_retrieval_eval.
     """
 
     corpus: dict[str, dict[str, str]]
@@ -62,7 +59,7 @@ class BeirDataset:
         """``{doc_id: text}`` with the title (when there is one) joined before the text.
 
         The result feeds ``lc_utils.embed_corpus`` directly; character spans then refer to the
-        joined string. Introduced in notebook 06_retrieval_eval.
+        joined string.
         """
         return {
             doc_id: (f"{d['title']}{separator}{d['text']}" if d["title"] else d["text"])
@@ -76,7 +73,7 @@ class BeirDataset:
         the corpus) becomes one span ``(doc_id, 0, len(text), grade)`` over the text that
         ``documents(separator)`` returns. With these spans the document-level metrics of
         ``compare_naive_late`` are BEIR's own; the chunk-level ones count every chunk of a
-        relevant document as relevant, a looser measure. Introduced in notebook 06_retrieval_eval.
+        relevant document as relevant, a looser measure.
         """
         texts = self.documents(separator)
         return {
@@ -142,7 +139,6 @@ def load_beir(
         ``file:line`` for a malformed line or a repeated id.
     Judgments that name documents missing from the corpus are kept, with a warning: the
     metrics decide what to do with them (``unknown_items`` in ``lc_utils.metrics.evaluate``).
-    Introduced in notebook 06_retrieval_eval.
     """
     root = Path(path)
     if not root.is_dir():
@@ -267,7 +263,6 @@ def download_beir(
     Raises:
         ConnectionError (offline or unreachable; says where to fetch the zip by other means),
         ValueError for a bad name or an archive without the BEIR layout.
-    Introduced in notebook 06_retrieval_eval.
     """
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name or ""):
         raise ValueError(f"name={name!r}; expected a BEIR dataset name such as 'scifact'")

@@ -5,7 +5,7 @@ long. ``load_pydoc_topics`` reads them; ``build_pydoc_queries`` builds queries a
 judgments from the documents' own headings and entries (its docstring says how, and what the
 task measures).
 
-Introduced in notebook 06_retrieval_eval.
+Introduced in notebook 01_chunking.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..chunking import strip_span
+from ..chunking import chunk_text, strip_span
 
 
 def load_pydoc_topics(min_chars: int = 0, limit: int | None = None) -> dict[str, str]:
@@ -43,7 +43,7 @@ def load_pydoc_topics(min_chars: int = 0, limit: int | None = None) -> dict[str,
     Returns:
         ``{doc_id: text}`` sorted by ``doc_id``; the ids are pydoc's topic names (``"try"``,
         ``"string-methods"``).
-    Introduced in notebook 06_retrieval_eval.
+    Introduced in notebook 01_chunking.
     """
     try:
         from pydoc_data import topics
@@ -116,7 +116,7 @@ class PydocQueries(NamedTuple):
         qrels_spans: ``{query_id: [(doc_id, start, end), ...]}``, half-open character spans of
             the answer in every document that contains it, sorted; a title query's spans in one
             document may overlap.
-    Introduced in notebook 06_retrieval_eval.
+    Introduced in notebook 01_chunking.
     """
 
     queries: dict[str, str]
@@ -124,10 +124,37 @@ class PydocQueries(NamedTuple):
     qrels_spans: dict[str, list[tuple[str, int, int]]]
 
 
+def query_name(query_id: str) -> str:
+    """The name a ``build_pydoc_queries`` query asks about, as its id stores it (a slug).
+
+    The id is ``"<kind>:<doc_id>:<slug>"``, where the slug is the title, heading or entry name in
+    lower case with every run of characters other than letters, digits, ``_``, ``.`` and ``*``
+    replaced by ``-`` (a ``+`` is appended when two queries would share an id; it is dropped
+    here). ``query_name("entry:string-methods:str.center") == "str.center"``.
+    """
+    parts = str(query_id).split(":", 2)
+    if len(parts) != 3 or parts[0] not in QUERY_KINDS:
+        raise ValueError(
+            f"query id {query_id!r} is not '<kind>:<doc_id>:<name>' with a kind in {QUERY_KINDS}"
+        )
+    return parts[2].rstrip("+")
+
+
+def spells_query_name(query_id: str, text: str) -> bool:
+    """Whether ``text`` spells the name that query ``query_id`` asks about, word for word.
+
+    Both are compared as slugs (``query_name``): lower case, punctuation runs as ``-``, and the
+    name must start and end at a slug boundary, so ``"str.center"`` is found in "Return
+    str.center(width)" but ``"try"`` is not found in "retry". This is what a chunk needs to match
+    a query lexically; late chunking's context is what a chunk without it needs.
+    """
+    return f"-{query_name(query_id)}-" in f"-{_slug(text)}-"
+
+
 def query_kind(query_id: str) -> str:
     """The kind (``"title"``, ``"section"`` or ``"entry"``) of a ``build_pydoc_queries`` id.
 
-    Introduced in notebook 06_retrieval_eval.
+    Introduced in notebook 04_naive_vs_late.
     """
     kind = str(query_id).split(":", 1)[0]
     if kind not in QUERY_KINDS:
@@ -374,7 +401,7 @@ def build_pydoc_queries(
         ``PydocQueries(queries, qrels_doc, qrels_spans)``; see its docstring. All grades are 1.
         The same arguments always give the same result. On Python 3.11 with the defaults:
         314 queries (78 title, 91 section, 145 entry).
-    Introduced in notebook 06_retrieval_eval.
+    Introduced in notebook 01_chunking.
     """
     for kind in kinds:
         if kind not in QUERY_KINDS:
@@ -446,3 +473,119 @@ def build_pydoc_queries(
         q: {doc: 1 for doc in sorted({s[0] for s in spans})} for q, spans in qrels_spans.items()
     }
     return PydocQueries(queries, qrels_doc, qrels_spans)
+
+
+def chunk_documents(
+    documents: Mapping[str, str],
+    strategy: str = "sentences",
+    *,
+    tokenizer=None,
+    chunk_size: int | None = None,
+    **options,
+) -> dict[str, list]:
+    """Chunk every document of a corpus with one strategy.
+
+    Args:
+        documents: ``{doc_id: text}``.
+        strategy: ``"sentences"``, ``"fixed"`` or ``"paragraphs"`` (see ``chunk_text``).
+        tokenizer: the model's tokenizer; required by ``"fixed"``.
+        chunk_size: model tokens per chunk for ``"fixed"``; ignored by the other strategies, so
+            one notebook parameter can serve every strategy.
+        options: further options for ``chunk_text`` (``sentences_per_chunk``, ...).
+    Returns:
+        ``{doc_id: [Chunk, ...]}`` in the order of ``documents``.
+    Introduced in notebook 04_naive_vs_late.
+    """
+    if strategy == "fixed" and chunk_size is not None:
+        options = {**options, "chunk_size": chunk_size}
+    return {
+        doc_id: chunk_text(text, strategy, tokenizer=tokenizer, **options)
+        for doc_id, text in documents.items()
+    }
+
+
+def chunkings(
+    documents: Mapping[str, str],
+    strategies: Sequence[str],
+    *,
+    tokenizer=None,
+    chunk_sizes: Sequence[int] = (64,),
+) -> dict[str, dict[str, list]]:
+    """Several chunkings of one corpus, labelled: ``"fixed"`` gives one per chunk size.
+
+    Args:
+        documents: ``{doc_id: text}``.
+        strategies: e.g. ``["sentences", "fixed", "paragraphs"]``.
+        tokenizer: the model's tokenizer (for ``"fixed"``).
+        chunk_sizes: the sizes of ``"fixed"``, each labelled ``"fixed-<size>"``.
+    Returns:
+        ``{label: {doc_id: [Chunk, ...]}}``: the strategy's name as label, or ``"fixed-<size>"``.
+    Introduced in notebook 06_chunking_strategies.
+    """
+    if isinstance(strategies, str):
+        raise TypeError(f"strategies={strategies!r} is one str; pass a list, e.g. [{strategies!r}]")
+    labelled: dict[str, dict[str, list]] = {}
+    for strategy in strategies:
+        if strategy != "fixed":
+            labelled[strategy] = chunk_documents(documents, strategy)
+            continue
+        if not chunk_sizes:
+            raise ValueError("chunk_sizes is empty; give at least one size for 'fixed'")
+        for size in chunk_sizes:
+            labelled[f"fixed-{int(size)}"] = chunk_documents(
+                documents, "fixed", tokenizer=tokenizer, chunk_size=int(size)
+            )
+    return labelled
+
+
+@dataclass
+class PydocTask:
+    """A retrieval task on the pydoc topics: documents, queries and their judgments.
+
+    Attributes:
+        documents: ``{doc_id: text}``, sorted by id.
+        queries: ``{query_id: text}`` (see ``build_pydoc_queries``).
+        qrels_doc: ``{query_id: {doc_id: 1}}``.
+        qrels_spans: ``{query_id: [(doc_id, start, end), ...]}``.
+    Introduced in notebook 01_chunking.
+    """
+
+    documents: dict[str, str]
+    queries: dict[str, str]
+    qrels_doc: dict[str, dict[str, int]]
+    qrels_spans: dict[str, list[tuple[str, int, int]]]
+
+    @property
+    def query_ids(self) -> list[str]:
+        """The query ids, in order."""
+        return list(self.queries)
+
+    def query_kinds(self) -> dict[str, int]:
+        """How many queries of each kind (``QUERY_KINDS`` order, kinds present only)."""
+        counts = {kind: 0 for kind in QUERY_KINDS}
+        for query_id in self.queries:
+            counts[query_kind(query_id)] += 1
+        return {kind: n for kind, n in counts.items() if n}
+
+
+def load_pydoc_task(
+    n_documents: int = 0, *, max_queries: int | None = None, seed: int = 0
+) -> PydocTask:
+    """The pydoc topics (the first ``n_documents`` by id; 0 means all) with their queries.
+
+    One call for what the evaluation notebooks share: ``load_pydoc_topics(limit=...)`` then
+    ``build_pydoc_queries(documents, seed=seed, limit=max_queries)``.
+
+    Args:
+        n_documents: how many topics, in alphabetical order; ``0`` keeps all of them.
+        max_queries: at most this many queries, sampled with ``seed``; ``None`` keeps all.
+        seed: draws the query wording and the sample.
+    Returns:
+        ``PydocTask``. The same arguments give the same task on the same Python version.
+    Introduced in notebook 04_naive_vs_late.
+    """
+    if isinstance(n_documents, bool) or not isinstance(n_documents, int) or n_documents < 0:
+        raise ValueError(f"n_documents={n_documents!r}; expected a count >= 0 (0 means all)")
+    documents = load_pydoc_topics(limit=n_documents or None)
+    queries, qrels_doc, qrels_spans = build_pydoc_queries(documents, seed=seed, limit=max_queries)
+    return PydocTask(documents, queries, qrels_doc, qrels_spans)

@@ -1,6 +1,12 @@
 """Span judgments mapped onto any chunking: a chunk is relevant where it overlaps a relevant span.
 
-Introduced in notebook 06_retrieval_eval.
+This is the evaluation side of a dataset: a dataset (``lc_utils.datasets``) says which character
+spans answer a query; this module says which chunks of a given chunking that makes relevant, and
+names each chunk in the judgments by its **chunk key** ``"doc_id#chunk_index"``. A chunk key is
+not a store id: ``lc_utils.store.chunk_ids`` hashes document, chunk index, method and model into
+Milvus primary keys, while a chunk key names the chunk the same way for every method, so that one
+set of judgments scores naive and late vectors alike. ``lc_utils.evaluation`` re-exports all three
+names.
 """
 
 from __future__ import annotations
@@ -10,20 +16,16 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+__all__ = ["chunk_key", "chunk_keys", "chunk_qrels"]
+
 
 def chunk_key(doc_id: str, chunk_index: int) -> str:
-    """The item id of a chunk in chunk-level judgments: ``f"{doc_id}#{chunk_index}"``.
-
-    Introduced in notebook 06_retrieval_eval.
-    """
+    """The item id of a chunk in chunk-level judgments: ``f"{doc_id}#{chunk_index}"``."""
     return f"{doc_id}#{int(chunk_index)}"
 
 
 def chunk_keys(chunk_records: Sequence[Mapping]) -> list[str]:
-    """``chunk_key`` of each record (dicts with ``doc_id`` and ``chunk_index``), in order.
-
-    Introduced in notebook 06_retrieval_eval.
-    """
+    """``chunk_key`` of each record (dicts with ``doc_id`` and ``chunk_index``), in order."""
     return [chunk_key(r["doc_id"], r["chunk_index"]) for r in chunk_records]
 
 
@@ -48,7 +50,6 @@ def chunk_qrels(
         ``{query_id: {chunk_key: grade}}`` holding only relevant chunks. A query whose spans no
         chunk overlaps (for example its document was not chunked) maps to ``{}``: the
         evaluation then counts it as a query without relevant items.
-    Introduced in notebook 06_retrieval_eval.
     """
     if min_overlap < 1:
         raise ValueError(f"min_overlap={min_overlap}; expected >= 1")
