@@ -263,7 +263,7 @@ def validate_chunks(text: str, chunks: Sequence) -> np.ndarray:
     refused, since truncating it would move the span). Each span must satisfy
     ``0 <= start < end <= len(text)``, spans must be sorted and disjoint, and a ``Chunk``'s text
     must equal ``text[start:end]`` (which catches chunks taken from a different document).
-    Raises ``ValueError`` naming the first offending chunk. Introduced in notebook 03_late_pooling.
+    Raises ``ValueError`` naming the first offending chunk. Introduced in notebook 01_chunking.
     """
     if isinstance(chunks, str) or not isinstance(chunks, Sequence | np.ndarray):
         raise TypeError(

@@ -3,7 +3,7 @@
 The result pairs chunk records (document id, chunk index, character offsets, text) with a vector
 matrix whose rows follow the records, ready for ``pandas.DataFrame(records)`` and for Milvus.
 
-Introduced in notebook 04_naive_vs_late.
+Introduced in notebook 05_milvus_validation.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class CorpusEmbeddings:
             function without a ``chunking=`` label. The Milvus store keys rows on it.
         doc_ids: every document embedded, in order, including any that gave no chunk, so that
             storing the corpus also clears such a document's old chunks.
-    Introduced in notebook 04_naive_vs_late.
+    Introduced in notebook 05_milvus_validation.
     """
 
     records: list[dict]
@@ -295,7 +295,7 @@ def embed_corpus(
     Returns:
         ``CorpusEmbeddings`` with records in document order and float32 vectors row for row.
         Chunks holding no model token are left out (listed in ``.skipped``) for both methods.
-    Introduced in notebook 04_naive_vs_late.
+    Introduced in notebook 05_milvus_validation.
     """
     parts = list(
         iter_embed_corpus(

@@ -40,8 +40,6 @@ strided view (``_distance_line``). Attention runs through
 Supported: base-en, small-en, base-de, base-es, base-zh (one shared layout). base-code uses a
 different layer layout (QK layer norms, ``up_gated_layer``/``down_layer``, ``layer_norm_1/2``,
 and the GLU halves in the other order) and is refused with a clear error.
-
-Introduced in notebook 02_token_embeddings.
 """
 
 from __future__ import annotations

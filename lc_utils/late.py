@@ -532,7 +532,7 @@ def naive_chunking(
             are truncated with a warning that says where.
     Returns:
         float32 ``(len(chunks_or_texts), model.dim)``. Warns when chunks are mostly the
-        tokenizer's unknown token. Introduced in notebook 04_naive_vs_late.
+        tokenizer's unknown token. Introduced in notebook 03_late_pooling.
     """
     if isinstance(chunks_or_texts, str):
         raise TypeError(

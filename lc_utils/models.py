@@ -6,7 +6,7 @@ refuses to build the wrong architecture for other models that ship their own cod
 what the model's own pooling is. `EmbeddingModel.forward` is the one place where token ids meet
 the network.
 
-Introduced in notebook 02_token_embeddings.
+Introduced in notebook 01_chunking.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class EmbeddingModel:
             trained with instructions (from the sentence-transformers ``prompts``).
         source: where the weights came from: ``"package"``, ``"local"``, ``"cache"`` or ``"hub"``.
 
-    Introduced in notebook 02_token_embeddings.
+    Introduced in notebook 01_chunking.
     """
 
     name: str
@@ -151,7 +151,7 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     counts, even an error status; a bare TCP connect does not, because some sandboxes accept every
     connection and only fail later. The request runs in a daemon thread joined with a deadline, so
     a hanging DNS lookup cannot hang the caller. The answer is cached for the process.
-    Introduced in notebook 02_token_embeddings.
+    Introduced in notebook 01_chunking.
     """
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
         return False
@@ -495,7 +495,7 @@ def load_model(
     last token) is refused unless you override it, because the pipeline would not compute it.
     ``dtype``: float32 by default; float16/bfloat16 on CUDA. ``device`` defaults to CUDA when
     present. Raises ``ModelLoadError`` with what to do when the model cannot be loaded.
-    Introduced in notebook 02_token_embeddings.
+    Introduced in notebook 01_chunking.
     """
     if pooling is not None and pooling not in SUPPORTED_POOLING:
         raise ValueError(f"pooling={pooling!r}; use one of {sorted(SUPPORTED_POOLING)} or None")

@@ -5,8 +5,6 @@ say: jina-embeddings-v2 through lc_utils' own module (``lc_utils.jina_v2``), the
 transformers' native classes, never with ``trust_remote_code``. A model outside the registry
 keeps the general rules of ``load_model`` (sentence-transformers files decide pooling and
 prompts; custom code is refused unless trusted).
-
-Introduced in notebook 02_token_embeddings.
 """
 
 from __future__ import annotations
