@@ -61,6 +61,7 @@ SMALL = {
         "STRATEGIES": ["sentences", "fixed"],
         "CHUNK_SIZES": [64],
     },
+    "09_scaling_out": {"N_DOCUMENTS": 6},
 }
 
 # Tolerances, by the last part of a value's path in metrics.json. Ranking metrics and their
@@ -72,8 +73,9 @@ RANKING_ABS = 0.005
 WINS = re.compile(r"(better|^ties)$")
 WINS_ABS = 2
 FLOAT_ABS = 1e-4
-# Values that measure the machine, not the method: checked for presence only.
-VOLATILE = re.compile(r"per_second|seconds$")
+# Values that measure the machine, not the method (or name a temporary path or port): checked
+# for presence only.
+VOLATILE = re.compile(r"per_second|seconds$|ray_address$|(^|/)uri$")
 
 pytestmark = pytest.mark.slow
 
@@ -312,6 +314,19 @@ def test_05_milvus_validation(executed):
     assert m["summary"]["headline"]["value"] == min(m["agreement_at_k"]["HNSW"].values())
     assert m["rows"] > 100
     assert m["filtered_agreement_at_k"] == 1.0
+
+
+def test_09_scaling_out(executed):
+    m = metrics_of(executed, "09_scaling_out")
+    assert m["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert m["documents"] == 6
+    # Ray's rows and vectors equal single-process embed_corpus's, and a re-run writes nothing.
+    assert m["max_abs_difference"] <= 1e-5
+    assert m["rows_equal"] is True
+    assert m["rerun"]["embedded"] == 0 and m["rerun"]["chunks"] == 0
+    assert m["rerun"]["already_stored"] == m["run"]["embedded"] == 6
+    assert m["stored_chunks"] == m["run"]["chunks"] > 0
+    assert m["summary"]["headline"]["value"] == pytest.approx(m["max_abs_difference"])
 
 
 def test_06_chunking_strategies(executed):

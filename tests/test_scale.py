@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 import lc_utils as lc
-from lc_utils import runner, store
+from lc_utils import store
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER_URI = os.environ.get("LC_MILVUS_SERVER_URI", "")
@@ -337,24 +337,3 @@ def test_server_an_actor_killed_mid_run_is_retried_with_nothing_lost_or_doubled(
         )
     finally:
         store.close(client)
-
-
-# ----------------------------------------------------------------------------- notebook 09
-
-
-@pytest.mark.slow
-def test_notebook_09_runs_and_records_its_claims(tmp_path):
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    path = ROOT / "notebooks" / "09_scaling_out.ipynb"
-    runner.execute_notebook(path, tmp_path, {"N_DOCUMENTS": 6}, progress_bar=False)
-    metrics = json.loads((tmp_path / "09_scaling_out" / "metrics.json").read_text())
-    assert metrics["model"] == "sentence-transformers/all-MiniLM-L6-v2"
-    assert metrics["documents"] == 6
-    assert metrics["max_abs_difference"] <= 1e-5
-    assert metrics["rows_equal"] is True
-    assert metrics["rerun"]["embedded"] == 0 and metrics["rerun"]["chunks"] == 0
-    assert metrics["rerun"]["already_stored"] == metrics["run"]["embedded"]
-    assert metrics["stored_chunks"] == metrics["run"]["chunks"]
-    summary = metrics["summary"]
-    assert summary["held"] is True
-    assert summary["headline"]["value"] == pytest.approx(metrics["max_abs_difference"])
