@@ -9,7 +9,7 @@ The notebooks in ``notebooks/`` introduce each function; users call the same API
     naive = lc.naive_chunking(model, chunks)         # each chunk embedded alone
 """
 
-from . import datasets, evaluation, metrics, store
+from . import datasets, evaluation, metrics, semantic, store
 from .chunking import (
     STRATEGIES,
     Chunk,
@@ -51,6 +51,7 @@ from .models import (
     packaged_minilm_path,
 )
 from .outputs import load_metrics, prepare_output_dir, save_figure, save_metrics, set_seed
+from .semantic import chunk_semantic
 from .tokens import (
     TokenizedDocument,
     chunk_of_tokens,

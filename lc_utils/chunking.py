@@ -196,6 +196,8 @@ STRATEGIES = {
     "paragraphs": chunk_paragraphs,
     "fixed": chunk_fixed,
 }
+# "semantic" is added by lc_utils.semantic (imported with the package): it needs a model, and the
+# model code imports this module, so registering it there keeps the imports one-way.
 
 
 def chunk_text(text: str, strategy: str = "sentences", *, tokenizer=None, **options) -> list[Chunk]:
@@ -205,6 +207,9 @@ def chunk_text(text: str, strategy: str = "sentences", *, tokenizer=None, **opti
       - ``"sentences"``: spaCy sentencizer over the whole text; option ``sentences_per_chunk``.
       - ``"fixed"``: ``chunk_size`` model tokens per chunk; needs ``tokenizer``.
       - ``"paragraphs"``: split on blank lines; option ``paragraphs_per_chunk``.
+      - ``"semantic"``: runs of sentences split where neighbouring sentences are least alike;
+        needs ``model`` (an ``EmbeddingModel``), option ``percentile`` (see
+        ``lc_utils.semantic.chunk_semantic``).
 
     Every chunk satisfies ``text[c.start:c.end] == c.text``, holds no leading or trailing
     whitespace, and chunks are sorted and disjoint. Empty or whitespace-only text gives ``[]``.
