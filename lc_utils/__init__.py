@@ -9,7 +9,7 @@ The notebooks in ``notebooks/`` introduce each function; users call the same API
     naive = lc.naive_chunking(model, chunks)         # each chunk embedded alone
 """
 
-from . import datasets, evaluation, metrics, semantic, store
+from . import datasets, evaluation, frontier, metrics, semantic, store
 from .chunking import (
     STRATEGIES,
     Chunk,
@@ -27,6 +27,7 @@ from .corpus import (
     iter_documents,
     iter_embed_corpus,
 )
+from .datasets import needles  # noqa: F401  (so that lc.datasets.needles is there)
 from .late import (
     DocumentEmbedding,
     WindowPlan,

@@ -1,0 +1,291 @@
+"""The cost/quality frontier of late chunking's window and overlap, and a default chosen from it.
+
+A document longer than one window runs in overlapping windows (``lc_utils.late``). Two settings
+decide what that costs and what it gives: the window (positions per forward pass) and the
+overlap (content tokens a window shares with the one before). This module measures a grid of
+them on one set of chunks and queries and picks the cheapest setting that is not significantly
+worse than the best:
+
+* ``window_settings``: the grid, by default the model's trained length (sentence-transformers'
+  ``max_seq_length``, where declared) and its position limit, times overlaps of 0, 1/16, 1/8 and
+  1/4 of the content window (1/4 is the library's default);
+* ``encode_settings``: late-chunking vectors of the same chunk records under every setting, with
+  the tokens each setting computes and the time it took (documents outer, settings inner, so
+  that a slow spell of a shared machine falls on every setting alike);
+* ``frontier_table``: per setting, the mean metric at chunk and document level and its paired
+  bootstrap difference from the best setting of that level;
+* ``choose_setting``: among the settings whose interval against the best reaches zero at every
+  level of every table, the one computing the fewest tokens (then the least attention work).
+
+Cost is counted in computed tokens, which are exact and the same on every machine, rather than
+in seconds, which drift on shared machines; seconds are recorded alongside.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .evaluation import MethodComparison, paired_difference, pool_records
+from .late import content_window, encode_document
+from .metrics import LEVELS
+from .models import EmbeddingModel
+
+__all__ = [
+    "DEFAULT_OVERLAP_FRACTIONS",
+    "WindowSetting",
+    "FrontierRun",
+    "window_settings",
+    "encode_settings",
+    "frontier_table",
+    "choose_setting",
+]
+
+DEFAULT_OVERLAP_FRACTIONS = (0.0, 1 / 16, 1 / 8, 1 / 4)
+
+
+@dataclass(frozen=True)
+class WindowSetting:
+    """One window plan: ``window`` positions per pass, ``overlap`` content tokens shared.
+
+    ``fraction`` is the overlap as a share of the content window it was derived from.
+    """
+
+    window: int
+    overlap: int
+    fraction: float
+
+    @property
+    def label(self) -> str:
+        """``"<window>/<overlap>"``, e.g. ``"512/127"``; unique within a grid."""
+        return f"{self.window}/{self.overlap}"
+
+
+def window_settings(
+    model: EmbeddingModel,
+    *,
+    windows: Sequence[int] | None = None,
+    overlap_fractions: Sequence[float] = DEFAULT_OVERLAP_FRACTIONS,
+) -> list[WindowSetting]:
+    """The grid of window plans to measure, windows outer and overlaps inner.
+
+    Args:
+        model: from ``load_model``; gives the position limit and the trained length.
+        windows: positions per pass, special tokens included. ``None`` takes the model's
+            ``trained_length`` (when declared and below the limit) and its ``max_length``.
+        overlap_fractions: each in ``[0, 1)``; the overlap is ``floor(fraction * content
+            window)``, so ``1/4`` reproduces the library's default.
+    Returns:
+        ``WindowSetting`` list without duplicates.
+    """
+    if windows is None:
+        windows = [model.max_length]
+        if model.trained_length and model.trained_length < model.max_length:
+            windows.insert(0, int(model.trained_length))
+    fractions = [float(f) for f in overlap_fractions]
+    if not fractions or not all(0 <= f < 1 for f in fractions):
+        raise ValueError(f"overlap_fractions={fractions}; give fractions in [0, 1), e.g. 0.25")
+    settings: dict[str, WindowSetting] = {}
+    for window in windows:
+        window, content = content_window(model, window)
+        for fraction in fractions:
+            setting = WindowSetting(window, int(fraction * content), fraction)
+            settings.setdefault(setting.label, setting)
+    return list(settings.values())
+
+
+@dataclass
+class FrontierRun:
+    """Late-chunking vectors of the same records under several window settings.
+
+    Attributes:
+        settings: the ``WindowSetting`` of every run, in grid order.
+        vectors: ``{label: float32 (len(records), dim)}``, rows following the records.
+        costs: one row per label: ``window``, ``overlap``, ``fraction``, ``n_tokens`` (the
+            documents' content tokens), ``tokens_computed`` (content tokens run through the
+            model), ``token_ratio`` (computed / n_tokens), ``attention`` (sum over passes of the
+            squared pass length: the part of the cost that grows with the window), ``passes``
+            and ``seconds`` (wall time of the forward passes and tokenization).
+    """
+
+    settings: list[WindowSetting]
+    vectors: dict[str, np.ndarray]
+    costs: pd.DataFrame
+
+
+def encode_settings(
+    model: EmbeddingModel,
+    documents: Mapping[str, str],
+    records: Sequence[Mapping],
+    settings: Sequence[WindowSetting],
+    *,
+    batch_tokens: int | None = None,
+) -> FrontierRun:
+    """Late-pool the same chunk records under every window setting.
+
+    Args:
+        model: from ``load_model``.
+        documents: ``{doc_id: text}``; every document named by ``records`` must be here.
+        records: chunk records with ``doc_id``, ``start``, ``end`` (half-open characters), e.g.
+            ``MethodComparison.records`` from ``compare_naive_late``, so that every setting
+            and the naive baseline score the same chunks.
+        settings: from ``window_settings``.
+        batch_tokens: as in ``encode_document``.
+    Returns:
+        ``FrontierRun``. Each document is encoded once per setting and pooled at once, so memory
+        holds one document's token embeddings at a time.
+    """
+    settings = list(settings)
+    if not settings:
+        raise ValueError("settings is empty; pass window_settings(model)")
+    labels = [s.label for s in settings]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"settings repeat a window/overlap pair: {labels}")
+    rows_of: dict = {}
+    for row, record in enumerate(records):
+        rows_of.setdefault(record["doc_id"], []).append(row)
+    missing = [doc for doc in rows_of if doc not in documents]
+    if missing:
+        raise KeyError(f"records name document {missing[0]!r}, which is not in documents")
+    vectors = {label: np.full((len(records), model.dim), np.nan, np.float32) for label in labels}
+    cost = {label: dict.fromkeys(("tokens_computed", "attention", "passes"), 0) for label in labels}
+    seconds = dict.fromkeys(labels, 0.0)
+    n_tokens = 0
+    for doc_id, rows in rows_of.items():
+        doc_records = [records[r] for r in rows]
+        for setting in settings:
+            began = time.perf_counter()
+            embedding = encode_document(
+                model,
+                documents[doc_id],
+                window=setting.window,
+                overlap=setting.overlap,
+                batch_tokens=batch_tokens,
+                progress=False,
+            )
+            seconds[setting.label] += time.perf_counter() - began
+            vectors[setting.label][rows] = pool_records({doc_id: embedding}, doc_records)
+            plan = embedding.plan
+            lengths = np.array([b - a for a, b in plan.windows], dtype=np.int64)
+            cost[setting.label]["tokens_computed"] += int(lengths.sum())
+            cost[setting.label]["attention"] += int((lengths**2).sum())
+            cost[setting.label]["passes"] += len(lengths)
+        n_tokens += embedding.plan.n_tokens
+    costs = pd.DataFrame(
+        [
+            {
+                "window": s.window,
+                "overlap": s.overlap,
+                "fraction": s.fraction,
+                "n_tokens": n_tokens,
+                **cost[s.label],
+                "token_ratio": cost[s.label]["tokens_computed"] / max(n_tokens, 1),
+                "seconds": seconds[s.label],
+            }
+            for s in settings
+        ],
+        index=pd.Index(labels, name="setting"),
+    )
+    return FrontierRun(settings, vectors, costs)
+
+
+def frontier_table(
+    comparison: MethodComparison,
+    costs: pd.DataFrame,
+    *,
+    metric: str = "ndcg@10",
+    levels: Sequence[str] = LEVELS,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Quality against cost for every setting, with each setting's distance from the best.
+
+    Args:
+        comparison: from ``lc.evaluation.evaluate_methods`` with one method per row of
+            ``costs`` (its labels; other methods, such as ``"naive"``, are ignored).
+        costs: ``FrontierRun.costs``.
+        metric, levels: what is compared, at which levels.
+        n_resamples, confidence, seed: the paired bootstrap (``paired_difference``).
+    Returns:
+        ``costs`` with, per level, columns ``<level>`` (the mean metric), ``<level>_vs_best``,
+        ``<level>_low``, ``<level>_high`` (mean difference from the level's best setting and its
+        interval) and ``<level>_not_worse`` (``True`` when the interval's upper end is ``>= 0``:
+        the queries cannot tell this setting from the best). The best setting is the one with
+        the highest mean; ties go to the cheaper (fewer tokens, then less attention).
+    """
+    missing = [label for label in costs.index if label not in comparison.per_query]
+    if missing:
+        raise KeyError(f"no results for setting(s) {missing}; evaluated: {comparison.methods}")
+    table = costs.copy()
+    for level in levels:
+        means = pd.Series(
+            {label: comparison.results[label][level][metric] for label in costs.index}
+        )
+        order = pd.DataFrame(
+            {"mean": -means, "tokens": costs["tokens_computed"], "attention": costs["attention"]}
+        ).sort_values(["mean", "tokens", "attention"], kind="stable")
+        best = order.index[0]
+        table[level] = means
+        for label in costs.index:
+            difference = paired_difference(
+                comparison.per_query[label][level][metric],
+                comparison.per_query[best][level][metric],
+                n_resamples=n_resamples,
+                confidence=confidence,
+                seed=seed,
+            )
+            table.loc[label, f"{level}_vs_best"] = difference["mean"]
+            table.loc[label, f"{level}_low"] = difference["low"]
+            table.loc[label, f"{level}_high"] = difference["high"]
+        table[f"{level}_not_worse"] = table[f"{level}_high"] >= 0
+        table.attrs[f"{level}_best"] = best
+    return table
+
+
+def choose_setting(tables: Mapping[str, pd.DataFrame], levels: Sequence[str] = LEVELS) -> dict:
+    """The cheapest setting that is not significantly worse than the best, in every table.
+
+    Args:
+        tables: ``{task name: frontier_table(...)}`` over the same settings (e.g. one for the
+            pydoc corpus and one for the long-document tasks).
+        levels: the levels that must hold.
+    Returns:
+        ``{"setting", "window", "overlap", "fraction", "holds_everywhere", "acceptable",
+        "tokens_computed", "token_ratio"}``: ``acceptable`` lists every setting not worse
+        anywhere; ``tokens_computed`` is summed over the tables and ``token_ratio`` averaged.
+        When no setting is acceptable everywhere, the choice is the one acceptable in the most
+        (table, level) pairs, and ``holds_everywhere`` is ``False``.
+    """
+    if not tables:
+        raise ValueError("tables is empty; pass {name: frontier_table(...)}")
+    labels = list(next(iter(tables.values())).index)
+    for name, table in tables.items():
+        if list(table.index) != labels:
+            raise ValueError(f"table {name!r} has settings {list(table.index)}; expected {labels}")
+    passed = sum(
+        table[f"{level}_not_worse"].astype(int) for table in tables.values() for level in levels
+    )
+    needed = len(tables) * len(levels)
+    tokens = sum(table["tokens_computed"] for table in tables.values())
+    attention = sum(table["attention"] for table in tables.values())
+    ratio = sum(table["token_ratio"] for table in tables.values()) / len(tables)
+    ranking = pd.DataFrame(
+        {"missed": needed - passed, "tokens": tokens, "attention": attention}
+    ).sort_values(["missed", "tokens", "attention"], kind="stable")
+    chosen = ranking.index[0]
+    first = next(iter(tables.values()))
+    return {
+        "setting": chosen,
+        "window": int(first.loc[chosen, "window"]),
+        "overlap": int(first.loc[chosen, "overlap"]),
+        "fraction": float(first.loc[chosen, "fraction"]),
+        "holds_everywhere": bool(ranking.loc[chosen, "missed"] == 0),
+        "acceptable": [label for label in labels if passed[label] == needed],
+        "tokens_computed": int(tokens[chosen]),
+        "token_ratio": float(ratio[chosen]),
+    }
