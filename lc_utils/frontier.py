@@ -10,8 +10,8 @@ worse than the best:
   ``max_seq_length``, where declared) and its position limit, times overlaps of 0, 1/16, 1/8 and
   1/4 of the content window (1/4 is the library's default);
 * ``encode_settings``: late-chunking vectors of the same chunk records under every setting, with
-  the tokens each setting computes and the time it took (documents outer, settings inner, so
-  that a slow spell of a shared machine falls on every setting alike);
+  the tokens each setting computes and the time it took (documents outer, settings inner and
+  rotated, so that a slow spell of a shared machine falls on every setting alike);
 * ``frontier_table``: per setting, the mean metric at chunk and document level and its paired
   bootstrap difference from the best setting of that level;
 * ``choose_setting``: among the settings whose interval against the best reaches zero at every
@@ -31,9 +31,10 @@ import numpy as np
 import pandas as pd
 
 from .evaluation import MethodComparison, paired_difference, pool_records
-from .late import content_window, encode_document
+from .late import content_window, encode_document, plan_windows
 from .metrics import LEVELS
 from .models import EmbeddingModel
+from .tokens import tokenize_document
 
 __all__ = [
     "DEFAULT_OVERLAP_FRACTIONS",
@@ -136,8 +137,10 @@ def encode_settings(
         settings: from ``window_settings``.
         batch_tokens: as in ``encode_document``.
     Returns:
-        ``FrontierRun``. Each document is encoded once per setting and pooled at once, so memory
-        holds one document's token embeddings at a time.
+        ``FrontierRun``. Each document is encoded once per distinct window plan and pooled at
+        once, so memory holds one document's token embeddings at a time. A setting whose plan
+        on a document equals an earlier one's (a document within one window) reuses its vectors
+        and is charged the same tokens and seconds.
     """
     settings = list(settings)
     if not settings:
@@ -155,26 +158,38 @@ def encode_settings(
     cost = {label: dict.fromkeys(("tokens_computed", "attention", "passes"), 0) for label in labels}
     seconds = dict.fromkeys(labels, 0.0)
     n_tokens = 0
-    for doc_id, rows in rows_of.items():
+    for position, (doc_id, rows) in enumerate(rows_of.items()):
         doc_records = [records[r] for r in rows]
-        for setting in settings:
-            began = time.perf_counter()
-            embedding = encode_document(
-                model,
-                documents[doc_id],
-                window=setting.window,
-                overlap=setting.overlap,
-                batch_tokens=batch_tokens,
-                progress=False,
-            )
-            seconds[setting.label] += time.perf_counter() - began
-            vectors[setting.label][rows] = pool_records({doc_id: embedding}, doc_records)
-            plan = embedding.plan
+        n_doc = len(tokenize_document(model.tokenizer, documents[doc_id], model.document_prefix))
+        # Settings whose windows fall alike on this document (one that fits a window, whatever
+        # the overlap) give the same vectors: compute those once and charge each its cost.
+        done: dict = {}
+        # Rotate which setting goes first, so that no setting always pays for a cold start.
+        shift = position % len(settings)
+        for setting in settings[shift:] + settings[:shift]:
+            content = content_window(model, setting.window)[1]
+            plan = plan_windows(n_doc, content, setting.overlap)
+            key = (setting.window, plan.windows)
+            if key not in done:
+                began = time.perf_counter()
+                embedding = encode_document(
+                    model,
+                    documents[doc_id],
+                    window=setting.window,
+                    overlap=setting.overlap,
+                    batch_tokens=batch_tokens,
+                    progress=False,
+                )
+                pooled = pool_records({doc_id: embedding}, doc_records)
+                done[key] = (pooled, time.perf_counter() - began)
+            pooled, elapsed = done[key]
+            seconds[setting.label] += elapsed
+            vectors[setting.label][rows] = pooled
             lengths = np.array([b - a for a, b in plan.windows], dtype=np.int64)
             cost[setting.label]["tokens_computed"] += int(lengths.sum())
             cost[setting.label]["attention"] += int((lengths**2).sum())
             cost[setting.label]["passes"] += len(lengths)
-        n_tokens += embedding.plan.n_tokens
+        n_tokens += n_doc
     costs = pd.DataFrame(
         [
             {
