@@ -9,7 +9,7 @@ The notebooks in ``notebooks/`` introduce each function; users call the same API
     naive = lc.naive_chunking(model, chunks)         # each chunk embedded alone
 """
 
-from . import datasets, evaluation, frontier, metrics, semantic, store
+from . import datasets, evaluation, frontier, long_documents, metrics, paper, semantic, store
 from .chunking import (
     STRATEGIES,
     Chunk,

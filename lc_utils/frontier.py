@@ -14,6 +14,7 @@ worse than the best:
   rotated, so that a slow spell of a shared machine falls on every setting alike);
 * ``frontier_table``: per setting, the mean metric at chunk and document level and its paired
   bootstrap difference from the best setting of that level;
+* ``measure_frontier``: all of the above for one corpus and its queries, in one call;
 * ``choose_setting``: among the settings whose interval against the best reaches zero at every
   level of every table, the one computing the fewest tokens (then the least attention work).
 
@@ -30,8 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .evaluation import MethodComparison, paired_difference, pool_records
-from .late import content_window, encode_document, plan_windows
+from .corpus import embed_corpus
+from .evaluation import MethodComparison, evaluate_methods, paired_difference, pool_records
+from .late import content_window, embed_queries, encode_document, plan_windows
 from .metrics import LEVELS
 from .models import EmbeddingModel
 from .tokens import tokenize_document
@@ -44,6 +46,8 @@ __all__ = [
     "encode_settings",
     "frontier_table",
     "choose_setting",
+    "measure_frontier",
+    "plot_frontier",
 ]
 
 DEFAULT_OVERLAP_FRACTIONS = (0.0, 1 / 16, 1 / 8, 1 / 4)
@@ -262,19 +266,28 @@ def frontier_table(
     return table
 
 
-def choose_setting(tables: Mapping[str, pd.DataFrame], levels: Sequence[str] = LEVELS) -> dict:
+def choose_setting(
+    tables: Mapping[str, pd.DataFrame],
+    levels: Sequence[str] = LEVELS,
+    *,
+    baseline: str | None = None,
+) -> dict:
     """The cheapest setting that is not significantly worse than the best, in every table.
 
     Args:
         tables: ``{task name: frontier_table(...)}`` over the same settings (e.g. one for the
             pydoc corpus and one for the long-document tasks).
         levels: the levels that must hold.
+        baseline: a setting label (e.g. the library default) to compare the choice with.
     Returns:
         ``{"setting", "window", "overlap", "fraction", "holds_everywhere", "acceptable",
         "tokens_computed", "token_ratio"}``: ``acceptable`` lists every setting not worse
         anywhere; ``tokens_computed`` is summed over the tables and ``token_ratio`` averaged.
         When no setting is acceptable everywhere, the choice is the one acceptable in the most
-        (table, level) pairs, and ``holds_everywhere`` is ``False``.
+        (table, level) pairs, and ``holds_everywhere`` is ``False``. With ``baseline``, also
+        ``"baseline"``, ``"tokens_vs_baseline"`` (the choice's tokens over the baseline's, all
+        tables together) and, where the tables have ``time_ratio`` against that baseline,
+        ``"time_vs_baseline"`` (its mean over the tables).
     """
     if not tables:
         raise ValueError("tables is empty; pass {name: frontier_table(...)}")
@@ -294,6 +307,18 @@ def choose_setting(tables: Mapping[str, pd.DataFrame], levels: Sequence[str] = L
     ).sort_values(["missed", "tokens", "attention"], kind="stable")
     chosen = ranking.index[0]
     first = next(iter(tables.values()))
+    compared = {}
+    if baseline is not None:
+        if baseline not in labels:
+            raise KeyError(f"baseline={baseline!r} is not a setting; settings: {labels}")
+        compared["baseline"] = baseline
+        compared["tokens_vs_baseline"] = float(tokens[chosen] / tokens[baseline])
+        if all("time_ratio" in table for table in tables.values()):
+            times = [
+                table.loc[chosen, "seconds"] / table.loc[baseline, "seconds"]
+                for table in tables.values()
+            ]
+            compared["time_vs_baseline"] = float(np.mean(times))
     return {
         "setting": chosen,
         "window": int(first.loc[chosen, "window"]),
@@ -303,4 +328,109 @@ def choose_setting(tables: Mapping[str, pd.DataFrame], levels: Sequence[str] = L
         "acceptable": [label for label in labels if passed[label] == needed],
         "tokens_computed": int(tokens[chosen]),
         "token_ratio": float(ratio[chosen]),
+        **compared,
     }
+
+
+def measure_frontier(
+    model: EmbeddingModel,
+    documents: Mapping[str, str],
+    queries: Mapping[str, str],
+    settings: Sequence[WindowSetting],
+    *,
+    qrels_spans: Mapping,
+    qrels_doc: Mapping | None = None,
+    strategy: str = "fixed",
+    chunk_options: Mapping | None = None,
+    baseline: str | None = None,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, MethodComparison]:
+    """The whole frontier on one corpus: chunk, embed naive, encode every setting, evaluate.
+
+    Args:
+        model, documents, settings: as in ``encode_settings``.
+        queries: ``{query_id: text}``; qrels_spans / qrels_doc as in ``evaluate_methods``.
+        strategy / chunk_options: the one chunking every setting and the naive baseline share
+            (passed to ``embed_corpus``; default fixed chunks of 64 tokens).
+        baseline: a setting label (e.g. the library default ``"512/127"``) whose seconds divide
+            every setting's into the column ``time_ratio``; ``None`` leaves the column out.
+        n_resamples, seed: the paired bootstrap of ``frontier_table``.
+    Returns:
+        ``(table, comparison)``: ``frontier_table`` of nDCG@10 at both levels, and the
+        ``MethodComparison`` of ``"naive"`` and every setting label, for further differences.
+    """
+    options = dict(chunk_options or ({"chunk_size": 64} if strategy == "fixed" else {}))
+    naive = embed_corpus(
+        model, documents, method="naive", strategy=strategy, chunk_options=options, progress=False
+    )
+    run = encode_settings(model, documents, naive.records, settings)
+    query_ids = list(queries)
+    query_vectors = embed_queries(model, [queries[q] for q in query_ids], progress=False)
+    comparison = evaluate_methods(
+        query_vectors,
+        query_ids,
+        naive.records,
+        {"naive": naive.vectors, **run.vectors},
+        qrels_spans=qrels_spans,
+        qrels_doc=qrels_doc,
+    )
+    table = frontier_table(comparison, run.costs, n_resamples=n_resamples, seed=seed)
+    if baseline is not None:
+        if baseline not in table.index:
+            raise KeyError(f"baseline={baseline!r} is not a setting; settings: {list(table.index)}")
+        table["time_ratio"] = table["seconds"] / table.loc[baseline, "seconds"]
+    return table, comparison
+
+
+def plot_frontier(
+    tables: Mapping[str, pd.DataFrame],
+    *,
+    title: str,
+    comparisons: Mapping[str, MethodComparison] | None = None,
+    levels: Sequence[str] = LEVELS,
+):
+    """Quality against computed tokens: one panel per (table, level), one line per window.
+
+    Args:
+        tables: ``{task name: frontier_table(...)}``.
+        title: the figure's title.
+        comparisons: ``{task name: MethodComparison}`` from ``measure_frontier``; its
+            ``"naive"`` nDCG@10 is drawn as a dashed reference line.
+        levels: the levels to draw.
+    Returns:
+        the matplotlib ``Figure``. Error bars are each setting's 95% interval against the best
+        setting of its panel, drawn around the setting's mean.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        len(tables), len(levels), figsize=(6 * len(levels), 4 * len(tables)), squeeze=False
+    )
+    for row, (name, table) in enumerate(tables.items()):
+        for column, level in enumerate(levels):
+            ax = axes[row, column]
+            for window, part in table.groupby("window"):
+                below = part[f"{level}_vs_best"] - part[f"{level}_low"]
+                above = part[f"{level}_high"] - part[f"{level}_vs_best"]
+                ax.errorbar(
+                    part["token_ratio"], part[level], yerr=[below, above], marker="o", capsize=3,
+                    label=f"window {window}",
+                )  # fmt: skip
+                for _, point in part.iterrows():
+                    ax.annotate(
+                        f"+{point['overlap']}", (point["token_ratio"], point[level]), fontsize=8,
+                        xytext=(4, 4), textcoords="offset points",
+                    )  # fmt: skip
+            if comparisons is not None:
+                naive = comparisons[name].results["naive"][level]["ndcg@10"]
+                ax.axhline(naive, color="grey", linestyle="--", label="naive")
+            ax.set(
+                title=f"{name}, {level} level",
+                xlabel="tokens computed / document tokens (labels: overlap)",
+                ylabel="nDCG@10 (bars: 95% interval vs best)",
+            )
+            ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -117,7 +117,23 @@ class NeedleTasks:
         """The documents, queries and judgments of one ``(kind, length)`` pool."""
         if (kind, length) not in self.pools:
             raise KeyError(f"no pool ({kind!r}, {length}); pools: {self.pools}")
-        rows = self.needles[(self.needles["kind"] == kind) & (self.needles["length"] == length)]
+        return self.select(kinds=[kind], lengths=[length])
+
+    def select(
+        self, *, kinds: Sequence[str] | None = None, lengths: Sequence[int] | None = None
+    ) -> NeedleTasks:
+        """The pools of the given kinds and lengths (``None``: all), merged into one task.
+
+        Merged pools make one retrieval corpus: a query then competes with the documents of
+        every selected pool, and a name may recur across kinds.
+        """
+        keep = self.needles["kind"].isin(kinds if kinds is not None else self.needles["kind"])
+        keep &= self.needles["length"].isin(
+            lengths if lengths is not None else self.needles["length"]
+        )
+        if not keep.any():
+            raise KeyError(f"no pool has kind in {kinds} and length in {lengths}; {self.pools}")
+        rows = self.needles[keep]
         documents = {d: self.documents[d] for d in rows["doc_id"]}
         queries = {q: self.queries[q] for q in rows.index}
         return NeedleTasks(
