@@ -1,5 +1,6 @@
 """Passkey and needle tasks: deterministic, the right lengths, the needle where it was put."""
 
+import numpy as np
 import pytest
 
 import lc_utils as lc
@@ -105,3 +106,34 @@ def test_bad_arguments_are_refused(tokenizer):
         build_needle_tasks(tokenizer, lengths=[5000], haystack={"h": "Short text. " * 10})
     with pytest.raises(KeyError, match="no pool"):
         build_needle_tasks(tokenizer, lengths=[128], depths=[0.0]).pool("needle", 999)
+
+
+def test_evaluate_needles_scores_each_pool_on_its_own(tiny_model):
+    tasks = build_needle_tasks(
+        tiny_model.tokenizer, lengths=[96], depths=(0.0, 1.0), documents_per_depth=2, seed=1
+    )
+    results = lc.long_documents.evaluate_needles(
+        tiny_model, tasks, chunk_options={"chunk_size": 16}
+    )
+    frame = results.per_query
+    assert len(frame) == 8 * 2 * 2 and set(results.comparisons) == set(tasks.pools)
+    # Each pool is its own corpus: its records hold its own documents only.
+    for (kind, length), comparison in results.comparisons.items():
+        assert {r["doc_id"] for r in comparison.records} == set(tasks.pool(kind, length).documents)
+    # The relevant cosine, recomputed for one query: the query against its best needle chunk.
+    row = frame[(frame["method"] == "late") & (frame["level"] == "chunk")].iloc[0]
+    comparison = results.comparisons[row["kind"], row["length"]]
+    query = lc.embed_queries(tiny_model, tasks.queries[row["query_id"]])[0]
+    needle = tasks.needles.loc[row["query_id"]]
+    rows = [
+        i
+        for i, r in enumerate(comparison.records)
+        if r["doc_id"] == needle.doc_id and r["start"] < needle.end and needle.start < r["end"]
+    ]
+    vectors = comparison.vectors["late"][rows]
+    expected = max(float(v @ query / np.linalg.norm(v) / np.linalg.norm(query)) for v in vectors)
+    assert row["relevant_cosine"] == pytest.approx(expected, abs=1e-5)
+    gains = results.gains("depth", n_resamples=50)
+    assert set(gains["depth"]) == {0.0, 1.0} and set(gains["level"]) == {"chunk", "document"}
+    assert (gains["num_queries"] == 4).all() and (gains["low"] <= gains["high"]).all()
+    assert results.table().shape == (2, 4)
