@@ -417,6 +417,7 @@ def plot_frontier(
         for column, level in enumerate(levels):
             ax = axes[row, column]
             for window, part in table.groupby("window"):
+                part = part.sort_values(["token_ratio", "overlap"])  # draw lines left to right
                 below = part[f"{level}_vs_best"] - part[f"{level}_low"]
                 above = part[f"{level}_high"] - part[f"{level}_vs_best"]
                 ax.errorbar(
