@@ -37,7 +37,7 @@ def environment(device: str = "cpu") -> dict:
     import torch
 
     info = {
-        "date": _datetime.datetime.now(_datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": _datetime.datetime.now(_datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),

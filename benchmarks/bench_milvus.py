@@ -111,6 +111,7 @@ def run_index(index: str, backends: dict, records, vectors, args) -> dict:
                 vectors[block],
                 method="late",
                 model="bench",
+                chunking="bench",
                 batch_size=args.batch_size,
                 progress=False,
             )
@@ -151,7 +152,7 @@ def run_index(index: str, backends: dict, records, vectors, args) -> dict:
         store.search(client, name, queries, k=args.k, search_params=params)
         batch_seconds[label] = time.perf_counter() - started
 
-    ids = store.chunk_ids(records, method="late", model="bench")
+    ids = store.chunk_ids(records, method="late", model="bench", chunking="bench")
     results = {}
     for label, client in backends.items():
         check = store.validate_against_brute_force(

@@ -35,7 +35,7 @@ import numpy as np
 import lc_utils as lc
 
 # The library's own batching defaults, so that the raw path batches exactly as the pipeline.
-from lc_utils.late import _default_batch_tokens, _pass_cost
+from lc_utils.late import default_batch_tokens, pass_cost
 
 CHUNK_SIZE = 64
 DOCUMENTS_PER_GROUP = 32  # embed_corpus's default documents_per_batch, mirrored by the raw path
@@ -103,7 +103,7 @@ def raw_batches(model, tokenized: dict, window: int | None, overlap: int | None,
             ids = tokenized[doc_id]
             plan = lc.plan_windows(len(ids), content_window, overlap)
             sequences.extend(np.concatenate([before, ids[a:b], after]) for a, b in plan.windows)
-        plan = lc.plan_batches([len(s) for s in sequences], budget, _pass_cost(model))
+        plan = lc.plan_batches([len(s) for s in sequences], budget, pass_cost(model))
         batches.extend([sequences[i] for i in batch] for batch in plan)
     return batches
 
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     model, documents = load(args)
     if args.batch_tokens is None:
-        args.batch_tokens = _default_batch_tokens(model)
+        args.batch_tokens = default_batch_tokens(model)
     tokenized = {
         doc_id: lc.tokenize_document(model.tokenizer, text, model.document_prefix).input_ids
         for doc_id, text in documents.items()

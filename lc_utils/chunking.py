@@ -10,6 +10,7 @@ Introduced in notebook 01_chunking.
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,11 +18,13 @@ from functools import lru_cache
 
 import numpy as np
 
-from .tokens import token_offsets
+from .tokens import check_encodable, token_offsets
 
 __all__ = [
     "Chunk",
     "STRATEGIES",
+    "check_integer",
+    "chunking_label",
     "chunk_text",
     "chunk_sentences",
     "chunk_fixed",
@@ -30,6 +33,20 @@ __all__ = [
     "validate_chunks",
     "strip_span",
 ]
+
+
+def check_integer(name: str, value, *, minimum: int | None = None) -> int:
+    """``value`` as an int if it is an integer (Python or numpy, not bool) of at least
+    ``minimum``; otherwise a one-line error naming ``name``.
+
+    Floats are refused rather than rounded: ``chunk_size=2.5`` or a span ``(0.9, 27.9)`` is a
+    mistake upstream, and truncating it silently would drop text.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name}={value!r} is a {type(value).__name__}; it must be an int")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name}={value}; it must be an int >= {minimum}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -90,8 +107,8 @@ def chunk_sentences(text: str, *, sentences_per_chunk: int = 1) -> list[Chunk]:
     sentences into one chunk. Returns chunks in order with exact character spans.
     Introduced in notebook 01_chunking.
     """
-    if sentences_per_chunk < 1:
-        raise ValueError(f"sentences_per_chunk={sentences_per_chunk}; it must be >= 1")
+    sentences_per_chunk = check_integer("sentences_per_chunk", sentences_per_chunk, minimum=1)
+    check_encodable(text)
     if not text.strip():
         return []
     nlp = _sentencizer()
@@ -121,8 +138,7 @@ def chunk_paragraphs(text: str, *, paragraphs_per_chunk: int = 1) -> list[Chunk]
 
     ``paragraphs_per_chunk`` groups n consecutive paragraphs. Introduced in notebook 01_chunking.
     """
-    if paragraphs_per_chunk < 1:
-        raise ValueError(f"paragraphs_per_chunk={paragraphs_per_chunk}; it must be >= 1")
+    paragraphs_per_chunk = check_integer("paragraphs_per_chunk", paragraphs_per_chunk, minimum=1)
     spans = []
     position = 0
     for separator in _BLANK_LINE.finditer(text):
@@ -151,8 +167,7 @@ def chunk_fixed(text: str, tokenizer, *, chunk_size: int = 64) -> list[Chunk]:
     jamo, byte-level BPE splits an emoji into bytes): those stay together, and the chunk before
     them grows by fewer tokens than share that character. Introduced in notebook 01_chunking.
     """
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size={chunk_size}; it must be a positive number of tokens")
+    chunk_size = check_integer("chunk_size", chunk_size, minimum=1)
     if tokenizer is None:
         raise ValueError(
             'strategy "fixed" counts model tokens, so it needs the tokenizer: '
@@ -196,8 +211,9 @@ STRATEGIES = {
     "paragraphs": chunk_paragraphs,
     "fixed": chunk_fixed,
 }
-# "semantic" is added by lc_utils.semantic (imported with the package): it needs a model, and the
-# model code imports this module, so registering it there keeps the imports one-way.
+# "semantic" is added by lc_utils.semantic when it is imported (chunk_text imports it on first
+# use): it needs a model, and the model code imports this module, so registering it from there
+# keeps the imports one-way.
 
 
 def chunk_text(text: str, strategy: str = "sentences", *, tokenizer=None, **options) -> list[Chunk]:
@@ -215,9 +231,10 @@ def chunk_text(text: str, strategy: str = "sentences", *, tokenizer=None, **opti
     whitespace, and chunks are sorted and disjoint. Empty or whitespace-only text gives ``[]``.
     Introduced in notebook 01_chunking.
     """
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a str, not {type(text).__name__}")
-    if strategy not in STRATEGIES:
+    check_encodable(text)
+    if strategy == "semantic" and strategy not in STRATEGIES:
+        importlib.import_module(f"{__package__}.semantic")  # registers itself; see STRATEGIES
+    if not isinstance(strategy, str) or strategy not in STRATEGIES:
         raise ValueError(f"unknown chunking strategy {strategy!r}; valid: {sorted(STRATEGIES)}")
     function = STRATEGIES[strategy]
     try:
@@ -239,26 +256,62 @@ def chunk_text(text: str, strategy: str = "sentences", *, tokenizer=None, **opti
         raise
 
 
+_SIZE_OPTIONS = {
+    "sentences": "sentences_per_chunk",
+    "paragraphs": "paragraphs_per_chunk",
+    "fixed": "chunk_size",
+}
+
+
+def chunking_label(strategy: str, **options) -> str:
+    """A short name for a chunking, as the Milvus store records it: ``"fixed-64"``,
+    ``"sentences"``, ``"sentences-3"`` (three sentences a chunk), ``"paragraphs"``.
+
+    Takes the arguments of ``chunk_text`` (without the text and tokenizer); the size defaults to
+    the strategy's own. Introduced in notebook 05_milvus_validation.
+    """
+    if strategy == "semantic":  # "semantic-90": its model is an input, not part of the name
+        unknown = sorted(set(options) - {"model", "percentile"})
+        if unknown:
+            raise TypeError(f"chunking_label: options {unknown} are not valid for 'semantic'")
+        return f"semantic-{options.get('percentile', 90):g}"
+    if not isinstance(strategy, str) or strategy not in STRATEGIES:
+        raise ValueError(f"unknown chunking strategy {strategy!r}; valid: {sorted(STRATEGIES)}")
+    option = _SIZE_OPTIONS[strategy]
+    unknown = sorted(set(options) - {option})
+    if unknown:
+        raise TypeError(f"chunking_label: options {unknown} are not valid for {strategy!r}")
+    default = 64 if strategy == "fixed" else 1
+    size = check_integer(option, options.get(option, default), minimum=1)
+    return strategy if strategy != "fixed" and size == 1 else f"{strategy}-{size}"
+
+
 def validate_chunks(text: str, chunks: Sequence) -> np.ndarray:
     """Check chunks against ``text`` and return their spans as an int64 array ``(n, 2)``.
 
-    Accepts ``Chunk`` objects or ``(start, end)`` pairs. Each span must satisfy
+    Accepts ``Chunk`` objects or ``(start, end)`` pairs of ints (numpy ints too; a float is
+    refused, since truncating it would move the span). Each span must satisfy
     ``0 <= start < end <= len(text)``, spans must be sorted and disjoint, and a ``Chunk``'s text
     must equal ``text[start:end]`` (which catches chunks taken from a different document).
     Raises ``ValueError`` naming the first offending chunk. Introduced in notebook 03_late_pooling.
     """
+    if isinstance(chunks, str) or not isinstance(chunks, Sequence | np.ndarray):
+        raise TypeError(
+            f"chunks is a {type(chunks).__name__}; expected a list of Chunk objects or of "
+            "(start, end) pairs, as chunk_text returns"
+        )
     spans = np.empty((len(chunks), 2), dtype=np.int64)
     previous_end = 0
     for i, chunk in enumerate(chunks):
-        if isinstance(chunk, Chunk):
-            start, end = chunk.start, chunk.end
-        else:
-            try:
-                start, end = (int(v) for v in chunk)
-            except (TypeError, ValueError):
-                raise TypeError(
-                    f"chunk {i} is {chunk!r}; expected a Chunk or a (start, end) pair of ints"
-                ) from None
+        pair = (chunk.start, chunk.end) if isinstance(chunk, Chunk) else chunk
+        try:
+            start, end = pair
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"chunk {i} is {chunk!r}; expected a Chunk or a (start, end) pair of ints"
+            ) from None
+        start = check_integer(f"chunk {i} start", start)
+        end = check_integer(f"chunk {i} end", end)
         if not 0 <= start < end <= len(text):
             raise ValueError(
                 f"chunk {i} spans characters {start}–{end}; a span must satisfy "

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .chunking import Chunk, chunk_text
-from .late import late_pool, naive_chunking, prepare_document
+from .chunking import Chunk, check_integer, chunk_text, chunking_label
+from .late import late_pool, naive_chunking, prepare_document, warn_unknown_chunks
 from .models import EmbeddingModel
+from .tokens import mostly_unknown
 
 __all__ = [
     "CorpusEmbeddings",
@@ -43,6 +44,11 @@ class CorpusEmbeddings:
         model: the model's name.
         skipped: ``(doc_id, chunk_index, start, end)`` of chunks left out because they hold no
             model token (for example a chunk of only zero-width characters).
+        chunking: how the documents were chunked, e.g. ``"fixed-64"`` or ``"sentences"`` (see
+            ``chunking.chunking_label``); None when the chunks were given precomputed or by a
+            function without a ``chunking=`` label. The Milvus store keys rows on it.
+        doc_ids: every document embedded, in order, including any that gave no chunk, so that
+            storing the corpus also clears such a document's old chunks.
     Introduced in notebook 04_naive_vs_late.
     """
 
@@ -51,6 +57,8 @@ class CorpusEmbeddings:
     method: str
     model: str
     skipped: list[tuple] = field(default_factory=list)
+    chunking: str | None = None
+    doc_ids: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -66,12 +74,18 @@ class CorpusEmbeddings:
         """Join parts produced by ``iter_embed_corpus`` into one."""
         if not parts:
             raise ValueError("nothing to concatenate")
+        for label in ("method", "model", "chunking"):
+            values = {getattr(p, label) for p in parts}
+            if len(values) > 1:
+                raise ValueError(f"the parts have different {label}s {sorted(map(str, values))}")
         return cls(
             records=[r for p in parts for r in p.records],
             vectors=np.concatenate([p.vectors for p in parts]),
             method=parts[0].method,
             model=parts[0].model,
             skipped=[s for p in parts for s in p.skipped],
+            chunking=parts[0].chunking,
+            doc_ids=[d for p in parts for d in p.doc_ids],
         )
 
 
@@ -125,6 +139,40 @@ def _chunker(strategy, tokenizer, options) -> Callable[[str], list[Chunk]]:
     return lambda text: chunk_text(text, strategy, tokenizer=tokenizer, **options)
 
 
+def _chunking(strategy, options: dict, chunks, chunking: str | None) -> str | None:
+    """The chunking label of a corpus: derived from a named strategy, else the one given."""
+    if chunking is not None and (not isinstance(chunking, str) or not chunking):
+        raise ValueError(f"chunking={chunking!r}; must be a non-empty label such as 'fixed-64'")
+    if chunks is not None or callable(strategy):
+        return chunking
+    derived = chunking_label(strategy, **options)
+    if chunking is not None and chunking != derived:
+        raise ValueError(
+            f"chunking={chunking!r} contradicts strategy={strategy!r} with options {options}, "
+            f"which is {derived!r}; leave chunking out to use that"
+        )
+    return derived
+
+
+def _check_given_chunks(chunks, documents) -> None:
+    if chunks is None:
+        return
+    if not isinstance(chunks, Mapping):
+        raise TypeError(f"chunks is a {type(chunks).__name__}; expected {{doc_id: [Chunk, ...]}}")
+    if isinstance(documents, Mapping):
+        missing = [doc_id for doc_id in documents if doc_id not in chunks]
+        if missing:
+            raise ValueError(_missing_chunks_message(missing[0], len(missing)))
+
+
+def _missing_chunks_message(doc_id: str, n_missing: int = 1) -> str:
+    more = f" (and {n_missing - 1} more)" if n_missing > 1 else ""
+    return (
+        f"chunks has no entry for document {doc_id!r}{more}; give the chunks of every "
+        "document, or leave chunks out to chunk with strategy="
+    )
+
+
 def iter_embed_corpus(
     model: EmbeddingModel,
     documents,
@@ -138,16 +186,19 @@ def iter_embed_corpus(
     batch_tokens: int | None = None,
     documents_per_batch: int = 32,
     progress: bool = True,
+    chunking: str | None = None,
 ) -> Iterator[CorpusEmbeddings]:
     """Like ``embed_corpus``, but yields one ``CorpusEmbeddings`` per group of documents.
 
     Memory stays bounded by ``documents_per_batch`` documents, so a corpus of any size can be
-    streamed into Milvus. Introduced in notebook 05_milvus_validation.
+    streamed into Milvus (``store.ingest_batches``); every part carries the corpus's
+    ``chunking`` label and its documents. Introduced in notebook 05_milvus_validation.
     """
     if method not in METHODS:
         raise ValueError(f"method={method!r}; valid: {METHODS}")
-    if documents_per_batch < 1:
-        raise ValueError(f"documents_per_batch={documents_per_batch}; it must be >= 1")
+    check_integer("documents_per_batch", documents_per_batch, minimum=1)
+    _check_given_chunks(chunks, documents)
+    label = _chunking(strategy, chunk_options or {}, chunks, chunking)
     chunk = _chunker(strategy, model.tokenizer, chunk_options or {})
     bar = None
     if progress:
@@ -156,7 +207,7 @@ def iter_embed_corpus(
         total = len(documents) if hasattr(documents, "__len__") else None
         bar = tqdm(total=total, desc=f"{method} chunking", unit="doc")
     try:
-        settings = (method, chunk, chunks, window, overlap, batch_tokens)
+        settings = (method, chunk, chunks, window, overlap, batch_tokens, label, progress)
         for group in _groups(iter_documents(documents), documents_per_batch):
             yield _embed_group(model, group, *settings)
             if bar is not None:
@@ -166,21 +217,28 @@ def iter_embed_corpus(
             bar.close()
 
 
-def _embed_group(model, group, method, chunk, given_chunks, window, overlap, batch_tokens):
-    records, prepared, skipped = [], [], []
+def _embed_group(
+    model, group, method, chunk, given_chunks, window, overlap, batch_tokens, label, progress
+):
+    records, prepared, skipped, n_unknown = [], [], [], 0
     for doc_id, text in group:
+        if given_chunks is not None and doc_id not in given_chunks:
+            raise ValueError(_missing_chunks_message(doc_id))
         doc_chunks = list(given_chunks[doc_id]) if given_chunks is not None else chunk(text)
-        tokens, spans, in_tokens = prepare_document(model, text, doc_chunks, strict=False)
+        tokens, spans, token_spans = prepare_document(model, text, doc_chunks, strict=False)
         # Chunks without tokens are dropped for both methods alike, so that late and naive
         # results always hold the same records and can be compared row for row.
-        has_tokens = in_tokens[:, 1] > in_tokens[:, 0]
+        has_tokens = token_spans[:, 1] > token_spans[:, 0]
         for i in np.flatnonzero(~has_tokens):
             skipped.append((doc_id, int(i), int(spans[i, 0]), int(spans[i, 1])))
         for index, (a, b) in enumerate(spans[has_tokens].tolist()):
             records.append(
                 {"doc_id": doc_id, "chunk_index": index, "start": a, "end": b, "text": text[a:b]}
             )
-        prepared.append((tokens, in_tokens[has_tokens]))
+        prepared.append((tokens, token_spans[has_tokens]))
+        if method == "late":
+            unknown_id = model.tokenizer.unk_token_id
+            n_unknown += int(mostly_unknown(tokens.input_ids, prepared[-1][1], unknown_id).sum())
     if skipped:
         warnings.warn(
             f"{len(skipped)} chunk(s) hold no model token and were left out "
@@ -188,12 +246,20 @@ def _embed_group(model, group, method, chunk, given_chunks, window, overlap, bat
             stacklevel=4,
         )
     if method == "late":
-        vectors = late_pool(model, prepared, window, overlap, batch_tokens, progress=False)
+        warn_unknown_chunks(n_unknown, len(records), model, stacklevel=4)
+        # The group's token bar (shown for groups of many passes) is what moves while a long
+        # group runs; the runner echoes it to the console.
+        shown = None if progress else False
+        vectors = late_pool(model, prepared, window, overlap, batch_tokens, progress=shown)
         matrix = np.concatenate(vectors) if vectors else np.empty((0, model.dim), np.float32)
     else:
         texts = [r["text"] for r in records]
-        matrix = naive_chunking(model, texts, batch_tokens=batch_tokens, progress=False)
-    return CorpusEmbeddings(records, matrix.astype(np.float32), method, model.name, skipped)
+        shown = None if progress else False
+        matrix = naive_chunking(model, texts, batch_tokens=batch_tokens, progress=shown)
+    doc_ids = [doc_id for doc_id, _ in group]
+    return CorpusEmbeddings(
+        records, matrix.astype(np.float32), method, model.name, skipped, label, doc_ids
+    )
 
 
 def embed_corpus(
@@ -209,6 +275,7 @@ def embed_corpus(
     batch_tokens: int | None = None,
     documents_per_batch: int = 32,
     progress: bool = True,
+    chunking: str | None = None,
 ) -> CorpusEmbeddings:
     """Chunk every document and embed its chunks, late or naive.
 
@@ -217,7 +284,12 @@ def embed_corpus(
         method: ``"late"`` (whole document, then pooling) or ``"naive"`` (each chunk alone).
         strategy / chunk_options: passed to ``chunk_text`` (``"sentences"``, ``"fixed"``,
             ``"paragraphs"``), or a callable ``text -> list[Chunk]``.
-        chunks: precomputed chunks per document id, to reuse one chunking for both methods.
+        chunks: precomputed chunks per document id, to reuse one chunking for both methods;
+            every document needs an entry.
+        chunking: a label for how the chunks were made, such as ``"fixed-64"`` (see
+            ``chunking.chunking_label``). Derived from ``strategy`` and ``chunk_options`` when
+            those make the chunks; give it with ``chunks`` or a callable ``strategy`` so that
+            the corpus can be stored in Milvus, which keys rows on it.
         window / overlap: long-document windows for the late method (see ``late_chunking``).
         batch_tokens: padded tokens per forward batch.
     Returns:
@@ -238,8 +310,11 @@ def embed_corpus(
             batch_tokens=batch_tokens,
             documents_per_batch=documents_per_batch,
             progress=progress,
+            chunking=chunking,
         )
     )
     if not parts:
-        return CorpusEmbeddings([], np.empty((0, model.dim), np.float32), method, model.name)
+        label = _chunking(strategy, chunk_options or {}, chunks, chunking)
+        empty = np.empty((0, model.dim), np.float32)
+        return CorpusEmbeddings([], empty, method, model.name, chunking=label)
     return CorpusEmbeddings.concatenate(parts)

@@ -31,14 +31,26 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .chunking import Chunk, validate_chunks
+from .chunking import Chunk, check_integer, validate_chunks
 from .models import EmbeddingModel
-from .tokens import TokenizedDocument, chunk_of_tokens, token_spans, tokenize_document
+from .tokens import (
+    TokenizedDocument,
+    check_encodable,
+    chunk_of_tokens,
+    mostly_unknown,
+    token_spans,
+    tokenize_document,
+)
+
+# Inside functions whose token spans are called token_spans, the function goes by this name.
+find_token_spans = token_spans
 
 __all__ = [
     "WindowPlan",
     "DocumentEmbedding",
     "content_window",
+    "default_batch_tokens",
+    "pass_cost",
     "plan_windows",
     "plan_batches",
     "encode_document",
@@ -81,7 +93,7 @@ def content_window(model: EmbeddingModel, window: int | None = None) -> tuple[in
     """
     before, after = model.special_token_ids
     n_special = len(before) + len(after)
-    window = model.max_length if window is None else int(window)
+    window = model.max_length if window is None else check_integer("window", window)
     if window > model.max_length:
         raise ValueError(
             f"window={window} exceeds {model.name}'s maximum length of {model.max_length} "
@@ -101,8 +113,11 @@ def plan_windows(n_tokens: int, content_window: int, overlap: int | None = None)
     ``overlap`` defaults to a quarter of the content window. Raises ``ValueError`` unless
     ``0 <= overlap < content_window``. Introduced in notebook 02_token_embeddings.
     """
+    n_tokens = check_integer("n_tokens", n_tokens, minimum=0)
+    content_window = check_integer("content_window", content_window, minimum=1)
     if overlap is None:
         overlap = content_window // 4
+    overlap = check_integer("overlap", overlap)
     if not 0 <= overlap < content_window:
         raise ValueError(
             f"overlap={overlap} with a content window of {content_window} tokens; it must "
@@ -156,16 +171,23 @@ def plan_batches(lengths: Sequence[int], batch_tokens: int, pass_cost: int = 0) 
     return batches
 
 
-def _default_batch_tokens(model: EmbeddingModel) -> int:
-    # On CPU, batching full windows gains nothing (measured ~20% slower at 16x512), while short
-    # sequences gain from batching; a token budget gives both. GPUs want large batches.
+def default_batch_tokens(model: EmbeddingModel) -> int:
+    """Padded tokens per forward batch when ``batch_tokens`` is not given: 2048 on CPU, 65536
+    on a GPU.
+
+    On CPU, batching full windows gains nothing (measured ~20% slower at 16x512), while short
+    sequences gain from batching; a token budget gives both. GPUs want large batches.
+    """
     return 65_536 if model.device.type == "cuda" else 2_048
 
 
-def _pass_cost(model: EmbeddingModel) -> int:
-    # The fixed cost of one forward pass, in tokens. On 2 CPU cores a MiniLM pass costs ~3.7 ms
-    # beyond its tokens, about 50 tokens' worth, and padding costs as much as a real token. On a
-    # GPU padding is nearly free and each pass pays for its kernel launches.
+def pass_cost(model: EmbeddingModel) -> int:
+    """The fixed cost of one forward pass, in tokens, as ``plan_batches`` weighs it.
+
+    On 2 CPU cores a MiniLM pass costs ~3.7 ms beyond its tokens, about 50 tokens' worth, and
+    padding costs as much as a real token: 64. On a GPU padding is nearly free and each pass
+    pays for its kernel launches: 4096.
+    """
     return 4_096 if model.device.type == "cuda" else 64
 
 
@@ -184,11 +206,13 @@ def _forward_batches(
     """
     before, after = model.special_token_ids
     before, after = np.asarray(before, np.int64), np.asarray(after, np.int64)
-    budget = batch_tokens or _default_batch_tokens(model)
+    if batch_tokens is not None:
+        batch_tokens = check_integer("batch_tokens", batch_tokens, minimum=1)
+    budget = batch_tokens or default_batch_tokens(model)
     bar = _progress_bar(sum(len(job.ids) for job in jobs), description, progress, len(jobs))
     lengths = [len(before) + len(job.ids) + len(after) for job in jobs]
     try:
-        for indices in plan_batches(lengths, budget, _pass_cost(model)):
+        for indices in plan_batches(lengths, budget, pass_cost(model)):
             batch = [jobs[j] for j in indices]
             hidden, mask = model.forward([np.concatenate([before, j.ids, after]) for j in batch])
             yield batch, hidden, mask
@@ -273,27 +297,27 @@ def encode_document(
     return DocumentEmbedding(out[keep], kept_tokens, plan)
 
 
-def pool_spans(token_embeddings: np.ndarray, spans_in_tokens: np.ndarray) -> np.ndarray:
+def pool_spans(token_embeddings: np.ndarray, token_spans: np.ndarray) -> np.ndarray:
     """Mean of ``token_embeddings[a:b]`` for every half-open token span ``(a, b)``.
 
     Args:
         token_embeddings: float ``(n_tokens, dim)``.
-        spans_in_tokens: int ``(n_chunks, 2)``, each with ``a < b``.
+        token_spans: int ``(n_chunks, 2)``, each with ``a < b``.
     Returns:
         float32 ``(n_chunks, dim)``, via one cumulative sum (no loop over chunks or tokens).
     Introduced in notebook 03_late_pooling.
     """
-    spans_in_tokens = np.asarray(spans_in_tokens, dtype=np.int64).reshape(-1, 2)
-    lengths = spans_in_tokens[:, 1] - spans_in_tokens[:, 0]
+    token_spans = np.asarray(token_spans, dtype=np.int64).reshape(-1, 2)
+    lengths = token_spans[:, 1] - token_spans[:, 0]
     if (lengths <= 0).any():
         bad = int(np.flatnonzero(lengths <= 0)[0])
         raise ValueError(
-            f"span {bad} covers tokens {spans_in_tokens[bad].tolist()}; every span must hold "
+            f"span {bad} covers tokens {token_spans[bad].tolist()}; every span must hold "
             "at least one token (start < end)"
         )
     cumulative = np.zeros((len(token_embeddings) + 1, token_embeddings.shape[1]), np.float64)
     np.cumsum(token_embeddings, axis=0, out=cumulative[1:])
-    sums = cumulative[spans_in_tokens[:, 1]] - cumulative[spans_in_tokens[:, 0]]
+    sums = cumulative[token_spans[:, 1]] - cumulative[token_spans[:, 0]]
     return (sums / lengths[:, None]).astype(np.float32)
 
 
@@ -303,10 +327,11 @@ def prepare_document(model: EmbeddingModel, text: str, chunks: Sequence, *, stri
     With ``strict`` a chunk that holds no token raises ``ValueError`` naming it; otherwise its
     token span is empty (``a == b``). Introduced in notebook 03_late_pooling.
     """
-    tokens = tokenize_document(model.tokenizer, text, model.document_prefix)
+    check_encodable(text)
     spans = validate_chunks(text, chunks)
-    in_tokens = token_spans(tokens.starts, spans)
-    empty = np.flatnonzero(in_tokens[:, 1] <= in_tokens[:, 0])
+    tokens = tokenize_document(model.tokenizer, text, model.document_prefix)
+    token_spans = find_token_spans(tokens.starts, spans)
+    empty = np.flatnonzero(token_spans[:, 1] <= token_spans[:, 0])
     if strict and len(empty):
         i = int(empty[0])
         a, b = spans[i]
@@ -315,7 +340,19 @@ def prepare_document(model: EmbeddingModel, text: str, chunks: Sequence, *, stri
             "has no late-chunking vector; merge it into a neighbouring chunk or drop it "
             f"({len(empty)} such chunk(s) in this document)"
         )
-    return tokens, spans, in_tokens
+    return tokens, spans, token_spans
+
+
+def warn_unknown_chunks(n_unknown: int, n_chunks: int, model: EmbeddingModel, stacklevel: int):
+    """Warn that ``n_unknown`` of ``n_chunks`` chunks are mostly the unknown token, if any."""
+    if n_unknown:
+        warnings.warn(
+            f"{n_unknown} of {n_chunks} chunk(s) are mostly {model.tokenizer.unk_token} tokens "
+            f"({model.name}'s tokenizer turns a run of over 100 characters without a space, such "
+            "as a URL or a long identifier, into one unknown token), so their vectors say little "
+            "and are alike",
+            stacklevel=stacklevel + 1,
+        )
 
 
 def late_chunking(
@@ -346,8 +383,10 @@ def late_chunking(
         Special tokens are excluded. A chunk holding no token raises ``ValueError`` naming it.
     Introduced in notebook 03_late_pooling.
     """
-    tokens, _, in_tokens = prepare_document(model, text, chunks, strict=True)
-    return late_pool(model, [(tokens, in_tokens)], window, overlap, batch_tokens, progress)[0]
+    tokens, _, token_spans = prepare_document(model, text, chunks, strict=True)
+    unknown = mostly_unknown(tokens.input_ids, token_spans, model.tokenizer.unk_token_id)
+    warn_unknown_chunks(int(unknown.sum()), len(token_spans), model, stacklevel=2)
+    return late_pool(model, [(tokens, token_spans)], window, overlap, batch_tokens, progress)[0]
 
 
 def late_pool(
@@ -365,9 +404,10 @@ def late_pool(
     """
     _, content_tokens = content_window(model, window)
     jobs, owners, counts = [], [], []
-    for d, (tokens, in_tokens) in enumerate(prepared):
-        owners.append(torch.from_numpy(chunk_of_tokens(len(tokens), in_tokens)).to(model.device))
-        counts.append(in_tokens[:, 1] - in_tokens[:, 0])
+    for d, (tokens, spans) in enumerate(prepared):  # spans: token spans, (n_chunks, 2)
+        owner = chunk_of_tokens(len(tokens), spans)
+        owners.append(torch.from_numpy(owner).to(model.device))
+        counts.append(spans[:, 1] - spans[:, 0])
         if len(tokens):
             jobs.extend(_window_jobs(d, tokens, plan_windows(len(tokens), content_tokens, overlap)))
     sums = [torch.zeros((len(c), model.dim), device=model.device) for c in counts]
@@ -383,28 +423,47 @@ def late_pool(
     return vectors
 
 
-def _texts_of(chunks_or_texts: Sequence) -> list[str]:
+def _texts_of(items, what: str, argument: str) -> list[str]:
+    """Any sequence of str (list, tuple, numpy array, pandas Series) or of ``Chunk``."""
+    if items is None or isinstance(items, str | bytes | dict) or not hasattr(items, "__iter__"):
+        raise TypeError(
+            f"{argument} is {type(items).__name__}; expected a sequence of str (a list, tuple, "
+            f"numpy array or pandas Series) of {what}"
+        )
     texts = []
-    for i, item in enumerate(chunks_or_texts):
+    for i, item in enumerate(items):
         if isinstance(item, Chunk):
-            texts.append(item.text)
-        elif isinstance(item, str):
-            texts.append(item)
-        else:
-            raise TypeError(f"item {i} is a {type(item).__name__}; expected a Chunk or a str")
+            item = item.text
+        elif not isinstance(item, str):
+            raise TypeError(
+                f"{argument}[{i}] is a {type(item).__name__}; expected a Chunk or a str"
+            )
+        texts.append(check_encodable(item, f"{argument}[{i}]"))
     return texts
+
+
+def _text_window(model: EmbeddingModel, max_tokens: int | None) -> tuple[int, int, str]:
+    """``(positions, content tokens, why)`` for one text embedded alone; see ``naive_chunking``."""
+    if max_tokens is None:
+        trained = getattr(model, "trained_length", None)
+        if trained and trained < model.max_length:
+            positions, content = content_window(model, trained)
+            return positions, content, "the length it was trained on"
+    positions, content = content_window(model, max_tokens)
+    return positions, content, "max_tokens" if max_tokens is not None else "its position limit"
 
 
 def _embed_texts(
     model: EmbeddingModel,
     texts: Sequence[str],
     prefix: str,
+    max_tokens: int | None,
     batch_tokens: int | None,
     progress: bool | None,
     what: str,
 ) -> np.ndarray:
-    """Each text on its own, with the model's own pooling; truncated to ``max_length``."""
-    _, content_tokens = content_window(model, None)
+    """Each text on its own, with the model's own pooling; truncated as ``naive_chunking`` says."""
+    positions, content_tokens, why = _text_window(model, max_tokens)
     encoded = model.tokenizer(
         [prefix + t for t in texts],
         add_special_tokens=False,
@@ -414,16 +473,27 @@ def _embed_texts(
     )["input_ids"]
     too_long = [i for i, ids in enumerate(encoded) if len(ids) > content_tokens]
     if too_long:
+        hint = (
+            f"; pass max_tokens={model.max_length} to use all {model.max_length} positions"
+            if positions < model.max_length
+            else ""
+        )
         warnings.warn(
-            f"{len(too_long)} of {len(texts)} {what} exceed {model.name}'s limit of "
-            f"{model.max_length} tokens and were truncated (first: item {too_long[0]}, "
-            f"{len(encoded[too_long[0]])} tokens)",
+            f"{len(too_long)} of {len(texts)} {what} exceed {positions} tokens ({why}, for "
+            f"{model.name}) and were truncated there (first: item {too_long[0]}, "
+            f"{len(encoded[too_long[0]])} tokens){hint}",
             stacklevel=3,
         )
     jobs = [
         _Job(i, np.asarray(ids[:content_tokens], dtype=np.int64), 0, (0, 0))
         for i, ids in enumerate(encoded)
     ]
+    unknown_id = model.tokenizer.unk_token_id
+    if unknown_id is not None:
+        n_unknown = sum(
+            2 * int((job.ids == unknown_id).sum()) > len(job.ids) for job in jobs if len(job.ids)
+        )
+        warn_unknown_chunks(n_unknown, len(jobs), model, stacklevel=3)
     out = np.empty((len(texts), model.dim), dtype=np.float32)
     # Short texts batch well, so the progress bar only appears for large collections.
     shown = progress if progress is not None else len(jobs) > 512
@@ -441,20 +511,40 @@ def naive_chunking(
     model: EmbeddingModel,
     chunks_or_texts: Sequence,
     *,
+    max_tokens: int | None = None,
     batch_tokens: int | None = None,
     progress: bool | None = None,
 ) -> np.ndarray:
     """The baseline: embed every chunk on its own, with the model's standard pooling.
 
     For mean-pooling models that is the attention-masked mean over all positions, special tokens
-    included (what sentence-transformers computes). Texts longer than the model's limit are
-    truncated with a warning. Chunks are batched by length, so padding never changes a vector.
-    Returns float32 ``(len(chunks_or_texts), model.dim)``. Introduced in notebook 04_naive_vs_late.
+    included (what sentence-transformers computes). Chunks are batched by length, so padding
+    never changes a vector.
+
+    Args:
+        chunks_or_texts: a sequence of ``Chunk`` or str (list, tuple, numpy array, pandas
+            Series). A lone str is refused: it is usually a whole document passed by mistake;
+            wrap it, ``[text]``, to embed it as one chunk.
+        max_tokens: positions per text, special tokens included. By default the length the model
+            was trained on where it declares one (sentence-transformers' ``max_seq_length``, 256
+            for all-MiniLM-L6-v2, which is where sentence-transformers truncates), else
+            ``model.max_length``. Pass ``model.max_length`` for the position limit. Longer texts
+            are truncated with a warning that says where.
+    Returns:
+        float32 ``(len(chunks_or_texts), model.dim)``. Warns when chunks are mostly the
+        tokenizer's unknown token. Introduced in notebook 04_naive_vs_late.
     """
-    texts = _texts_of(chunks_or_texts)
+    if isinstance(chunks_or_texts, str):
+        raise TypeError(
+            "naive_chunking embeds each chunk of a list; it got one str, which would be one "
+            "chunk per character. Pass [text] to embed it as one chunk, or chunk it first"
+        )
+    texts = _texts_of(chunks_or_texts, "chunks", "chunks_or_texts")
     if not texts:
         return np.empty((0, model.dim), dtype=np.float32)
-    return _embed_texts(model, texts, model.document_prefix, batch_tokens, progress, "chunks")
+    return _embed_texts(
+        model, texts, model.document_prefix, max_tokens, batch_tokens, progress, "chunks"
+    )
 
 
 def embed_queries(
@@ -462,19 +552,22 @@ def embed_queries(
     queries: Sequence[str] | str,
     *,
     prefix: str | None = None,
+    max_tokens: int | None = None,
     batch_tokens: int | None = None,
     progress: bool | None = None,
 ) -> np.ndarray:
-    """Embed queries with the same pooling as ``naive_chunking``.
+    """Embed queries with the same pooling and truncation as ``naive_chunking``.
 
-    ``prefix`` defaults to ``model.query_prefix`` (empty for MiniLM and jina-v2; e.g.
-    ``"search_query: "`` for models trained with instructions). A single string gives shape
-    ``(1, dim)``. Returns float32 ``(n_queries, model.dim)``. Introduced in notebook
-    04_naive_vs_late.
+    ``queries`` is one str (giving shape ``(1, dim)``) or any sequence of str: a list, tuple,
+    numpy array or pandas Series; None or a number is refused. ``prefix`` defaults to
+    ``model.query_prefix`` (empty for MiniLM and jina-v2; e.g. ``"search_query: "`` for models
+    trained with instructions). ``max_tokens`` as in ``naive_chunking``. Returns float32
+    ``(n_queries, model.dim)``. Introduced in notebook 04_naive_vs_late.
     """
     if isinstance(queries, str):
         queries = [queries]
-    if not queries:
+    texts = _texts_of(queries, "queries", "queries")
+    if not texts:
         return np.empty((0, model.dim), dtype=np.float32)
     prefix = model.query_prefix if prefix is None else prefix
-    return _embed_texts(model, list(queries), prefix, batch_tokens, progress, "queries")
+    return _embed_texts(model, texts, prefix, max_tokens, batch_tokens, progress, "queries")

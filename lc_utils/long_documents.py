@@ -5,6 +5,8 @@ pool of ``lc_utils.datasets.needles.NeedleTasks`` (a query competes only with it
 documents) and gathers, per query, nDCG@10 at chunk and document level and the cosine between the
 query and its best relevant chunk, the quantity that explains who wins. ``NeedleResults.gains``
 gives late − naive by length, depth or kind with paired bootstrap intervals.
+``build_needle_tasks`` (from ``lc_utils.datasets.needles``) is re-exported here, so that
+``lc.long_documents`` alone gives the tasks and their evaluation.
 """
 
 from __future__ import annotations
@@ -16,14 +18,20 @@ import pandas as pd
 
 from .chunking import chunk_text
 from .datasets.judgments import chunk_keys
-from .datasets.needles import NeedleTasks
+from .datasets.needles import NeedleTasks, build_needle_tasks
 from .evaluation import MethodComparison, compare_naive_late, paired_difference
 from .late import embed_queries
 from .metrics import LEVELS
 from .models import EmbeddingModel
 from .vectors import cosine_scores
 
-__all__ = ["NeedleResults", "evaluate_needles", "plot_gains", "plot_gain_heatmap"]
+__all__ = [
+    "NeedleResults",
+    "build_needle_tasks",
+    "evaluate_needles",
+    "plot_gains",
+    "plot_gain_heatmap",
+]
 
 _METHODS = ("naive", "late")
 

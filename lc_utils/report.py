@@ -1,547 +1,182 @@
-"""The report of a run: environment probe, HTML copies of notebooks, run.json and report.md/.html.
+"""The record of a run: the environment it ran in, HTML copies of the notebooks, and the report.
 
-`lc_utils.runner` executes the notebooks; this module records what it did. It starts a probe of
-the kernel's interpreter (package versions, CPU, memory, GPU) before the first notebook, renders
-each executed notebook to HTML, writes ``run.json``, and turns that file plus each notebook's
-``metrics.json`` and figures into ``report.md`` and ``report.html``. `write_report` reads only
-what is on disk, so a report can be regenerated after the fact.
-
-Like the runner, this module imports nothing from the rest of ``lc_utils`` and not the runner
-either (the runner imports it), so the names both need are defined here and re-exported there.
+`write_report` reads ``run.json`` (written by the runner) and each notebook's ``metrics.json`` and
+figures as they are on disk, and renders ``report.md`` and ``report.html`` from the Jinja2
+templates in ``lc_utils/templates/``. The report opens with one row per notebook from the
+``"summary"`` in its metrics (claim, whether it held, headline number, key figure); all metrics
+follow in a collapsed appendix. Like the runner, this module imports nothing else from lc_utils.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import json
 import os
-import platform
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-import nbformat
-
-__all__ = [
-    "KERNEL_NAME",
-    "METRICS_FILE",
-    "OUTPUT_DIR_PARAMETER",
-    "REPORT_PACKAGES",
-    "RUN_FILE",
-    "RunnerError",
-    "figure_paths",
-    "finish_environment_probe",
-    "flatten_metrics",
-    "read_metrics",
-    "render_html",
-    "start_environment_probe",
-    "write_report",
-    "write_run_json",
-]
 
 KERNEL_NAME = "lc-utils"
 OUTPUT_DIR_PARAMETER = "OUTPUT_DIR"
 RUN_FILE = "run.json"
-METRICS_FILE = "metrics.json"  # same name as lc_utils.outputs.METRICS_FILE, not imported on purpose
+METRICS_FILE = "metrics.json"  # as lc_utils.outputs.METRICS_FILE; not imported, on purpose
 # Versions that change numbers or behaviour; the report lists them next to the results.
-REPORT_PACKAGES = (
-    "torch",
-    "transformers",
-    "tokenizers",
-    "spacy",
-    "numpy",
-    "pymilvus",
-    "milvus-lite",
-    "papermill",
-)
+REPORT_PACKAGES = ("torch", "transformers", "tokenizers", "spacy", "numpy", "pymilvus")
+REPORT_PACKAGES += ("milvus-lite", "papermill", "ipywidgets")
 
 
 class RunnerError(Exception):
     """A problem with the runner's inputs (notebooks, parameters, paths), found before running."""
 
 
-# --------------------------------------------------------------------------------------------
-# The environment a run happened in
-
-# Runs inside the kernel's interpreter, so the versions are the ones the notebooks actually used.
-_ENVIRONMENT_PROBE = r"""
-import importlib.metadata as md, json, os, platform, sys
-packages = {}
-for name in sys.argv[1:]:
+# Runs in the kernel's interpreter, so the versions are those the notebooks used. It imports the
+# library's whole public API, so that a broken lc_utils is named in the report.
+_PROBE = """
+import importlib.metadata as md, json, os, platform, sys, traceback
+def version(name):
     try:
-        packages[name] = md.version(name)
+        return md.version(name)
     except md.PackageNotFoundError:
-        packages[name] = None
-memory = None
+        return None
+env = {"python": platform.python_version(), "platform": platform.platform(),
+       "cpu_count": os.cpu_count(), "packages": {n: version(n) for n in sys.argv[1:]},
+       "memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "gpu": []}
 try:
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-except (AttributeError, ValueError, OSError):
-    pass
-try:
-    usable = len(os.sched_getaffinity(0))
-except AttributeError:
-    usable = os.cpu_count()
-gpu = {"torch_cuda": False, "devices": []}
-if packages.get("torch"):
-    try:
-        import torch
-        if torch.cuda.is_available():
-            gpu["torch_cuda"] = True
-            gpu["cuda_version"] = torch.version.cuda
-            for i in range(torch.cuda.device_count()):
-                props = torch.cuda.get_device_properties(i)
-                gpu["devices"].append({"name": props.name, "memory_bytes": props.total_memory})
-        mps = getattr(torch.backends, "mps", None)
-        gpu["torch_mps"] = bool(mps and mps.is_available())
-    except Exception as exc:  # a broken torch must not cost the whole report
-        gpu["error"] = repr(exc)
-print(json.dumps({
-    "python": platform.python_version(),
-    "python_executable": sys.executable,
-    "platform": platform.platform(),
-    "cpu_count": os.cpu_count(),
-    "cpu_count_usable": usable,
-    "memory_bytes": memory,
-    "packages": packages,
-    "gpu": gpu,
-}))
+    import lc_utils
+    [getattr(lc_utils, name) for name in lc_utils.__all__]
+    env["library_error"] = None
+    import torch
+    env["gpu"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+except BaseException as exc:
+    env.setdefault("library_error", traceback.format_exception_only(exc)[-1].strip())
+print(json.dumps(env))
 """
 
 
-def _kernel_python(kernel_name: str) -> str:
-    """The interpreter a kernelspec launches, falling back to this one."""
+def start_environment_probe(kernel_name: str, cwd: Path | None = None) -> subprocess.Popen[str]:
+    """Start probing the kernel's interpreter (packages, machine, GPU, ``import lc_utils``) in the
+    background, so it costs the run no time; `finish_environment_probe` reads the answer."""
     try:
         from jupyter_client.kernelspec import KernelSpecManager
 
-        executable = KernelSpecManager().get_kernel_spec(kernel_name).argv[0]
-    except Exception:  # any failure here only degrades the report
-        return sys.executable
-    if "{" in executable:
-        return sys.executable
-    return shutil.which(executable) or sys.executable
-
-
-def start_environment_probe(kernel_name: str) -> subprocess.Popen[str]:
-    """Start probing the interpreter that ``kernel_name`` launches; `finish_environment_probe`
-    collects the answer.
-
-    Started before the first notebook and read after the last, so importing torch to look for a
-    GPU costs the run no time.
-    """
+        python = KernelSpecManager().get_kernel_spec(kernel_name).argv[0]
+    except Exception:  # no such kernel: the run itself will say so
+        python = sys.executable
+    python = sys.executable if "{" in python else python
+    command = [python, "-c", _PROBE, *REPORT_PACKAGES]
     return subprocess.Popen(
-        [_kernel_python(kernel_name), "-c", _ENVIRONMENT_PROBE, *REPORT_PACKAGES],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd
     )
 
 
-def _nvidia_smi() -> list[str]:
-    """GPU names from nvidia-smi, which also sees GPUs a CPU-only torch build cannot use."""
-    executable = shutil.which("nvidia-smi")
-    if executable is None:
-        return []
+def finish_environment_probe(probe: subprocess.Popen[str]) -> dict[str, Any]:
+    """The probe's findings, for ``run.json``'s ``environment``."""
     try:
-        result = subprocess.run(
-            [executable, "--query-gpu=name,memory.total", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [line.strip() for line in result.stdout.splitlines() if line.strip()]
-
-
-def finish_environment_probe(probe: subprocess.Popen[str] | None) -> dict[str, Any]:
-    """The probe's findings (or ``probe_error``), completed from the runner's own interpreter,
-    for ``run.json``'s ``environment``."""
-    environment: dict[str, Any] = {}
-    if probe is not None:
-        try:
-            stdout, stderr = probe.communicate(timeout=120)
-            if probe.returncode == 0:
-                environment = json.loads(stdout)
-            else:
-                environment = {"probe_error": stderr.strip().splitlines()[-1:] or ["unknown"]}
-        except (subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
-            probe.kill()
-            environment = {"probe_error": [repr(exc)]}
-    environment.setdefault("python", platform.python_version())
-    environment.setdefault("platform", platform.platform())
-    environment.setdefault("cpu_count", os.cpu_count())
-    environment["runner_python"] = sys.executable
-    environment["nvidia_smi"] = _nvidia_smi()
-    return environment
-
-
-# --------------------------------------------------------------------------------------------
-# Files of a run: an HTML copy of each executed notebook, and run.json
+        stdout, stderr = probe.communicate(timeout=300)
+        return json.loads(stdout) if probe.returncode == 0 else {"probe_error": stderr[-500:]}
+    except (subprocess.TimeoutExpired, ValueError) as exc:
+        probe.kill()
+        return {"probe_error": repr(exc)}
 
 
 def render_html(executed_notebook: str | os.PathLike[str]) -> Path:
-    """Render an executed notebook to HTML next to it (``<stem>.html``) and return that path."""
+    """Render an executed notebook to ``<stem>.html`` beside it with nbconvert and return the
+    path. The widget state that papermill saved (progress bars) goes into the page."""
     from nbconvert import HTMLExporter
 
-    executed_notebook = Path(executed_notebook)
-    notebook = nbformat.read(os.fspath(executed_notebook), as_version=4)
-    body, _ = HTMLExporter().from_notebook_node(notebook)
-    html_path = executed_notebook.with_suffix(".html")
+    body, _ = HTMLExporter().from_filename(os.fspath(executed_notebook))
+    html_path = Path(executed_notebook).with_suffix(".html")
     html_path.write_text(body, encoding="utf-8")
     return html_path
 
 
-def write_run_json(run_dir: Path, summary: Mapping[str, Any]) -> Path:
-    """Write a run's summary to ``run_dir/run.json``, the file `write_report` reads."""
-    path = run_dir / RUN_FILE
-    path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
-    return path
-
-
-# --------------------------------------------------------------------------------------------
-# report.md and report.html
-
-
-def _format_scalar(value: Any, max_chars: int = 120) -> str:
+def _text(value: Any, limit: int = 120) -> str:
+    """A JSON value on one line: floats to 6 digits, lists past 8 items cut, with their count."""
     if isinstance(value, float):
         text = f"{value:.6g}"
-    elif value is None:
-        text = "null"
-    elif isinstance(value, bool):
-        text = "true" if value else "false"
+    elif isinstance(value, list) and len(value) > 8:
+        text = ", ".join(_text(v, 40) for v in value[:8])
+        text = f"[{text}, … ({len(value)} items)]"
     else:
-        text = str(value)
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
     text = " ".join(text.split())
-    return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _is_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, (str, int, float, bool))
-
-
-def _format_value(value: Any, max_items: int) -> str:
-    """One cell of text for any JSON value: short lists inline, long ones cut with a count."""
-    if _is_scalar(value):
-        return _format_scalar(value)
-    if isinstance(value, list):
-        if all(_is_scalar(v) for v in value):
-            shown = ", ".join(_format_scalar(v, 40) for v in value[:max_items])
-            more = f", … ({len(value)} items)" if len(value) > max_items else ""
-            return f"[{shown}{more}]"
-        if all(isinstance(v, list) and all(_is_scalar(x) for x in v) for v in value):
-            widths = {len(v) for v in value}
-            shape = f"{len(value)}×{widths.pop()}" if len(widths) == 1 else f"{len(value)} rows"
-            return f"matrix {shape}: " + _format_scalar(json.dumps(value), 100)
-    return _format_scalar(json.dumps(value, default=str), 120)
-
-
-def flatten_metrics(
-    metrics: Mapping[str, Any], *, max_list_items: int = 8, max_table_rows: int = 20
-) -> tuple[list[tuple[str, str]], list[tuple[str, list[str], list[list[str]], int]]]:
-    """Turn a (nested) metrics dict into report tables.
-
-    Nested dicts become dotted keys (``retrieval.late.ndcg@10``). A list of dicts becomes its own
-    table with one row per item (at most ``max_table_rows``, with the true count kept). Lists of
-    scalars are shown inline and cut after ``max_list_items``; matrices are shown by shape.
-
-    Returns:
-        ``(rows, tables)``: rows are ``(key, text)`` pairs; each table is
-        ``(key, columns, rows, total_row_count)``, all cells already formatted as text.
-    """
-    rows: list[tuple[str, str]] = []
-    tables: list[tuple[str, list[str], list[list[str]], int]] = []
-
-    def visit(prefix: str, value: Any) -> None:
-        if isinstance(value, Mapping) and value:
-            for key in sorted(value, key=str):
-                visit(f"{prefix}.{key}" if prefix else str(key), value[key])
-        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
-            columns: list[str] = []
-            for item in value:
-                columns.extend(str(k) for k in item if str(k) not in columns)
-            body = [
-                [_format_value(item.get(c, ""), max_list_items) for c in columns]
-                for item in value[:max_table_rows]
-            ]
-            tables.append((prefix, columns, body, len(value)))
-        else:
-            rows.append((prefix, _format_value(value, max_list_items)))
-
-    visit("", dict(metrics))
-    return rows, tables
-
-
-# The report is built once as a list of blocks and rendered twice, so report.md and report.html
-# can never disagree. Inline text is a list of parts: plain strings or (text, href) links.
-_Inline = list[str | tuple[str, str]]
-
-
-def _md_inline(parts: _Inline, in_table: bool = False) -> str:
-    out = []
-    for part in parts:
-        if isinstance(part, tuple):
-            out.append(f"[{part[0]}]({part[1]})")
-        else:
-            out.append(part.replace("|", "\\|") if in_table else part)
-    return "".join(out)
-
-
-def _html_inline(parts: _Inline) -> str:
-    out = []
-    for part in parts:
-        if isinstance(part, tuple):
-            out.append(f'<a href="{html.escape(part[1])}">{html.escape(part[0])}</a>')
-        else:
-            out.append(html.escape(part))
-    return "".join(out)
-
-
-def _render_markdown(blocks: list[tuple]) -> str:
-    lines: list[str] = []
-    for block in blocks:
-        kind = block[0]
-        if kind == "heading":
-            lines += ["#" * block[1] + " " + block[2], ""]
-        elif kind == "paragraph":
-            lines += [_md_inline(block[1]), ""]
-        elif kind == "table":
-            header, body = block[1], block[2]
-            lines.append("| " + " | ".join(_md_inline([h], True) for h in header) + " |")
-            lines.append("|" + "---|" * len(header))
-            for row in body:
-                lines.append("| " + " | ".join(_md_inline(c, True) for c in row) + " |")
-            lines.append("")
-        elif kind == "image":
-            lines += [f"![{block[1]}]({block[2]})", ""]
-        elif kind == "code":
-            lines += ["```", block[1], "```", ""]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-_CSS = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
-       color: #222; line-height: 1.45; }
-table { border-collapse: collapse; margin: 0.5em 0 1.2em; font-size: 0.92em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
-th { background: #f3f3f3; }
-td { font-family: ui-monospace, monospace; }
-img { max-width: 100%; border: 1px solid #ddd; margin: 0.3em 0 1em; }
-pre { background: #fbeeee; padding: 0.8em; overflow-x: auto; }
-h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 1.8em; }
-"""
-
-
-def _render_html(blocks: list[tuple], title: str, run_dir: Path) -> str:
-    body: list[str] = []
-    for block in blocks:
-        kind = block[0]
-        if kind == "heading":
-            body.append(f"<h{block[1]}>{html.escape(block[2])}</h{block[1]}>")
-        elif kind == "paragraph":
-            body.append(f"<p>{_html_inline(block[1])}</p>")
-        elif kind == "table":
-            head = "".join(f"<th>{html.escape(h)}</th>" for h in block[1])
-            rows = "".join(
-                "<tr>" + "".join(f"<td>{_html_inline(c)}</td>" for c in row) + "</tr>"
-                for row in block[2]
-            )
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-        elif kind == "image":
-            # Embedded, so report.html can be mailed or attached on its own.
-            data = base64.b64encode((run_dir / block[2]).read_bytes()).decode("ascii")
-            body.append(
-                f'<figure><img alt="{html.escape(block[1])}" src="data:image/png;base64,{data}">'
-                f"<figcaption>{html.escape(block[2])}</figcaption></figure>"
-            )
-        elif kind == "code":
-            body.append(f"<pre>{html.escape(block[1])}</pre>")
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
-        + "\n".join(body)
-        + "\n</body></html>\n"
-    )
-
-
-def _format_bytes(count: int | None) -> str:
-    if not count:
-        return "unknown"
-    return f"{count / 2**30:.1f} GiB"
-
-
-def _paragraph(*parts: str | tuple[str, str]) -> tuple:
-    return ("paragraph", list(parts))
-
-
-def _table(header: list[str], rows: Iterable[Iterable[Any]]) -> tuple:
-    """A table block; a cell is plain text or, for links, an inline list of parts."""
-    return ("table", header, [[c if isinstance(c, list) else [str(c)] for c in r] for r in rows])
-
-
-def _seconds(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1f} s"
-
-
-def _overview_blocks(summary: Mapping[str, Any], records: list[Mapping[str, Any]]) -> list[tuple]:
-    ok = sum(r["status"] == "ok" for r in records)
-    status = summary.get("status", "unknown")
-    status_text = (
-        f"all {len(records)} notebooks ran"
-        if status == "ok"
-        else f"{status.upper()}: {ok} of {len(records)} notebooks ran"
-    )
-    overrides = summary.get("overrides") or {}
-    passed = ", ".join(f"{k}={_format_scalar(v)}" for k, v in overrides.items())
-    blocks = [
-        _paragraph(
-            f"Status: {status_text}. Started {summary.get('started_at')}, finished "
-            f"{summary.get('finished_at')}, {_seconds(summary.get('duration_s'))} in all."
-        )
-    ]
-    if summary.get("command"):
-        blocks.append(_paragraph(f"Command: {summary['command']}"))
-    blocks.append(
-        _paragraph(
-            f"Parameters passed: {passed or 'none (defaults)'}. "
-            f"Kernel: {summary.get('kernel', KERNEL_NAME)}."
-        )
-    )
+def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """``(dotted.key, text)`` for every leaf of a metrics dict, in key order; nested dicts give
+    dotted keys, long lists are cut and keep their length."""
     rows = []
-    for r in records:
-        links: _Inline = [("html", r["html"])] if r.get("html") else []
-        if r.get("executed"):
-            links += [" · "] if links else []
-            links.append(("ipynb", r["executed"]))
-        rows.append(
-            [r["stem"], r["status"], _seconds(r.get("duration_s")), r.get("model") or "–", links]
-        )
-    header = ["notebook", "status", "time", "model", "output"]
-    return blocks + [("heading", 2, "Notebooks"), _table(header, rows)]
+    for key in sorted(metrics, key=str):
+        if isinstance(metrics[key], Mapping) and metrics[key]:
+            rows += flatten_metrics(metrics[key], f"{prefix}{key}.")
+        else:
+            rows.append((f"{prefix}{key}", _text(metrics[key])))
+    return rows
 
 
-def _environment_blocks(environment: Mapping[str, Any]) -> list[tuple]:
-    versions = [("python", environment.get("python", "unknown"))]
-    versions += [(n, v or "not installed") for n, v in environment.get("packages", {}).items()]
-    gpu = environment.get("gpu", {})
-    if gpu.get("devices"):
-        names = ", ".join(d["name"] for d in gpu["devices"])
-        gpu_text = f"{names} (CUDA {gpu.get('cuda_version')})"
-    elif environment.get("nvidia_smi"):
-        gpu_text = "; ".join(environment["nvidia_smi"]) + " (not usable by this torch build)"
-    else:
-        gpu_text = "Apple MPS" if gpu.get("torch_mps") else "none"
-    cores = f"{environment.get('cpu_count')} ({environment.get('cpu_count_usable', '?')} usable)"
-    machine = [
-        ("platform", environment.get("platform", "unknown")),
-        ("CPU cores", cores),
-        ("memory", _format_bytes(environment.get("memory_bytes"))),
-        ("GPU", gpu_text),
-    ]
-    return [
-        ("heading", 2, "Environment"),
-        _table(["package", "version"], versions),
-        _table(["machine", "value"], machine),
-    ]
-
-
-def _notebook_blocks(record: Mapping[str, Any], run_dir: Path) -> list[tuple]:
-    time_text = f" in {_seconds(record['duration_s'])}" if record.get("duration_s") else ""
-    blocks = [
-        ("heading", 2, record["stem"]),
-        _paragraph(
-            f"Status: {record['status']}{time_text}. "
-            f"Model: {record.get('model') or 'not recorded'}."
-        ),
-    ]
-    error = record.get("error")
-    if error:
-        where = ""
-        if error.get("cell_index") is not None:
-            where = f"cell {error['cell_index']}: {error.get('first_line', '')}\n"
-        blocks.append(("code", where + error.get("exception", "")))
-    if record.get("parameters"):
-        overridden = set(record.get("overridden", []))
-
-        def origin(name: str) -> str:
-            if name == OUTPUT_DIR_PARAMETER:
-                return "runner"
-            return "passed" if name in overridden else "default"
-
-        rows = [(n, _format_scalar(v), origin(n)) for n, v in record["parameters"].items()]
-        blocks += [("heading", 3, "Parameters"), _table(["name", "value", "from"], rows)]
-    metrics = read_metrics(run_dir, record)
-    if metrics:
-        scalar_rows, tables = flatten_metrics(metrics)
-        blocks.append(("heading", 3, "Metrics"))
-        if scalar_rows:
-            blocks.append(_table(["metric", "value"], scalar_rows))
-        for key, columns, body, total in tables:
-            shown = f" (first {len(body)} of {total})" if total > len(body) else ""
-            blocks += [_paragraph(f"{key}{shown}:"), _table(columns, body)]
-    elif record["status"] == "ok":
-        blocks.append(_paragraph("No metrics.json was recorded."))
-    figures = figure_paths(run_dir, record)
-    if figures:
-        blocks.append(("heading", 3, "Figures"))
-        blocks += [("image", Path(f).stem, f) for f in figures]
-    return blocks
-
-
-def _report_blocks(summary: Mapping[str, Any], run_dir: Path, title: str) -> list[tuple]:
-    records = summary.get("notebooks", [])
-    blocks = [("heading", 1, title)]
-    blocks += _overview_blocks(summary, records)
-    blocks += _environment_blocks(summary.get("environment", {}))
-    for record in records:
-        blocks += _notebook_blocks(record, run_dir)
-    return blocks
-
-
-def read_metrics(run_dir: Path, record: Mapping[str, Any]) -> dict[str, Any] | None:
-    """A notebook's ``metrics.json`` as it is on disk now, else what its record captured.
-
-    ``record`` is the notebook's entry in ``run.json`` (at least its ``stem``).
-    """
-    path = run_dir / record["stem"] / METRICS_FILE
-    if path.is_file():
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            return {"error": f"metrics.json is not valid JSON: {exc}"}
-    return record.get("metrics")
-
-
-def figure_paths(run_dir: Path, record: Mapping[str, Any]) -> list[str]:
-    """A notebook's ``*.png`` figures, as posix paths relative to ``run_dir``, in name order.
-
-    Read from its output directory when that exists, else the record's ``figures`` still on disk.
-    """
-    output_dir = run_dir / record["stem"]
-    if output_dir.is_dir():
-        return [p.relative_to(run_dir).as_posix() for p in sorted(output_dir.glob("*.png"))]
-    return [f for f in record.get("figures", []) if (run_dir / f).is_file()]
+def _notebook(record: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
+    """A notebook's record, with its summary, metrics and figures as they are on disk now."""
+    try:
+        metrics = json.loads((run_dir / record["stem"] / METRICS_FILE).read_text("utf-8"))
+    except (OSError, ValueError):
+        metrics = {}
+    metrics = metrics if isinstance(metrics, dict) else {"metrics.json": metrics}
+    summary = metrics.pop("summary", None)
+    summary = dict(summary) if isinstance(summary, Mapping) and "claim" in summary else None
+    figures = sorted((run_dir / record["stem"]).glob("*.png"))
+    if summary:  # the key figure is a file name in the notebook's OUTPUT_DIR
+        figure = f"{record['stem']}/{summary.get('figure')}"
+        summary["figure"] = figure if (run_dir / figure) in figures else None
+    return {
+        **record,
+        "model": metrics.get("model") or record["parameters"].get("MODEL_NAME"),
+        "summary": summary,
+        "metrics": flatten_metrics(metrics),
+        "figures": [figure.relative_to(run_dir).as_posix() for figure in figures],
+        "parameters": {k: _text(v) for k, v in record["parameters"].items()},
+    }
 
 
 def write_report(run_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     """Write ``report.md`` and ``report.html`` for a run directory and return their paths.
 
-    Reads ``run.json`` for the run's time, parameters, environment and notebook statuses, and
-    each notebook's ``metrics.json`` and ``*.png`` from its output directory as they are now, so
-    the report can be regenerated after the fact. ``report.md`` links the figures;
-    ``report.html`` embeds them so it stands alone.
+    Reads ``run.json`` and each notebook's files as they are now, so a report can be written
+    again after the fact. ``report.md`` links the figures; ``report.html`` embeds them, so that
+    it stands alone.
     """
+    import jinja2
+
     run_dir = Path(run_dir).resolve()
-    run_file = run_dir / RUN_FILE
-    if not run_file.is_file():
-        raise RunnerError(f"{run_file} does not exist; is {run_dir} a run written by the runner?")
-    summary = json.loads(run_file.read_text(encoding="utf-8"))
-    title = f"Late chunking run {summary.get('run_name', run_dir.name)}"
-    blocks = _report_blocks(summary, run_dir, title)
-    markdown_path, html_path = run_dir / "report.md", run_dir / "report.html"
-    markdown_path.write_text(_render_markdown(blocks), encoding="utf-8")
-    html_path.write_text(_render_html(blocks, title, run_dir), encoding="utf-8")
-    return markdown_path, html_path
+    if not (run_dir / RUN_FILE).is_file():
+        raise RunnerError(f"{run_dir / RUN_FILE} does not exist; is {run_dir} a runner's run?")
+    run = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+
+    def embed(path: str) -> str:
+        figure = run_dir / path
+        data = base64.b64encode(figure.read_bytes()).decode() if figure.is_file() else ""
+        return f"data:image/png;base64,{data}"
+
+    templates = jinja2.Environment(
+        loader=jinja2.PackageLoader("lc_utils", "templates"),
+        autoescape=jinja2.select_autoescape(["html.j2"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.ChainableUndefined,
+    )
+    templates.filters.update(
+        embed=embed,
+        cell=lambda value: " ".join(str(value).split()).replace("|", "\\|"),
+        text=_text,
+        seconds=lambda value: f"{value:.1f} s" if isinstance(value, int | float) else "–",
+        gib=lambda value: f"{value / 2**30:.1f} GiB" if value else "unknown",
+    )
+    notebooks = [_notebook(record, run_dir) for record in run.get("notebooks", [])]
+    context = {"run": run, "notebooks": notebooks, "environment": run.get("environment", {})}
+    context["title"] = f"Late chunking run {run.get('run_name', run_dir.name)}"
+    paths = run_dir / "report.md", run_dir / "report.html"
+    for path in paths:
+        path.write_text(templates.get_template(f"{path.name}.j2").render(context), "utf-8")
+    return paths

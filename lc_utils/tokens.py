@@ -16,12 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "check_encodable",
     "TokenizedDocument",
     "whitespace_mask",
     "tokenize_document",
     "token_offsets",
     "token_spans",
     "chunk_of_tokens",
+    "mostly_unknown",
 ]
 
 # Codepoints for which str.isspace() is true. Kept as an array so whitespace tests over a whole
@@ -39,6 +41,25 @@ def whitespace_mask(text: str) -> np.ndarray:
     """
     codepoints = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
     return np.isin(codepoints, _WHITESPACE_CODEPOINTS)
+
+
+def check_encodable(text, label: str = "text") -> str:
+    """Return ``text`` if it is a str that UTF-8 can encode; else raise naming ``label``.
+
+    A lone surrogate (``"\ud800"``, left by decoding bytes with ``errors="surrogateescape"`` or
+    by slicing a UTF-16 string) cannot reach a tokenizer or spaCy: raised here as one line
+    that says where it is and how to clean the source.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"{label} must be a str, not {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(
+            f"{label} holds {text[error.start : error.end]!r} at character {error.start}, which "
+            "UTF-8 cannot encode (a lone surrogate); decode the source with errors='replace'"
+        ) from None
+    return text
 
 
 @dataclass
@@ -66,6 +87,7 @@ def tokenize_document(tokenizer, text: str, prefix: str = "") -> TokenizedDocume
     Literal special-token strings in the text (a user's "[SEP]") are split like ordinary text,
     so no document can inject control tokens. Introduced in notebook 01_chunking.
     """
+    check_encodable(text)
     if not getattr(tokenizer, "is_fast", False):
         raise TypeError(
             "late chunking needs a fast tokenizer (tokenizer.is_fast) for character offsets"
@@ -115,12 +137,32 @@ def token_spans(starts: np.ndarray, spans: np.ndarray) -> np.ndarray:
     return np.stack([first, last], axis=1).astype(np.int64)
 
 
-def chunk_of_tokens(n_tokens: int, spans_in_tokens: np.ndarray) -> np.ndarray:
-    """int64 ``(n_tokens,)``: the chunk index of each token, or -1 for tokens in no chunk."""
+def chunk_of_tokens(n_tokens: int, token_spans: np.ndarray) -> np.ndarray:
+    """int64 ``(n_tokens,)``: the chunk index of each token, or -1 for tokens in no chunk.
+
+    ``token_spans`` is int ``(n_chunks, 2)``, half-open, sorted and disjoint.
+    """
+    token_spans = np.asarray(token_spans, dtype=np.int64).reshape(-1, 2)
     owner = np.full(n_tokens, -1, dtype=np.int64)
-    lengths = spans_in_tokens[:, 1] - spans_in_tokens[:, 0]
-    positions = np.repeat(spans_in_tokens[:, 0], lengths) + (
+    lengths = token_spans[:, 1] - token_spans[:, 0]
+    positions = np.repeat(token_spans[:, 0], lengths) + (
         np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     )
-    owner[positions] = np.repeat(np.arange(len(spans_in_tokens)), lengths)
+    owner[positions] = np.repeat(np.arange(len(token_spans)), lengths)
     return owner
+
+
+def mostly_unknown(input_ids: np.ndarray, token_spans: np.ndarray, unknown_id) -> np.ndarray:
+    """bool ``(n_chunks,)``: True where more than half of a chunk's tokens are the unknown token.
+
+    MiniLM's WordPiece tokenizer turns any run of over 100 characters without a space (a long
+    identifier, a URL, a string of emoji) into one ``[UNK]``, and all such chunks then get the
+    same vector. ``unknown_id`` None (a byte-level tokenizer has none) gives all False.
+    """
+    token_spans = np.asarray(token_spans, dtype=np.int64).reshape(-1, 2)
+    if unknown_id is None or not len(token_spans):
+        return np.zeros(len(token_spans), dtype=bool)
+    unknown = np.r_[0, np.cumsum(np.asarray(input_ids) == unknown_id)]
+    counts = unknown[token_spans[:, 1]] - unknown[token_spans[:, 0]]
+    lengths = token_spans[:, 1] - token_spans[:, 0]
+    return (lengths > 0) & (2 * counts > lengths)

@@ -1,5 +1,7 @@
 """Chunkers: exact character spans, order, no lost tokens, and clear errors."""
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -170,3 +172,44 @@ def test_validate_chunks_returns_spans():
     text = "hello world"
     spans = lc.validate_chunks(text, [lc.Chunk("hello", 0, 5), (6, 11)])
     assert spans.dtype == np.int64 and spans.tolist() == [[0, 5], [6, 11]]
+
+
+@pytest.mark.parametrize("value", [2.5, float("nan"), "64", True, 64.0])
+def test_sizes_must_be_integers(tiny_model, value):
+    with pytest.raises(
+        TypeError, match=f"chunk_size={re.escape(repr(value))} is a .*must be an int"
+    ):
+        lc.chunk_text("a b c d e", "fixed", tokenizer=tiny_model.tokenizer, chunk_size=value)
+    with pytest.raises(TypeError, match="sentences_per_chunk=.*must be an int"):
+        lc.chunk_text("A. B.", "sentences", sentences_per_chunk=value)
+    with pytest.raises(TypeError, match="paragraphs_per_chunk=.*must be an int"):
+        lc.chunk_text("A\n\nB", "paragraphs", paragraphs_per_chunk=value)
+    numpy_size = lc.chunk_text(
+        "a b c d e", "fixed", tokenizer=tiny_model.tokenizer, chunk_size=np.int64(2)
+    )
+    assert numpy_size == lc.chunk_text(
+        "a b c d e", "fixed", tokenizer=tiny_model.tokenizer, chunk_size=2
+    )
+
+
+def test_a_lone_surrogate_is_named_on_every_chunking_path(tiny_model):
+    text = "A sentence. Then \ud800 a broken one."
+    for strategy in ("sentences", "fixed", "paragraphs"):
+        with pytest.raises(ValueError, match=r"text holds '\\ud800' at character 17.*surrogate"):
+            lc.chunk_text(text, strategy, tokenizer=tiny_model.tokenizer)
+    with pytest.raises(ValueError, match="surrogate"):
+        lc.chunk_sentences(text)
+
+
+def test_chunking_labels_name_strategy_and_size():
+    assert lc.chunking.chunking_label("fixed", chunk_size=64) == "fixed-64"
+    assert lc.chunking.chunking_label("fixed") == "fixed-64"
+    assert lc.chunking.chunking_label("sentences") == "sentences"
+    assert lc.chunking.chunking_label("sentences", sentences_per_chunk=3) == "sentences-3"
+    assert lc.chunking.chunking_label("paragraphs", paragraphs_per_chunk=1) == "paragraphs"
+    with pytest.raises(ValueError, match="unknown chunking strategy 'words'"):
+        lc.chunking.chunking_label("words")
+    with pytest.raises(TypeError, match="chunk_size"):
+        lc.chunking.chunking_label("sentences", chunk_size=3)
+    with pytest.raises(TypeError, match="chunk_size='64'"):
+        lc.chunking.chunking_label("fixed", chunk_size="64")

@@ -98,3 +98,43 @@ def test_bad_corpora_get_clear_errors(tiny_model):
         lc.embed_corpus(tiny_model, ["x"], documents_per_batch=0, progress=False)
     empty = lc.embed_corpus(tiny_model, {}, progress=False)
     assert empty.vectors.shape == (0, tiny_model.dim) and empty.records == []
+
+
+def test_a_document_missing_from_the_given_chunks_is_named(tiny_model):
+    documents = {"a": "Hello world.", "b c": "Second document."}
+    chunks = {"a": [lc.Chunk("Hello world.", 0, 12)]}
+    with pytest.raises(ValueError, match="chunks has no entry for document 'b c'"):
+        lc.embed_corpus(tiny_model, documents, chunks=chunks, progress=False)
+    streamed = iter(documents.items())  # checked as it streams, naming the document too
+    with pytest.raises(ValueError, match="chunks has no entry for document 'b c'"):
+        lc.embed_corpus(tiny_model, streamed, chunks=chunks, progress=False)
+
+
+def test_the_corpus_records_its_chunking_and_every_document(tiny_model):
+    documents = {"a": "One two three four five six seven.", "blank": "   ", "b": "Eight nine."}
+    fixed = lc.embed_corpus(
+        tiny_model, documents, strategy="fixed", chunk_options={"chunk_size": 3}, progress=False
+    )
+    assert fixed.chunking == "fixed-3" and fixed.doc_ids == ["a", "blank", "b"]
+    assert lc.embed_corpus(tiny_model, documents, progress=False).chunking == "sentences"
+    chunks = {d: lc.chunk_text(t, "sentences") for d, t in documents.items()}
+    given = lc.embed_corpus(tiny_model, documents, chunks=chunks, progress=False)
+    assert given.chunking is None  # unknown: the store will ask for a label
+    labelled = lc.embed_corpus(
+        tiny_model, documents, chunks=chunks, chunking="sentences", progress=False
+    )
+    assert labelled.chunking == "sentences"
+    with pytest.raises(ValueError, match="chunking='fixed-64' contradicts strategy='sentences'"):
+        lc.embed_corpus(tiny_model, documents, chunking="fixed-64", progress=False)
+    streamed = lc.iter_embed_corpus(tiny_model, documents, documents_per_batch=2, progress=False)
+    assert lc.CorpusEmbeddings.concatenate(list(streamed)).doc_ids == ["a", "blank", "b"]
+
+
+def test_mostly_unknown_chunks_are_counted_once_per_group(tiny_model):
+    run = "x" * 150  # one [UNK] for MiniLM's tokenizer
+    documents = {"urls": f"See this. {run} {run}. Fine.", "ok": "All fine here."}
+    with pytest.warns(UserWarning, match=r"1 of 4 chunk\(s\) are mostly \[UNK\]") as caught:
+        lc.embed_corpus(tiny_model, documents, progress=False)
+    assert sum("[UNK]" in str(w.message) for w in caught) == 1
+    with pytest.warns(UserWarning, match=r"1 of 4 chunk\(s\) are mostly \[UNK\]"):
+        lc.embed_corpus(tiny_model, documents, method="naive", progress=False)

@@ -1,9 +1,12 @@
 """Late chunking, windows, pooling and the naive baseline, checked against independent code."""
 
+import dataclasses
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -328,3 +331,131 @@ def test_the_release_query_prefers_late_chunks(minilm):
     naive = cosine(lc.naive_chunking(minilm, chunks), query_vector)
     assert (late[1:] > naive[1:]).all(), (late, naive)
     assert (late[1:] - naive[1:]).mean() > 0.2, (late, naive)
+
+
+# Bad input gets a one-line error naming the argument (issue 11).
+
+
+def test_a_lone_string_is_refused_by_naive_and_wrapped_by_queries(tiny_model):
+    with pytest.raises(TypeError, match="one str, which would be one chunk per character"):
+        lc.naive_chunking(tiny_model, "hello world")
+    assert lc.naive_chunking(tiny_model, ["hello world"]).shape == (1, tiny_model.dim)
+    assert lc.embed_queries(tiny_model, "hello world").shape == (1, tiny_model.dim)
+
+
+def test_queries_accept_any_sequence_of_str_and_refuse_the_rest(tiny_model):
+    import pandas as pd
+
+    texts = ["late chunking", "naive chunking", "milvus 2.4.13"]
+    expected = lc.embed_queries(tiny_model, texts)
+    for form in (
+        tuple(texts),
+        np.array(texts),
+        pd.Series(texts),
+        pd.Series(texts, index=[7, 3, 5]),
+    ):
+        np.testing.assert_allclose(lc.embed_queries(tiny_model, form), expected, atol=1e-6)
+    np.testing.assert_allclose(lc.naive_chunking(tiny_model, np.array(texts)), expected, atol=1e-6)
+    for bad in (None, 0, 3.5, {"q1": "text"}):
+        with pytest.raises(TypeError, match="queries is .*; expected a sequence of str"):
+            lc.embed_queries(tiny_model, bad)
+    with pytest.raises(TypeError, match=r"queries\[1\] is a int"):
+        lc.embed_queries(tiny_model, ["fine", 5])
+    with pytest.raises(TypeError, match="chunks_or_texts is NoneType"):
+        lc.naive_chunking(tiny_model, None)
+
+
+@pytest.mark.parametrize("value", [2.5, float("nan"), "64", True, None])
+def test_window_and_overlap_must_be_integers(tiny_model, value):
+    text = "One sentence here. " * 40
+    chunks = lc.chunk_text(text, "sentences")
+    if value is not None:
+        with pytest.raises(TypeError, match=f"window={re.escape(repr(value))} is a"):
+            lc.late_chunking(tiny_model, text, chunks, window=value)
+    with pytest.raises(TypeError, match="overlap=.* it must be an int"):
+        lc.late_chunking(tiny_model, text, chunks, window=64, overlap=2.5)
+    with pytest.raises(TypeError, match="overlap=.* it must be an int"):
+        lc.plan_windows(100, 30, overlap=7.0)
+    numpy_ints = lc.late_chunking(
+        tiny_model, text, chunks, window=np.int64(64), overlap=np.int32(8)
+    )
+    np.testing.assert_array_equal(
+        numpy_ints, lc.late_chunking(tiny_model, text, chunks, window=64, overlap=8)
+    )
+
+
+def test_float_spans_are_refused_not_truncated(tiny_model):
+    text = "A first sentence here. A second sentence, and the last character."
+    with pytest.raises(TypeError, match=r"chunk 0 start=0.9 is a float"):
+        lc.late_chunking(tiny_model, text, [(0.9, 27.9)])
+    with pytest.raises(TypeError, match=r"chunk 0 start=.* is a float64"):
+        lc.validate_chunks(text, np.array([[0, 5], [6, 9.5]]))
+    spans = np.array([[0, 22], [23, len(text)]], dtype=np.int32)
+    assert lc.validate_chunks(text, spans).tolist() == spans.tolist()
+
+
+def test_text_that_is_not_a_str_or_holds_a_lone_surrogate_is_named(tiny_model):
+    chunks = [lc.Chunk("Hello", 0, 5)]
+    with pytest.raises(TypeError, match="text must be a str, not NoneType"):
+        lc.late_chunking(tiny_model, None, chunks)
+    with pytest.raises(TypeError, match="text must be a str, not bytes"):
+        lc.encode_document(tiny_model, b"Hello")
+    bad = "Hello \ud800 world"
+    for call in (
+        lambda: lc.late_chunking(tiny_model, bad, [(0, 5)]),
+        lambda: lc.encode_document(tiny_model, bad),
+        lambda: lc.tokenize_document(tiny_model.tokenizer, bad),
+    ):
+        with pytest.raises(ValueError, match=r"text holds '\\ud800' at character 6.*surrogate"):
+            call()
+    with pytest.raises(ValueError, match=r"chunks_or_texts\[1\] holds '\\ud800'"):
+        lc.naive_chunking(tiny_model, ["fine", bad])
+    with pytest.raises(ValueError, match=r"queries\[0\] holds '\\ud800'"):
+        lc.embed_queries(tiny_model, bad)
+
+
+def test_naive_truncates_at_the_trained_length_by_default(tiny_model):
+    """A model that declares a trained length (sentence-transformers' max_seq_length) is cut
+    there, as sentence-transformers cuts it; max_tokens=model.max_length uses every position."""
+    trained = dataclasses.replace(tiny_model, trained_length=40)
+    text = " ".join(f"word{i}" for i in range(60))  # well over 40 tokens, under 512
+    with pytest.warns(UserWarning, match="exceed 40 tokens \\(the length it was trained on"):
+        default = lc.naive_chunking(trained, [text])
+    cut = lc.naive_chunking(tiny_model, [text], max_tokens=40)
+    np.testing.assert_allclose(default, cut, atol=1e-6)
+    full = lc.naive_chunking(trained, [text], max_tokens=trained.max_length)
+    np.testing.assert_allclose(full, lc.naive_chunking(tiny_model, [text]), atol=1e-6)
+    assert not np.allclose(default, full, atol=1e-3)
+    with pytest.warns(UserWarning, match="pass max_tokens=512"):
+        lc.embed_queries(trained, text)
+    with pytest.raises(TypeError, match="window=40.5"):
+        lc.naive_chunking(tiny_model, [text], max_tokens=40.5)
+
+
+def test_chunks_that_are_mostly_unknown_tokens_are_counted_in_a_warning(tiny_model):
+    run = "x" * 150  # MiniLM's tokenizer maps a run of over 100 characters to one [UNK]
+    text = f"A normal sentence here. {run} {run}. Another normal one."
+    chunks = lc.chunk_text(text, "sentences")
+    assert len(chunks) == 3
+    with pytest.warns(UserWarning, match=r"1 of 3 chunk\(s\) are mostly \[UNK\] tokens"):
+        lc.late_chunking(tiny_model, text, chunks)
+    with pytest.warns(UserWarning, match=r"1 of 3 chunk\(s\) are mostly \[UNK\]"):
+        lc.naive_chunking(tiny_model, chunks)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lc.late_chunking(tiny_model, "A normal sentence. And another.", [(0, 18), (19, 31)])
+
+
+@pytest.mark.slow
+def test_naive_matches_sentence_transformers_past_the_trained_length(minilm):
+    from sentence_transformers import SentenceTransformer
+
+    text = " ".join(f"Sentence {i} talks about topic {i % 7} in some detail." for i in range(30))
+    n_tokens = len(lc.tokenize_document(minilm.tokenizer, text))
+    assert 280 <= n_tokens <= 320, n_tokens  # a 300-token chunk
+    reference = SentenceTransformer(str(lc.packaged_minilm_path()), device="cpu").encode([text])
+    with pytest.warns(UserWarning, match="exceed 256 tokens"):
+        ours = lc.naive_chunking(minilm, [text])
+    assert cosine(ours, reference).min() >= 0.9999
+    full = lc.naive_chunking(minilm, [text], max_tokens=minilm.max_length)
+    assert cosine(full, reference).min() < 0.999

@@ -69,13 +69,20 @@ def test_a_second_client_sees_the_first_ones_writes(server_client):
     store.create_collection(server_client, name, 8, overwrite=True)
     try:
         store.ingest(
-            server_client, name, records, vectors, method="late", model="m", progress=False
+            server_client,
+            name,
+            records,
+            vectors,
+            method="late",
+            model="m",
+            chunking="c",
+            progress=False,
         )
         other = store.connect(SERVER_URI)
         try:
             assert store.count_chunks(other, name) == 12
             hits = store.search(other, name, vectors[:1], k=1, consistency_level="Strong")
-            assert hits.loc[0, "id"] == store.chunk_id("doc0", 0, "late", "m")
+            assert hits.loc[0, "id"] == store.chunk_id("doc0", 0, "late", "m", "c")
             assert np.isclose(hits.loc[0, "score"], 1.0, atol=1e-5)
         finally:
             store.close(other)

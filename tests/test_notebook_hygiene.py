@@ -4,7 +4,7 @@ Notebooks are committed stripped (no outputs, no execution counts) so that diffs
 and not a run; executed copies belong in the ignored ``outputs/`` folder. Each notebook follows
 the skeleton in STYLE.md: a markdown title first, one ``parameters`` cell of literals that
 papermill can override, and the ``lc-utils`` kernel. To fix a notebook that fails the output
-checks, run ``python -m lc_utils.runner --strip``.
+checks, run ``make strip``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lc_utils.parameters import NOTEBOOK_PATTERN, PARAMETERS_TAG, papermill_blind_spots
+from lc_utils.parameters import NOTEBOOK_PATTERN, PARAMETERS_TAG, notebook_parameters
 from lc_utils.runner import KERNEL_NAME
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -26,8 +26,8 @@ WALKTHROUGH_NUMBERS = ("01", "02", "03", "04", "05")
 # Issue 3: every parameters cell holds at least these, so the runner can set the model, the seed
 # and the output folder of every notebook alike.
 REQUIRED_PARAMETERS = ("MODEL_NAME", "SEED", "OUTPUT_DIR")
-STRIP_HINT = "run `python -m lc_utils.runner --strip` before committing"
-# Metadata that records a run rather than the lesson (the runner's --strip removes these too).
+STRIP_HINT = "run `make strip` (nbconvert clears outputs and run metadata) before committing"
+# Metadata that records a run rather than the lesson (`make strip` removes these too).
 RUN_METADATA = ("execution", "papermill", "ExecuteTime")
 
 
@@ -130,7 +130,17 @@ def test_parameters_cell_holds_literals_only(path: Path) -> None:
 
 @each_notebook
 def test_papermill_reads_every_parameter(path: Path) -> None:
-    hidden = papermill_blind_spots(path)
+    """The runner takes a notebook's parameters from papermill.inspect_notebook, so a name that
+    papermill cannot see would be refused as unknown."""
+    cells = _parameters_cells(_read(path))
+    assert cells, f"{path.name}: no cell is tagged '{PARAMETERS_TAG}'"
+    assigned = [
+        target.id
+        for node in ast.parse(cells[0].source).body
+        for target in getattr(node, "targets", [getattr(node, "target", None)])
+        if isinstance(target, ast.Name)
+    ]
+    hidden = [name for name in assigned if name not in notebook_parameters(path)]
     assert not hidden, (
         f"{path.name}: papermill.inspect_notebook cannot see {', '.join(hidden)}: it skips any "
         "parameters line with more than one '=', such as '# None = the maximum'. Reword the "

@@ -14,6 +14,10 @@ import io
 import json
 import os
 import re
+import shutil
+import subprocess
+import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -21,7 +25,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from lc_utils import outputs, parameters, runner
+from lc_utils import outputs, parameters, report, runner
 
 KERNELSPEC = {"name": "lc-utils", "display_name": "Python (lc-utils)", "language": "python"}
 
@@ -70,6 +74,9 @@ RECORDER_CELLS = [
     "    'tokenizers_parallelism': os.environ.get('TOKENIZERS_PARALLELISM'),\n"
     "    'scores': {'late': 0.91234567, 'naive': 0.8},\n"
     "    'per_query': [{'query': 'q1', 'rank': 1}, {'query': 'q2', 'rank': 3}],\n"
+    "    'summary': {'claim': 'Squares grow.', 'held': 4 > 1,\n"
+    "                'headline': {'label': 'largest square', 'value': 4},\n"
+    "                'figure': 'squares.png'},\n"
     "}, OUTPUT_DIR)",
 ]
 SECOND_PARAMETERS = 'SEED = 0\nMILVUS_URI = "milvus.db"\nOUTPUT_DIR = "x"\n'
@@ -160,18 +167,6 @@ def test_unknown_parameter_is_rejected_with_the_valid_names(notebooks_dir: Path)
     assert "Valid names: CHUNK_SIZE, MILVUS_URI, MODEL_NAME, SEED, TOKEN." in message
 
 
-def test_parameters_papermill_cannot_parse_are_still_accepted(tmp_path: Path) -> None:
-    notebook = make_notebook(
-        tmp_path, "01_x.ipynb", "WINDOW = None  # None = the maximum\nSEED = 0  # seed", []
-    )
-    assert parameters.papermill_blind_spots(notebook) == ["WINDOW"]
-    assert parameters.notebook_parameters(notebook) == {"WINDOW": None, "SEED": 0}
-    resolved = parameters.validate_parameters(
-        [notebook], {"WINDOW": parameters.parse_parameter_value("8")}
-    )
-    assert resolved[notebook] == {"WINDOW": 8}
-
-
 def test_output_dir_cannot_be_passed(notebooks_dir: Path) -> None:
     with pytest.raises(runner.RunnerError, match="--output-root"):
         parameters.validate_parameters(
@@ -207,104 +202,123 @@ def test_main_names_the_notebook_that_only_left_out(
     assert "MILVUS_URI is declared by 02_second, which --only left out" in capsys.readouterr().err
 
 
-def test_parameter_file_and_list(
-    notebooks_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_list_shows_each_notebook_with_its_parameters(
+    notebooks_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    params = tmp_path / "params.yaml"
-    params.write_text("CHUNK_SIZE: 32\nSEED: 1\n")
-    assert parameters.load_parameter_file(params) == {"CHUNK_SIZE": 32, "SEED": 1}
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("- just\n- a list\n")
-    with pytest.raises(runner.RunnerError, match="mapping"):
-        parameters.load_parameter_file(bad)
-    assert runner.main(["--notebooks", str(notebooks_dir), "--list"]) == 0
+    assert runner.main(["--notebooks", str(notebooks_dir), "--list", "--only", "01"]) == 0
     listing = capsys.readouterr().out
-    assert "01_recorder.ipynb" in listing
-    assert "MODEL_NAME = 'auto'  # the embedding model" in listing
+    assert listing.startswith('01_recorder.ipynb\n    MODEL_NAME = "auto"  # the embedding model\n')
+    assert "02_second" not in listing
 
 
-# --------------------------------------------------------------------------------------------
-# Report pieces (no kernel needed)
-
-
-def test_flatten_metrics_handles_nesting_lists_and_records() -> None:
-    rows, tables = runner.flatten_metrics(
-        {
-            "model": "m",
-            "retrieval": {"late": {"ndcg@10": 0.712345678}, "naive": {"ndcg@10": 0.6}},
-            "ranks": list(range(100)),
-            "cosine": [[1.0, 0.5], [0.5, 1.0]],
-            "per_chunk": [{"chunk": i, "late": 0.9, "naive": 0.8} for i in range(30)],
-        },
-        max_list_items=5,
-        max_table_rows=10,
+def test_flatten_metrics_gives_dotted_keys_and_short_values() -> None:
+    rows = dict(
+        report.flatten_metrics(
+            {
+                "model": "m",
+                "retrieval": {"late": {"ndcg@10": 0.712345678}, "naive": {"ndcg@10": 0.6}},
+                "ranks": list(range(100)),
+                "flag": True,
+                "per_chunk": [{"chunk": i, "late": 0.9} for i in range(30)],
+            }
+        )
     )
-    values = dict(rows)
-    assert values["model"] == "m"
-    assert values["retrieval.late.ndcg@10"] == "0.712346"
-    assert values["ranks"] == "[0, 1, 2, 3, 4, … (100 items)]"
-    assert values["cosine"].startswith("matrix 2×2")
-    [(key, columns, body, total)] = tables
-    assert (key, columns, len(body), total) == ("per_chunk", ["chunk", "late", "naive"], 10, 30)
+    assert rows["model"] == "m"
+    assert rows["retrieval.late.ndcg@10"] == "0.712346"
+    assert rows["flag"] == "true"
+    assert rows["ranks"] == "[0, 1, 2, 3, 4, 5, 6, 7, … (100 items)]"
+    assert rows["per_chunk"].startswith('[{"chunk": 0, "late": 0.9}, {"chunk": 1, "late": 0.9}')
+    assert len(rows["per_chunk"]) <= 120
 
 
-def _fake_run(run_dir: Path) -> None:
+SUMMARY = {
+    "claim": "Late chunking scores every later sentence higher.",
+    "held": True,
+    "headline": {"label": "mean cosine gain after the first chunk", "value": 0.3712345},
+    "figure": "a_plot.png",
+}
+
+
+def _fake_run(run_dir: Path, summary: dict | None = SUMMARY, **environment: object) -> None:
     """A run directory as the runner leaves it, without executing anything."""
-    (run_dir / "01_a").mkdir(parents=True)
-    outputs.save_metrics({"model": "tiny", "score": {"late": 0.9}}, run_dir / "01_a")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    metrics = {"model": "tiny", "score": {"late": 0.9}}
+    outputs.save_metrics({**metrics, "summary": summary} if summary else metrics, run_dir / "01_a")
+    outputs.save_metrics({"model": "tiny", "n": 3}, run_dir / "02_b")
     fig, ax = plt.subplots()
-    ax.set_title("A plot")
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
+    ax.set(title="A plot", xlabel="x", ylabel="y")
     outputs.save_figure(fig, run_dir / "01_a", "a_plot")
     plt.close(fig)
-    summary = {
+    record = {"status": "ok", "duration_s": 1.5, "overridden": ["SEED"], "model": "tiny"}
+    run = {
         "run_name": run_dir.name,
         "status": "ok",
         "started_at": "2025-01-01T00:00:00+00:00",
         "finished_at": "2025-01-01T00:01:00+00:00",
         "duration_s": 60.0,
+        "command": "python -m lc_utils.runner -p SEED 3",
+        "kernel": "lc-utils",
         "overrides": {"SEED": "3"},
         "environment": {
             "python": "3.x",
             "packages": {"torch": "9.9", "milvus-lite": None},
             "cpu_count": 2,
-            "gpu": {"torch_cuda": True, "cuda_version": "12.4", "devices": [{"name": "H100"}]},
+            "gpu": ["H100"],
+            **environment,
         },
         "notebooks": [
-            {
-                "name": "01_a.ipynb",
-                "stem": "01_a",
-                "status": "ok",
-                "duration_s": 1.5,
-                "parameters": {"SEED": 3, "OUTPUT_DIR": str(run_dir / "01_a")},
-                "overridden": ["SEED"],
-                "model": "tiny",
-            }
+            {**record, "name": "01_a.ipynb", "stem": "01_a", "html": "01_a.html",
+             "parameters": {"SEED": 3, "OUTPUT_DIR": str(run_dir / "01_a")}},
+            {**record, "name": "02_b.ipynb", "stem": "02_b", "parameters": {"SEED": 3}},
         ],
-    }
-    (run_dir / "run.json").write_text(json.dumps(summary))
+    }  # fmt: skip
+    (run_dir / "run.json").write_text(json.dumps(run))
 
 
-def test_write_report_from_a_run_directory(tmp_path: Path) -> None:
+def test_report_opens_with_a_summary_and_keeps_the_details_in_an_appendix(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     _fake_run(run_dir)
-    markdown_path, html_path = runner.write_report(run_dir)
+    markdown_path, html_path = report.write_report(run_dir)
     markdown = markdown_path.read_text()
-    assert "| score.late | 0.9 |" in markdown
-    assert "| SEED | 3 | passed |" in markdown
-    assert "![a_plot](01_a/a_plot.png)" in markdown
-    assert "| torch | 9.9 |" in markdown
-    assert "| milvus-lite | not installed |" in markdown
-    assert "| GPU | H100 (CUDA 12.4) |" in markdown
+    summary, appendix = markdown.split("## Appendix")
+    # One line per notebook: claim, verdict, headline and key figure, before anything else.
+    assert summary.index("## Summary") < summary.index("## Notebooks")
+    assert (
+        "| [01_a](01_a.html) | Late chunking scores every later sentence higher. | ✅ held | "
+        "mean cosine gain after the first chunk: 0.371235 | [a_plot.png](01_a/a_plot.png) |"
+    ) in summary
+    assert "| 02_b | no summary recorded | – |  |  |" in summary
+    assert "| torch | 9.9 |" in summary and "| milvus-lite | not installed |" in summary
+    assert "| GPU | H100 |" in summary
+    assert "SEED=3" in summary
+    assert "score.late" not in summary  # the metric tables wait in the appendix
+    assert "<details>" in appendix and "</details>" in appendix
+    assert "| score.late | 0.9 |" in appendix and "| SEED | 3 | passed |" in appendix
+    assert "| OUTPUT_DIR |" in appendix and "| runner |" in appendix
+    assert "![a_plot](01_a/a_plot.png)" in appendix
+    assert "claim" not in appendix  # the summary is not repeated as metrics
     page = html_path.read_text()
     assert "<td>score.late</td><td>0.9</td>" in page
-    assert "data:image/png;base64," in page  # embedded, so the page stands alone
+    assert page.count("data:image/png;base64,") == 2  # summary and appendix: the page stands alone
+    assert page.index("Late chunking scores") < page.index("<details>")
+
+
+def test_report_says_when_a_claim_did_not_hold_and_when_the_library_is_broken(
+    tmp_path: Path,
+) -> None:
+    run_dir = tmp_path / "run"
+    summary = {**SUMMARY, "held": False, "figure": "never_saved.png"}
+    _fake_run(run_dir, summary, library_error="ImportError: broken")
+    markdown = report.write_report(run_dir)[0].read_text()
+    assert "| ❌ did not hold | mean cosine gain after the first chunk: 0.371235 |  |" in markdown
+    assert "never_saved" not in markdown  # a key figure that is not on disk is not linked
+    assert "**lc_utils does not import** in the kernel's environment: `ImportError: broken`" in (
+        markdown
+    )
 
 
 def test_write_report_needs_run_json(tmp_path: Path) -> None:
@@ -312,27 +326,38 @@ def test_write_report_needs_run_json(tmp_path: Path) -> None:
         runner.write_report(tmp_path)
 
 
-def test_strip_notebook_removes_outputs_and_keeps_tags(tmp_path: Path) -> None:
-    path = make_notebook(tmp_path, "01_x.ipynb", "SEED = 0", ["print(1)"])
-    notebook = nbformat.read(path, as_version=4)
-    code = notebook.cells[2]
-    code.execution_count = 4
-    code.outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
-    code.metadata["execution"] = {"iopub.status.busy": "2025-01-01"}
-    injected = nbformat.v4.new_code_cell("SEED = 1")
-    injected.metadata["tags"] = ["injected-parameters"]
-    notebook.cells.insert(2, injected)
-    notebook.metadata["papermill"] = {"parameters": {"SEED": 1}}
-    nbformat.write(notebook, path)
+def test_importing_the_runner_needs_neither_torch_nor_the_library() -> None:
+    code = (
+        "import sys, lc_utils.runner\n"
+        "heavy = [m for m in ('torch', 'transformers', 'lc_utils.late') if m in sys.modules]\n"
+        "assert not heavy, heavy"
+    )
+    root = Path(runner.__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
 
-    assert runner.strip_notebook(path) is True
-    stripped = nbformat.read(path, as_version=4)
-    assert [c.metadata.get("tags") for c in stripped.cells] == [None, ["parameters"], None]
-    assert all(c.get("outputs", []) == [] for c in stripped.cells)
-    assert all(c.get("execution_count") is None for c in stripped.cells)
-    assert "papermill" not in stripped.metadata
-    assert stripped.metadata["kernelspec"]["name"] == "lc-utils"
-    assert runner.strip_notebook(path) is False  # idempotent
+
+def test_console_progress_echoes_a_long_widget_bar(capsys: pytest.CaptureFixture[str]) -> None:
+    states = {
+        "box": {"children": ["IPY_MODEL_l", "IPY_MODEL_b", "IPY_MODEL_r"]},
+        "l": {"_model_name": "HTMLModel", "value": "late chunking:  45%"},
+        "b": {"_model_name": "FloatProgressModel", "value": 45.0, "max": 100.0},
+        "r": {"_model_name": "HTMLModel", "value": "&nbsp;45/100 [00:20&lt;00:24, 2.2tok/s]"},
+    }  # fmt: skip
+    console = runner.ConsoleProgress("[1/2] 04_x", every=0.2)
+    console.update(states, "r")  # a bar seen for the first time is not printed yet
+    assert capsys.readouterr().out == ""
+    time.sleep(0.25)
+    console.update(states, "b")  # tqdm moves the bar before it rewrites the texts: wait
+    assert capsys.readouterr().out == ""
+    console.update(states, "r")
+    assert capsys.readouterr().out == (
+        "    [1/2] 04_x | late chunking: 45% 45/100 [00:20<00:24, 2.2tok/s]\n"
+    )
+    console.update(states, "r")  # within `every` of the last line: quiet
+    console.update({**states, "other": {"value": "x"}}, "other")  # not part of a bar
+    assert capsys.readouterr().out == ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -466,21 +491,23 @@ def test_run_writes_report_run_json_html_and_latest(full_run: dict) -> None:
     assert summary["status"] == "ok"
     first = summary["notebooks"][0]
     assert first["status"] == "ok"
-    assert first["model"] == "tiny-test-model"
     assert first["parameters"]["CHUNK_SIZE"] == 16
     assert first["overridden"] == ["CHUNK_SIZE", "SEED", "TOKEN"]
-    assert first["metrics"]["scores"]["late"] == pytest.approx(0.912346)
-    assert first["figures"] == ["01_recorder/squares.png"]
+    assert (first["executed"], first["html"]) == ("01_recorder.ipynb", "01_recorder.html")
     assert summary["environment"]["packages"]["papermill"]
     assert summary["environment"]["cpu_count"] >= 1
+    assert summary["environment"]["library_error"] is None
 
     markdown = (run_dir / "report.md").read_text()
+    assert "| [01_recorder](01_recorder.html) | Squares grow. | ✅ held | largest square: 4 |" in (
+        markdown
+    )
+    assert "| [02_second](02_second.html) | no summary recorded | – |" in markdown
     assert "| 01_recorder | ok |" in markdown
     assert "tiny-test-model" in markdown
     assert "| scores.late | 0.912346 |" in markdown
     assert "| CHUNK_SIZE | 16 | passed |" in markdown
     assert "| papermill |" in markdown and "| transformers |" in markdown
-    assert re.search(r"\| q2 \| 3 \|", markdown)  # the list of records became a table
     assert "![squares](01_recorder/squares.png)" in markdown
     page = (run_dir / "report.html").read_text()
     assert "tiny-test-model" in page and "data:image/png;base64," in page
@@ -561,10 +588,72 @@ def test_execute_notebook_reports_the_source_cell_index(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "01_x").is_dir()  # OUTPUT_DIR exists before the notebook runs
 
 
-def test_kernel_environment_defaults_respect_the_user(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.slow
+def test_a_broken_library_is_named_in_the_report_and_fails_the_run(tmp_path: Path) -> None:
+    """The runner loads none of the library, so it runs, reports and exits 1 while lc_utils is
+    broken: here a copy of the package whose chunking module raises on import."""
+    package = tmp_path / "site" / "lc_utils"
+    shutil.copytree(Path(runner.__file__).parent, package)
+    (package / "chunking.py").write_text("raise ImportError('chunking is broken on purpose')\n")
+    directory = tmp_path / "notebooks"
+    cells = ["import lc_utils as lc", "lc.chunk_text('One. Two.', 'sentences')"]
+    make_notebook(directory, "01_uses_library.ipynb", 'SEED = 0\nOUTPUT_DIR = "x"', cells)
+    result = subprocess.run(
+        [sys.executable, "-m", "lc_utils.runner", "--notebooks", str(directory),
+         "--output-root", str(tmp_path / "out"), "--run-name", "broken", "--no-progress"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(package.parent)},
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "lc_utils does not import: ImportError: chunking is broken on purpose" in result.stderr
+    run_dir = tmp_path / "out" / "broken"
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["notebooks"][0]["status"] == "failed"
+    assert "chunking is broken on purpose" in run["notebooks"][0]["error"]["exception_line"]
+    markdown = (run_dir / "report.md").read_text()
+    assert "**lc_utils does not import**" in markdown
+    assert "| 01_uses_library | ok |" not in markdown and "| failed |" in markdown
+
+
+@pytest.mark.slow
+def test_progress_bars_are_widgets_in_the_notebook_and_lines_on_the_console(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tqdm.auto in the kernel draws ipywidgets (no 'IProgress not found'); papermill keeps their
+    state, nbconvert puts it in the HTML, and the runner echoes the bar to the console."""
+    monkeypatch.setattr(runner, "PROGRESS_EVERY_S", 0.5)
+    cells = [
+        "import time\nfrom tqdm.auto import tqdm\n"
+        "for _ in tqdm(range(8), desc='documents', unit='doc'):\n    time.sleep(0.25)"
+    ]
+    directory = tmp_path / "notebooks"
+    make_notebook(directory, "01_bar.ipynb", 'OUTPUT_DIR = "x"', cells)
+    status = runner.main(
+        ["--notebooks", str(directory), "--output-root", str(tmp_path / "out"), "--run-name", "r"]
+    )
+    assert status == 0
+    assert re.search(r"01_bar \| documents: +\d+%", capsys.readouterr().out)
+    run_dir = tmp_path / "out" / "r"
+    executed = nbformat.read(run_dir / "01_bar.ipynb", as_version=4)
+    outputs_text = json.dumps([cell.get("outputs", []) for cell in executed.cells])
+    assert "IProgress not found" not in outputs_text
+    assert "application/vnd.jupyter.widget-view+json" in outputs_text
+    state = executed.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    values = [w["state"].get("value") for w in state.values()]
+    assert 8 in values or 8.0 in values  # the bar's final position was saved
+    page = (run_dir / "01_bar.html").read_text()
+    assert "application/vnd.jupyter.widget-state+json" in page  # nbconvert embeds the state
+    assert re.search(r"documents:(\\u2007|\s)*100%", page)  # the state of the finished bar
+
+
+def test_kernel_environment_defaults_respect_the_user(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "unset")  # so the test's change is undone
     monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS")
-    runner._set_kernel_environment()
+    notebook = make_notebook(tmp_path, "01_x.ipynb", 'OUTPUT_DIR = "x"', ["1"])
+    with pytest.raises(runner.RunnerError, match="kernel 'no-such-kernel' is not installed"):
+        runner.execute_notebook(notebook, tmp_path / "run", kernel_name="no-such-kernel")
     assert os.environ["TOKENIZERS_PARALLELISM"] == "true"
     assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"

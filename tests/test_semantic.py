@@ -110,3 +110,15 @@ def test_bad_input_is_refused_with_a_clear_message(tiny_model):
     with pytest.raises(TypeError, match="options valid for strategy 'semantic'"):
         lc.chunk_text(CATS, "semantic", model=tiny_model, chunk_size=3)
     assert "semantic" in lc.STRATEGIES
+
+
+def test_a_corpus_can_be_embedded_with_semantic_chunks(tiny_model):
+    documents = {"a": f"{CATS} {DATABASES}", "b": "One sentence only."}
+    options = {"model": topic_embedder, "percentile": 50}
+    corpus = lc.embed_corpus(
+        tiny_model, documents, method="late", strategy="semantic", chunk_options=options,
+        progress=False,
+    )  # fmt: skip
+    assert [r["text"] for r in corpus.records] == [CATS, DATABASES, "One sentence only."]
+    assert lc.chunking.chunking_label("semantic", **options) == "semantic-50"
+    assert lc.chunking.chunking_label("semantic", model=tiny_model) == "semantic-90"

@@ -7,12 +7,14 @@ Milvus Lite here and ``tests/test_milvus_server.py`` runs the very same class on
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
 import time
 import uuid
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,6 +84,53 @@ def make_chunks(n_docs: int, per_doc: int, dim: int, *, seed: int = 0, prefix: s
     return records, rng.normal(size=(len(records), dim)).astype(np.float32)
 
 
+# Hypothesis examples of the versions property, each a fresh collection (seconds on a server).
+PROPERTY_EXAMPLES = 6
+
+
+def version_of(doc_id: str, n: int, version: str, dim: int = 8):
+    """``n`` chunk records of one version of a document, texts naming the version, and vectors
+    that differ from version to version."""
+    records = [
+        {
+            "doc_id": doc_id,
+            "chunk_index": i,
+            "start": 10 * i,
+            "end": 10 * i + 9,
+            "text": f"{doc_id} {version} chunk {i}",
+        }
+        for i in range(n)
+    ]
+    rng = np.random.default_rng(zlib.crc32(f"{doc_id}/{version}".encode()))
+    return records, rng.normal(size=(n, dim)).astype(np.float32) + 0.1
+
+
+def corpus_version(sizes: dict, version: str, *, chunking: str = "fixed-8"):
+    """A ``CorpusEmbeddings`` holding ``sizes[doc_id]`` chunks of each document (0 is allowed:
+    a document whose text gave no chunk)."""
+    records, vectors = [], []
+    for doc_id, n in sorted(sizes.items()):
+        part_records, part_vectors = version_of(doc_id, n, version)
+        records += part_records
+        vectors.append(part_vectors)
+    return CorpusEmbeddings(
+        records, np.concatenate(vectors), "late", "m", [], chunking, doc_ids=sorted(sizes)
+    )
+
+
+def split_corpus(corpus, start: int, stop: int | None = None):
+    """Rows ``start:stop`` of a corpus as a part of a stream; documents without rows go into the
+    last part. A document may run on from one part into the next."""
+    records = corpus.records[start:stop]
+    doc_ids = list(dict.fromkeys(r["doc_id"] for r in records))
+    if stop is None or stop >= len(corpus.records):
+        with_rows = {r["doc_id"] for r in corpus.records}
+        doc_ids += [d for d in corpus.doc_ids if d not in with_rows]
+    return CorpusEmbeddings(
+        records, corpus.vectors[start:stop], "late", "m", [], corpus.chunking, doc_ids
+    )
+
+
 def stored_rows(client, name, expression=""):
     fields = ["doc_id", "chunk_index", "start", "end", "method", "text", "text_truncated"]
     rows = client.query(
@@ -118,12 +167,21 @@ class StoreContract:
             "created": True,
         }
         assert (
-            store.ingest(client, name, records, vectors, method="late", model="m", progress=False)
+            store.ingest(
+                client,
+                name,
+                records,
+                vectors,
+                method="late",
+                model="m",
+                chunking="c",
+                progress=False,
+            )
             == 1540
         )
         rng = np.random.default_rng(1)
         queries = np.concatenate([rng.normal(size=(40, 32)), vectors[:10]]).astype(np.float32)
-        ids = store.chunk_ids(records, method="late", model="m")
+        ids = store.chunk_ids(records, method="late", model="m", chunking="c")
         report = store.validate_against_brute_force(client, name, queries, vectors, ids, k=10)
         assert report["agreement_at_k"] == 1.0, report["per_query"]
         assert report["index"] == "FLAT" and report["n_queries"] == 50 and report["k"] == 10
@@ -139,8 +197,10 @@ class StoreContract:
         records, vectors = make_chunks(1, 26, 8, seed=8)
         vectors[:6] = vectors[0]  # six equal vectors compete for three places
         store.create_collection(client, name, 8)
-        store.ingest(client, name, records, vectors, method="late", model="m", progress=False)
-        ids = store.chunk_ids(records, method="late", model="m")
+        store.ingest(
+            client, name, records, vectors, method="late", model="m", chunking="c", progress=False
+        )
+        ids = store.chunk_ids(records, method="late", model="m", chunking="c")
         report = store.validate_against_brute_force(client, name, vectors[:1], vectors, ids, k=3)
         assert report["agreement_at_k"] == 1.0
         hits = store.search(client, name, vectors[0], k=3)
@@ -153,9 +213,11 @@ class StoreContract:
         records, vectors = make_chunks(100, 30, 32, seed=2)
         info = store.create_collection(client, name, 32, index="HNSW")
         assert info["index"] == "HNSW"
-        store.ingest(client, name, records, vectors, method="late", model="m", progress=False)
+        store.ingest(
+            client, name, records, vectors, method="late", model="m", chunking="c", progress=False
+        )
         queries = np.random.default_rng(3).normal(size=(50, 32)).astype(np.float32)
-        ids = store.chunk_ids(records, method="late", model="m")
+        ids = store.chunk_ids(records, method="late", model="m", chunking="c")
         report = store.validate_against_brute_force(client, name, queries, vectors, ids, k=10)
         print(f"\n{backend.kind} HNSW agreement@10 = {report['agreement_at_k']:.3f}")
         assert 0.8 <= report["agreement_at_k"] <= 1.0, report
@@ -167,11 +229,27 @@ class StoreContract:
         records, vectors = make_chunks(2, 3, 16)
         store.create_collection(client, name, 8)
         with pytest.raises(ValueError, match=r"dimension 16 but collection .* dimension 8"):
-            store.ingest(client, name, records, vectors, method="late", model="m", progress=False)
+            store.ingest(
+                client,
+                name,
+                records,
+                vectors,
+                method="late",
+                model="m",
+                chunking="c",
+                progress=False,
+            )
         assert store.count_chunks(client, name) == 0
         good_records, good_vectors = make_chunks(2, 3, 8)
         store.ingest(
-            client, name, good_records, good_vectors, method="late", model="m", progress=False
+            client,
+            name,
+            good_records,
+            good_vectors,
+            method="late",
+            model="m",
+            chunking="c",
+            progress=False,
         )
         with pytest.raises(ValueError, match="exists with dim 8, not 16"):
             store.create_collection(client, name, 16)
@@ -189,15 +267,28 @@ class StoreContract:
         records, vectors = make_chunks(5, 8, 16)
         store.create_collection(client, name, 16)
         for _ in range(2):
-            store.ingest(client, name, records, vectors, method="late", model="m", progress=False)
+            store.ingest(
+                client,
+                name,
+                records,
+                vectors,
+                method="late",
+                model="m",
+                chunking="c",
+                progress=False,
+            )
             assert store.count_chunks(client, name) == 40
         moved = vectors[::-1].copy()
-        store.ingest(client, name, records, moved, method="late", model="m", progress=False)
+        store.ingest(
+            client, name, records, moved, method="late", model="m", chunking="c", progress=False
+        )
         assert store.count_chunks(client, name) == 40
         top = store.search(client, name, moved[0], k=1)
-        assert top.loc[0, "id"] == store.chunk_id("doc0", 0, "late", "m")
+        assert top.loc[0, "id"] == store.chunk_id("doc0", 0, "late", "m", "c")
         assert top.loc[0, "score"] == pytest.approx(1.0, abs=1e-5)
-        store.ingest(client, name, records, vectors, method="naive", model="m", progress=False)
+        store.ingest(
+            client, name, records, vectors, method="naive", model="m", chunking="c", progress=False
+        )
         assert store.count_chunks(client, name) == 80
         assert store.count_chunks(client, name, method="naive") == 40
 
@@ -205,7 +296,14 @@ class StoreContract:
         records, vectors = make_chunks(4, 5, 8)
         store.create_collection(backend.client, name, 8)
         store.ingest(
-            backend.client, name, records, vectors, method="late", model="m", progress=False
+            backend.client,
+            name,
+            records,
+            vectors,
+            method="late",
+            model="m",
+            chunking="c",
+            progress=False,
         )
         store.close(backend.client)
         # Another process must see the data: for Lite this also proves close() released the lock.
@@ -223,14 +321,25 @@ class StoreContract:
         client = backend.reopen()
         assert store.count_chunks(client, name) == 20
         hits = store.search(client, name, vectors[7], k=1)
-        assert hits.loc[0, "id"] == store.chunk_id("doc1", 2, "late", "m")
+        assert hits.loc[0, "id"] == store.chunk_id("doc1", 2, "late", "m", "c")
 
     def test_delete_document_leaves_the_others(self, backend, name):
         client = backend.client
         records, vectors = make_chunks(3, 6, 8)
         store.create_collection(client, name, 8)
-        store.ingest(client, name, records, vectors, method="late", model="m", progress=False)
-        store.ingest(client, name, records, vectors * 2, method="naive", model="m", progress=False)
+        store.ingest(
+            client, name, records, vectors, method="late", model="m", chunking="c", progress=False
+        )
+        store.ingest(
+            client,
+            name,
+            records,
+            vectors * 2,
+            method="naive",
+            model="m",
+            chunking="c",
+            progress=False,
+        )
         before = {
             r["doc_id"] + r["method"] + str(r["chunk_index"]) for r in stored_rows(client, name)
         }
@@ -256,7 +365,9 @@ class StoreContract:
         ]
         vectors = np.random.default_rng(4).normal(size=(len(records), 8)).astype(np.float32)
         store.create_collection(client, name, 8)
-        store.ingest(client, name, records, vectors, method="late", model="m", progress=False)
+        store.ingest(
+            client, name, records, vectors, method="late", model="m", chunking="c", progress=False
+        )
         rows = stored_rows(client, name)
         assert sorted((r["doc_id"], r["chunk_index"], r["text"]) for r in rows) == sorted(
             (r["doc_id"], r["chunk_index"], r["text"]) for r in records
@@ -280,7 +391,16 @@ class StoreContract:
         vectors = np.random.default_rng(5).normal(size=(3, 8)).astype(np.float32)
         store.create_collection(client, name, 8, text_max_bytes=40)
         with pytest.warns(UserWarning, match="2 chunk text"):
-            store.ingest(client, name, records, vectors, method="late", model="m", progress=False)
+            store.ingest(
+                client,
+                name,
+                records,
+                vectors,
+                method="late",
+                model="m",
+                chunking="c",
+                progress=False,
+            )
         rows = stored_rows(client, name)
         # 38 ASCII bytes + 2 for "é" fill 40 exactly; "b" * 39 + "é" would need 41, so é goes.
         assert [r["text"] for r in rows] == ["a" * 38 + "é", "b" * 39, "tail"]
@@ -304,12 +424,22 @@ class StoreContract:
                 vectors,
                 method="late",
                 model="m",
+                chunking="c",
                 progress=False,
                 on_long_text="error",
             )
         assert store.count_chunks(client, name) == 0
         with pytest.warns(UserWarning, match="stored truncated"):
-            store.ingest(client, name, records, vectors, method="late", model="m", progress=False)
+            store.ingest(
+                client,
+                name,
+                records,
+                vectors,
+                method="late",
+                model="m",
+                chunking="c",
+                progress=False,
+            )
         (row,) = stored_rows(client, name)
         assert row["text"] == "x" * 65_535 and row["text_truncated"]
 
@@ -317,8 +447,12 @@ class StoreContract:
         client = backend.client
         records, vectors = make_chunks(4, 10, 16)
         store.create_collection(client, name, 16)
-        store.ingest(client, name, records, vectors, method="late", model="m", progress=False)
-        store.ingest(client, name, records, -vectors, method="naive", model="m", progress=False)
+        store.ingest(
+            client, name, records, vectors, method="late", model="m", chunking="c", progress=False
+        )
+        store.ingest(
+            client, name, records, -vectors, method="naive", model="m", chunking="c", progress=False
+        )
         queries = vectors[:3]
         late = store.search(client, name, queries, k=8, method="late")
         assert set(late["method"]) == {"late"} and len(late) == 24
@@ -351,7 +485,9 @@ class StoreContract:
         ]
         vectors = np.random.default_rng(6).normal(size=(len(records), 8)).astype(np.float32)
         store.create_collection(client, name, 8)
-        store.ingest(client, name, records, vectors, method="late", model="m", progress=False)
+        store.ingest(
+            client, name, records, vectors, method="late", model="m", chunking="c", progress=False
+        )
         for doc_id in TRICKY_DOC_IDS:
             assert store.count_chunks(client, name, doc_id=doc_id) == 3, doc_id
             hits = store.search(client, name, vectors[:2], k=10, doc_id=doc_id)
@@ -374,7 +510,9 @@ class StoreContract:
         client, name = backend.client, shared_name
         record = {"doc_id": doc_id, "chunk_index": 0, "start": 0, "end": 1, "text": doc_id}
         vector = np.ones((1, 4), np.float32)
-        store.ingest(client, name, [record], vector, method="late", model="m", progress=False)
+        store.ingest(
+            client, name, [record], vector, method="late", model="m", chunking="c", progress=False
+        )
         assert store.count_chunks(client, name, doc_id=doc_id) == 1
         hits = store.search(client, name, vector, k=5, doc_id=doc_id)
         assert hits["doc_id"].tolist() == [doc_id] and hits["text"].tolist() == [doc_id]
@@ -391,13 +529,22 @@ class StoreContract:
                 yield (pd.DataFrame(records) if i % 2 else records), vectors
 
         total = store.ingest_batches(
-            client, name, parts(), method="late", model="m", batch_size=3, progress=False
+            client,
+            name,
+            parts(),
+            method="late",
+            model="m",
+            chunking="c",
+            batch_size=3,
+            progress=False,
         )
         assert total == 40 and store.count_chunks(client, name) == 40
         # Each part was written before the next one was even produced: memory holds one part.
         assert written_before_each_part == [0, 10, 20, 30]
         corpus_parts = [
-            CorpusEmbeddings(*make_chunks(3, 2, 8, seed=i, prefix=f"c{i}-"), "naive", "m2")
+            CorpusEmbeddings(
+                *make_chunks(3, 2, 8, seed=i, prefix=f"c{i}-"), "naive", "m2", chunking="c"
+            )
             for i in range(2)
         ]
         assert store.ingest_batches(client, name, iter(corpus_parts), progress=False) == 12
@@ -412,7 +559,13 @@ class StoreContract:
         records, vectors = make_chunks(1, 3, 4)
 
         def attempt(records=records, vectors=vectors, **options):
-            options = {"method": "late", "model": "m", "progress": False, **options}
+            options = {
+                "method": "late",
+                "model": "m",
+                "chunking": "c",
+                "progress": False,
+                **options,
+            }
             store.ingest(client, name, records, vectors, **options)
 
         cases = [
@@ -425,6 +578,8 @@ class StoreContract:
             ({"vectors": np.where(np.eye(3, 4) > 0, np.nan, vectors)}, "not finite"),
             ({"vectors": np.zeros((3, 4))}, "zero"),
             ({"method": ""}, "method=''"),
+            ({"chunking": ""}, "chunking=''"),
+            ({"chunking": None}, "chunking=None; pass chunking="),
             ({"on_long_text": "cut"}, "on_long_text='cut'"),
         ]
         for arguments, message in cases:
@@ -432,15 +587,21 @@ class StoreContract:
                 attempt(**arguments)
         assert store.count_chunks(client, name) == 0
         with pytest.raises(ValueError, match="does not exist"):
-            store.ingest(client, "t_missing", records, vectors, method="late", model="m")
+            store.ingest(
+                client, "t_missing", records, vectors, method="late", model="m", chunking="c"
+            )
 
     def test_validation_needs_exactly_the_searched_rows(self, backend, name):
         client = backend.client
         records, vectors = make_chunks(3, 4, 8)
         store.create_collection(client, name, 8)
-        store.ingest(client, name, records, vectors, method="late", model="m", progress=False)
-        store.ingest(client, name, records, vectors, method="naive", model="m", progress=False)
-        ids = store.chunk_ids(records, method="late", model="m")
+        store.ingest(
+            client, name, records, vectors, method="late", model="m", chunking="c", progress=False
+        )
+        store.ingest(
+            client, name, records, vectors, method="naive", model="m", chunking="c", progress=False
+        )
+        ids = store.chunk_ids(records, method="late", model="m", chunking="c")
         with pytest.raises(ValueError, match="holds 24 rows"):
             store.validate_against_brute_force(client, name, vectors[:2], vectors, ids, k=3)
         report = store.validate_against_brute_force(
@@ -448,6 +609,188 @@ class StoreContract:
         )
         # k beyond the row count is clipped to it, and every row comes back.
         assert report["k"] == 12 and report["agreement_at_k"] == 1.0
+
+    # Re-ingestion replaces a document (issue 11).
+
+    def test_reingesting_a_document_replaces_all_of_it(self, backend, name):
+        client = backend.client
+        store.create_collection(client, name, 8)
+        key = {"method": "late", "model": "m", "chunking": "fixed-8"}
+
+        def write(n, version, doc_id="docA", **labels):
+            records, vectors = version_of(doc_id, n, version)
+            store.ingest(client, name, records, vectors, **{**key, **labels}, progress=False)
+            return records, vectors
+
+        def texts_of(doc_id="docA", **labels):
+            expression = store.filter_expression(doc_id=doc_id, **{**key, **labels})
+            return [r["text"] for r in stored_rows(client, name, expression)]
+
+        write(10, "v1")
+        bystanders = [
+            write(5, "b", doc_id="docB"),
+            write(7, "naive", method="naive"),
+            write(6, "other chunking", chunking="fixed-4"),
+        ]
+        assert texts_of() == [f"docA v1 chunk {i}" for i in range(10)]
+
+        old_records, old_vectors = version_of("docA", 10, "v1")
+        write(4, "v2")  # shrink
+        assert store.count_chunks(client, name, doc_id="docA", **key) == 4
+        assert texts_of() == [f"docA v2 chunk {i}" for i in range(4)]
+        hits = store.search(client, name, old_vectors[4:], k=1, doc_id="docA", **key)
+        assert set(hits["text"]) <= {f"docA v2 chunk {i}" for i in range(4)}, hits
+
+        write(12, "v3")  # grow
+        assert store.count_chunks(client, name, doc_id="docA", **key) == 12
+        assert texts_of() == [f"docA v3 chunk {i}" for i in range(12)]
+
+        # Re-chunk: other spans, texts and chunk indices with gaps (records given by hand).
+        records, vectors = version_of("docA", 12, "v4")
+        keep = [0, 2, 3, 7]
+        records = [dict(records[i], start=100 + i, end=200 + i) for i in keep]
+        store.ingest(client, name, records, vectors[keep], **key, progress=False)
+        rows = stored_rows(client, name, store.filter_expression(doc_id="docA", **key))
+        assert [(r["chunk_index"], r["start"], r["text"]) for r in rows] == [
+            (i, 100 + i, f"docA v4 chunk {i}") for i in keep
+        ]
+
+        # Nothing else moved: another document, the other method, the other chunking.
+        assert texts_of("docB") == [f"docB b chunk {i}" for i in range(5)]
+        assert texts_of(method="naive") == [f"docA naive chunk {i}" for i in range(7)]
+        assert texts_of(chunking="fixed-4") == [f"docA other chunking chunk {i}" for i in range(6)]
+        assert store.count_chunks(client, name) == 4 + sum(len(r) for r, _ in bystanders)
+
+    def test_streams_and_corpora_replace_documents_too(self, backend, name):
+        client = backend.client
+        store.create_collection(client, name, 8)
+        first = corpus_version({"a": 6, "b": 3, "c": 4}, "v1")
+        store.ingest(client, name, first, progress=False)
+        # A new version in a stream: "a" shrinks and runs on across two parts, "b" grows,
+        # and "c" has no chunk any more (its text became empty).
+        second = corpus_version({"a": 2, "b": 5, "c": 0}, "v2")
+        parts = [split_corpus(second, 0, 1), split_corpus(second, 1)]
+        assert [len(p) for p in parts] == [1, 6]
+        assert store.ingest_batches(client, name, iter(parts), progress=False) == 7
+        expected = [(r["doc_id"], r["chunk_index"], r["text"]) for r in second.records]
+        rows = stored_rows(client, name)
+        assert [(r["doc_id"], r["chunk_index"], r["text"]) for r in rows] == expected
+        # A corpus ingested whole replaces the same way, here back to the first version.
+        store.ingest(client, name, first, progress=False)
+        rows = stored_rows(client, name)
+        assert [(r["doc_id"], r["chunk_index"], r["text"]) for r in rows] == [
+            (r["doc_id"], r["chunk_index"], r["text"]) for r in first.records
+        ]
+
+    def test_a_writer_killed_between_upsert_and_delete_leaves_no_fewer_rows(self, backend, name):
+        key = {"method": "late", "model": "m", "chunking": "fixed-8"}
+        store.create_collection(backend.client, name, 8)
+        old_records, old_vectors = version_of("docA", 10, "v1")
+        store.ingest(backend.client, name, old_records, old_vectors, **key, progress=False)
+        store.close(backend.client)
+        # The writer ingests a shorter version and is killed (SIGKILL) the moment the store
+        # asks Milvus to delete the old version's extra rows: after the new rows went in.
+        code = textwrap.dedent(f"""
+            import os, signal
+            import pymilvus
+            from lc_utils import store
+            from tests.test_store import version_of
+
+            def killed(*args, **kwargs):
+                print("killed at delete", flush=True)
+                os.kill(os.getpid(), signal.SIGKILL)
+
+            pymilvus.MilvusClient.delete = killed
+            client = store.connect({backend.uri!r})
+            records, vectors = version_of("docA", 4, "v2")
+            store.ingest(client, {name!r}, records, vectors, **{key!r}, progress=False)
+            print("not killed", flush=True)
+        """)
+        writer = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=180
+        )
+        assert writer.returncode == -signal.SIGKILL, writer.stderr[-2000:]
+        assert writer.stdout.strip() == "killed at delete"
+        client = backend.reopen()
+        assert store.count_chunks(client, name, doc_id="docA", **key) == 10
+        expression = store.filter_expression(doc_id="docA", **key)
+        rows = stored_rows(client, name, expression)
+        # Never fewer rows than either version: the new four, and the old six beyond them.
+        assert [r["text"] for r in rows] == [f"docA v2 chunk {i}" for i in range(4)] + [
+            f"docA v1 chunk {i}" for i in range(4, 10)
+        ]
+        # Running the ingestion again finishes the job.
+        records, vectors = version_of("docA", 4, "v2")
+        store.ingest(client, name, records, vectors, **key, progress=False)
+        rows = stored_rows(client, name, expression)
+        assert [r["text"] for r in rows] == [f"docA v2 chunk {i}" for i in range(4)]
+        assert store.count_chunks(client, name) == 4
+
+    def test_search_refuses_degenerate_queries_naming_the_row(self, backend, name):
+        client = backend.client
+        records, vectors = make_chunks(2, 3, 8)
+        store.create_collection(client, name, 8)
+        store.ingest(client, name, records, vectors, method="late", model="m", chunking="c")
+        for row, bad, kind in [
+            (1, np.nan, "not finite"),
+            (2, np.inf, "not finite"),
+            (0, 0, "zero"),
+        ]:
+            queries = vectors[:3].copy()
+            queries[row] = bad
+            with pytest.raises(ValueError, match=f"query vectors: row {row} is .*{kind}"):
+                store.search(client, name, queries, k=2)
+        with pytest.raises(ValueError, match="row 0 is all zero"):
+            store.search(client, name, np.zeros(8, np.float32), k=2)
+        assert len(store.search(client, name, vectors[:3], k=2)) == 6
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def versions_name(cls, backend):
+        name = f"t_versions_{uuid.uuid4().hex[:8]}"
+        yield name
+        if backend.client.has_collection(name):
+            backend.client.drop_collection(name)
+
+    @settings(max_examples=PROPERTY_EXAMPLES, deadline=None)
+    @given(
+        versions=st.lists(
+            st.fixed_dictionaries({d: st.integers(0, 5) for d in ("a", "b", "c")}),
+            min_size=1,
+            max_size=4,
+        ),
+        cuts=st.lists(st.integers(0, 16), min_size=4, max_size=4),
+        streamed=st.lists(st.booleans(), min_size=4, max_size=4),
+    )
+    def test_any_sequence_of_versions_leaves_exactly_the_last(
+        self, backend, versions_name, versions, cuts, streamed
+    ):
+        client, name = backend.client, versions_name
+        store.create_collection(client, name, 8, overwrite=True)
+        bystander = corpus_version({"a": 3}, "bystander", chunking="sentences")
+        store.ingest(client, name, bystander, progress=False)
+        for number, sizes in enumerate(versions):
+            corpus = corpus_version(sizes, f"v{number}")
+            if streamed[number]:
+                parts = [split_corpus(corpus, 0, cuts[number]), split_corpus(corpus, cuts[number])]
+                store.ingest_batches(client, name, iter(parts), progress=False)
+            else:
+                store.ingest(client, name, corpus, progress=False)
+        last = corpus
+        expression = store.filter_expression(chunking="fixed-8")
+        rows = client.query(
+            name,
+            filter=expression,
+            output_fields=["id", "doc_id", "chunk_index", "start", "end", "text", "vector"],
+            consistency_level="Strong",
+        )
+        rows = sorted(rows, key=lambda r: (r["doc_id"], r["chunk_index"]))
+        assert [r["id"] for r in rows] == store.chunk_ids(last)
+        assert [{k: r[k] for k in store.collection.RECORD_KEYS} for r in rows] == last.records
+        if rows:
+            stored = np.array([r["vector"] for r in rows], dtype=np.float32)
+            np.testing.assert_allclose(stored, last.vectors, atol=1e-6)
+        assert store.count_chunks(client, name, chunking="sentences") == 3
 
 
 class TestLiteStore(StoreContract):
@@ -529,12 +872,25 @@ def test_lite_database_open_in_another_process_is_named(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "open"
         started = time.monotonic()
-        with pytest.raises(store.MilvusConnectionError, match="another process has this"):
+        with pytest.raises(store.MilvusConnectionError, match="another process has this") as caught:
             store.connect(path)
+        assert "lc.store.close(client)" in str(caught.value)
         assert time.monotonic() - started < 15
     finally:
         holder.stdin.close()
         holder.wait(timeout=60)
+
+
+@pytest.mark.parametrize("where", ["/proc/x.db", "a_file/x.db"])
+def test_an_unusable_lite_path_names_the_cause(tmp_path, monkeypatch, capfd, where):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_file").write_text("not a folder")
+    with pytest.raises(store.MilvusConnectionError) as caught:
+        store.connect(where)
+    message = str(caught.value)
+    assert where in message and "\n" not in message
+    assert re.search(r"No such file or directory|Not a directory|Permission denied", message)
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_a_local_milvus_lite_py_is_reported(tmp_path, monkeypatch):
@@ -578,19 +934,52 @@ def test_filter_expressions_quote_values():
 
 
 def test_chunk_ids_are_stable_and_distinct():
-    first = store.chunk_id("doc", 1, "late", "m")
-    assert first == store.chunk_id("doc", 1, "late", "m") and len(first) == 32
+    first = store.chunk_id("doc", 1, "late", "m", "fixed-64")
+    assert first == store.chunk_id("doc", 1, "late", "m", "fixed-64") and len(first) == 32
     others = {
-        store.chunk_id("doc", 1, "naive", "m"),
-        store.chunk_id("doc", 2, "late", "m"),
-        store.chunk_id("doc1", 1, "late", "m"),
-        store.chunk_id("doc", 1, "late", "m2"),
-        store.chunk_id('doc", 1', 1, "late", "m"),
+        store.chunk_id("doc", 1, "naive", "m", "fixed-64"),
+        store.chunk_id("doc", 2, "late", "m", "fixed-64"),
+        store.chunk_id("doc1", 1, "late", "m", "fixed-64"),
+        store.chunk_id("doc", 1, "late", "m2", "fixed-64"),
+        store.chunk_id("doc", 1, "late", "m", "fixed-32"),
+        store.chunk_id('doc", 1', 1, "late", "m", "fixed-64"),
     }
-    assert first not in others and len(others) == 5
-    assert store.chunk_ids(
-        pd.DataFrame([{"doc_id": "doc", "chunk_index": 1}]), method="late", model="m"
-    ) == [first]
+    assert first not in others and len(others) == 6
+    frame = pd.DataFrame([{"doc_id": "doc", "chunk_index": 1}])
+    assert store.chunk_ids(frame, method="late", model="m", chunking="fixed-64") == [first]
+    corpus = CorpusEmbeddings(
+        frame.to_dict("records"), np.ones((1, 2)), "late", "m", [], "fixed-64"
+    )
+    assert store.chunk_ids(corpus) == [first]
+    with pytest.raises(ValueError, match="chunking=None"):
+        store.chunk_ids(frame, method="late", model="m")
+    with pytest.raises(ValueError, match="contradicts the corpus"):
+        store.chunk_ids(corpus, chunking="fixed-32")
+
+
+def test_a_collection_without_the_chunking_field_is_refused(tmp_path):
+    from pymilvus import DataType
+
+    client = store.connect(tmp_path / "old.db")
+    try:
+        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=32)
+        for field in ("doc_id", "method", "model", "text"):
+            schema.add_field(field, DataType.VARCHAR, max_length=256)
+        for field in ("chunk_index", "start", "end"):
+            schema.add_field(field, DataType.INT64)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=4)
+        indexes = client.prepare_index_params()
+        indexes.add_index("vector", index_type="FLAT", metric_type="COSINE")
+        client.create_collection("old", schema=schema, index_params=indexes)
+        records, vectors = make_chunks(1, 2, 4)
+        with pytest.raises(ValueError, match="has no chunking field.*overwrite=True"):
+            store.ingest(client, "old", records, vectors, method="late", model="m", chunking="c")
+        with pytest.raises(ValueError, match="has no chunking field"):
+            store.search(client, "old", vectors, k=1)
+        assert store.create_collection(client, "old", 4, overwrite=True)["created"] is True
+    finally:
+        store.close(client)
 
 
 def test_invalid_collection_arguments(tmp_path):

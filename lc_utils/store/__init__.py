@@ -32,6 +32,7 @@ from .collection import TEXT_MAX_BYTES as TEXT_MAX_BYTES
 from .collection import chunk_id as chunk_id
 from .collection import chunk_ids as chunk_ids
 from .collection import create_collection as create_collection
+from .collection import filter_expression as filter_expression
 from .collection import ingest as ingest
 from .collection import ingest_batches as ingest_batches
 from .connection import DEFAULT_LITE_PATH as DEFAULT_LITE_PATH
@@ -41,6 +42,5 @@ from .connection import connect as connect
 from .retrieval import brute_force_search as brute_force_search
 from .retrieval import count_chunks as count_chunks
 from .retrieval import delete_document as delete_document
-from .retrieval import filter_expression as filter_expression
 from .retrieval import search as search
 from .retrieval import validate_against_brute_force as validate_against_brute_force

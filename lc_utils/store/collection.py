@@ -1,4 +1,11 @@
-"""The chunk collection: its explicit schema, chunk ids, and idempotent ingestion.
+"""The chunk collection: its explicit schema, chunk ids, and ingestion that replaces documents.
+
+Ingesting a document replaces everything the collection held for that document under the same
+method, model and chunking. The writes are ordered so that a crash never leaves a document with
+fewer rows than either its old or its new version: the new rows are upserted first (their ids
+are those of the old rows with the same chunk index, see ``chunk_id``), and only then are the old
+rows that the new version has no place for deleted. A crash between the two leaves the old
+version's extra chunks behind, and running the ingestion again removes them.
 
 Introduced in notebook 05_milvus_validation.
 """
@@ -13,7 +20,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from .connection import _LAYOUTS, _is_lite
+from ..vectors import unit_vectors
+from .connection import client_cache, is_lite
 
 INDEX_TYPES = ("FLAT", "HNSW", "AUTOINDEX")
 HNSW_DEFAULTS = {"M": 16, "efConstruction": 200}
@@ -22,6 +30,7 @@ TEXT_MAX_BYTES = 65_535
 DOC_ID_MAX_BYTES = 1024
 METHOD_MAX_BYTES = 64
 MODEL_MAX_BYTES = 512
+CHUNKING_MAX_BYTES = 128
 ID_LENGTH = 32
 OUTPUT_FIELDS = (
     "doc_id",
@@ -30,6 +39,7 @@ OUTPUT_FIELDS = (
     "end",
     "method",
     "model",
+    "chunking",
     "text",
     "text_truncated",
 )
@@ -37,6 +47,8 @@ RECORD_KEYS = ("doc_id", "chunk_index", "start", "end", "text")
 # A gRPC message holds at most 64 MB; batches are also cut by text volume to stay far below it.
 BATCH_TEXT_BYTES = 16 * 2**20
 _COLLECTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+# Documents per delete expression when stale rows are removed, to keep expressions short.
+DOCUMENTS_PER_DELETE = 64
 
 
 def create_collection(
@@ -79,7 +91,7 @@ def create_collection(
         raise ValueError(f"text_max_bytes={text_max_bytes}; must be 1..{TEXT_MAX_BYTES}")
     if client.has_collection(name):
         if not overwrite:
-            layout = _layout(client, name, fresh=True)
+            layout = collection_layout(client, name, fresh=True)
             if layout["dim"] != dim:
                 raise ValueError(
                     f"collection {name!r} exists with dim {layout['dim']}, not {dim}; use another "
@@ -93,7 +105,7 @@ def create_collection(
                 )
             return {**_public(layout), "created": False}
         client.drop_collection(name)
-    _LAYOUTS.get(client, {}).pop(name, None)
+    client_cache(client).setdefault("layouts", {}).pop(name, None)
 
     schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
     schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_LENGTH)
@@ -103,6 +115,7 @@ def create_collection(
     schema.add_field("end", DataType.INT64)
     schema.add_field("method", DataType.VARCHAR, max_length=METHOD_MAX_BYTES)
     schema.add_field("model", DataType.VARCHAR, max_length=MODEL_MAX_BYTES)
+    schema.add_field("chunking", DataType.VARCHAR, max_length=CHUNKING_MAX_BYTES)
     schema.add_field("text", DataType.VARCHAR, max_length=int(text_max_bytes))
     schema.add_field("text_truncated", DataType.BOOL)
     schema.add_field("vector", DataType.FLOAT_VECTOR, dim=int(dim))
@@ -123,16 +136,18 @@ def _check_name(name) -> None:
         )
 
 
-def _layout(client, name: str, *, load: bool = False, fresh: bool = False) -> dict:
+def collection_layout(client, name: str, *, load: bool = False, fresh: bool = False) -> dict:
     """Dimension, VARCHAR limits, index and metric of an existing chunk collection.
 
     With ``load``, also load it for reading: Milvus Lite reopens collections released. Asking
     costs up to five round trips, and ``describe_index`` alone takes Milvus Lite 0.4 s on 10k
     unflushed rows, so the answer is kept per client. Writes and validation ask ``fresh``;
-    reads use what is kept and ask again when Milvus rejects them (see ``_read``).
+    reads use what is kept and ask again when Milvus rejects them (see ``read_with_layout``).
+    Returns ``{"name", "dim", "text_max_bytes", "has_truncation_flag", "index", "metric",
+    "loaded"}``; the store's modules share it, users rarely need it.
     """
     _check_name(name)
-    known = _LAYOUTS.setdefault(client, {})
+    known = client_cache(client).setdefault("layouts", {})
     layout = known.get(name)
     if layout is not None and not fresh and (layout["loaded"] or not load):
         return layout
@@ -145,6 +160,12 @@ def _layout(client, name: str, *, load: bool = False, fresh: bool = False) -> di
         )
     fields = {f["name"]: f for f in client.describe_collection(name)["fields"]}
     missing = [f for f in ("id", *RECORD_KEYS, "method", "model", "vector") if f not in fields]
+    if not missing and "chunking" not in fields:
+        raise ValueError(
+            f"collection {name!r} has no chunking field: it was created by an earlier version of "
+            "lc_utils, whose ids cannot tell two chunkings of a document apart. Recreate it "
+            f"with create_collection(client, {name!r}, dim, overwrite=True) and ingest again"
+        )
     if missing:
         raise ValueError(
             f"collection {name!r} is not a chunk collection (no fields {missing}); "
@@ -167,38 +188,139 @@ def _layout(client, name: str, *, load: bool = False, fresh: bool = False) -> di
     return known[name]
 
 
-def _read(client, name: str, action):
+def read_with_layout(client, name: str, action):
     """``action(layout)`` with the kept layout; if Milvus rejects it, look again and retry once,
     since the collection may have been released, dropped or recreated by another client."""
     from pymilvus.exceptions import MilvusException
 
     try:
-        return action(_layout(client, name, load=True))
+        return action(collection_layout(client, name, load=True))
     except MilvusException:
-        return action(_layout(client, name, load=True, fresh=True))
+        return action(collection_layout(client, name, load=True, fresh=True))
 
 
 def _public(layout: dict) -> dict:
     return {key: layout[key] for key in ("name", "dim", "index", "metric")}
 
 
-def chunk_id(doc_id: str, chunk_index: int, method: str, model: str) -> str:
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def quote(value) -> str:
+    """A Milvus string literal. Only these five escapes are understood by both Milvus Lite and the
+    server, and a raw line break ends a literal; other control characters may stay raw."""
+    if not isinstance(value, str):
+        raise TypeError(f"filter value {value!r} is a {type(value).__name__}; must be a str")
+    return '"' + "".join(_ESCAPES.get(char, char) for char in value) + '"'
+
+
+def filter_expression(
+    *, method=None, doc_id=None, model=None, chunking=None, filter: str | None = None
+) -> str:
+    """A Milvus boolean expression for rows with this method, document, model and chunking (each
+    a str or a list of str; None does not filter), ANDed with a raw ``filter`` expression.
+    Quotes and backslashes in values are escaped.
+
+    ``filter_expression(method="late", doc_id='a"b')`` gives ``method == "late" and
+    doc_id == "a\\"b"``. Introduced in notebook 05_milvus_validation.
+    """
+    parts = []
+    fields = (("method", method), ("doc_id", doc_id), ("model", model), ("chunking", chunking))
+    for field, value in fields:
+        if value is None:
+            continue
+        if isinstance(value, str):
+            parts.append(f"{field} == {quote(value)}")
+        else:
+            values = list(value)
+            if not values:
+                raise ValueError(f"{field}=[] matches nothing; pass None to not filter")
+            parts.append(f"{field} in [{', '.join(quote(v) for v in values)}]")
+    if filter:
+        parts.append(f"({filter})")
+    return " and ".join(parts)
+
+
+def count_rows(client, name: str, expression: str = "") -> int:
+    """Rows matching ``expression``, read with Strong consistency (every write so far counts)."""
+
+    def run(_layout: dict) -> int:
+        result = client.query(
+            name, filter=expression, output_fields=["count(*)"], consistency_level="Strong"
+        )
+        return int(result[0]["count(*)"])
+
+    return read_with_layout(client, name, run)
+
+
+def chunk_id(doc_id: str, chunk_index: int, method: str, model: str, chunking: str) -> str:
     """The primary key of one chunk vector: 32 hex digits of BLAKE2b over its identity.
 
+    The identity is the document, the chunk's index in it, the method (``"late"``, ``"naive"``),
+    the model and the chunking (``"fixed-64"``, ``"sentences"``; see
+    ``lc.chunking.chunking_label``), so one collection holds both methods and a whole chunk-size
+    sweep side by side, and a new version of a document reuses the ids of the old one's chunks.
     JSON-encoding the tuple first keeps distinct tuples distinct whatever characters the
     document id holds. Introduced in notebook 05_milvus_validation.
     """
-    key = json.dumps([doc_id, int(chunk_index), method, model], ensure_ascii=False)
+    key = json.dumps([doc_id, int(chunk_index), method, model, chunking], ensure_ascii=False)
     return hashlib.blake2b(key.encode("utf-8"), digest_size=ID_LENGTH // 2).hexdigest()
 
 
-def chunk_ids(records, *, method: str, model: str) -> list[str]:
-    """``chunk_id`` of every record (dicts or a DataFrame with ``doc_id`` and ``chunk_index``).
+def chunk_ids(records, *, method=None, model=None, chunking=None) -> list[str]:
+    """``chunk_id`` of every record, in order.
 
-    Use it to pair the rows of a vector matrix with Milvus ids, as
+    ``records`` is a ``CorpusEmbeddings`` (method, model and chunking then come from it), or
+    dicts or a DataFrame with ``doc_id`` and ``chunk_index`` together with ``method``, ``model``
+    and ``chunking``. Use it to pair the rows of a vector matrix with Milvus ids, as
     ``validate_against_brute_force`` needs. Introduced in notebook 05_milvus_validation.
     """
-    return [chunk_id(r["doc_id"], r["chunk_index"], method, model) for r in _as_records(records)]
+    records, _, method, model, chunking = _identity(records, None, method, model, chunking)
+    return [
+        chunk_id(r["doc_id"], r["chunk_index"], method, model, chunking)
+        for r in _as_records(records)
+    ]
+
+
+def _is_corpus(value) -> bool:
+    return all(hasattr(value, a) for a in ("records", "vectors", "method", "model"))
+
+
+def _identity(records, vectors, method, model, chunking, *, need_vectors: bool = False):
+    """``(records, vectors, method, model, chunking)`` from a ``CorpusEmbeddings`` or from the
+    arguments, refusing a missing label or one that contradicts the corpus."""
+    if _is_corpus(records):
+        corpus = records
+        if vectors is not None:
+            raise ValueError(
+                "vectors were given beside a CorpusEmbeddings, which carries its own; pass "
+                "ingest(client, name, corpus) or ingest(client, name, records, vectors, ...)"
+            )
+        labels = {"method": method, "model": model, "chunking": chunking}
+        for label, given in labels.items():
+            own = getattr(corpus, label, None)
+            if given is not None and own is not None and given != own:
+                raise ValueError(
+                    f"{label}={given!r} contradicts the corpus, whose {label} is {own!r}"
+                )
+            labels[label] = own if own is not None else given
+        records, vectors = corpus.records, corpus.vectors
+        method, model, chunking = labels["method"], labels["model"], labels["chunking"]
+        if chunking is None:
+            raise ValueError(
+                "the corpus does not say how it was chunked (its chunks were given precomputed "
+                "or by a function); pass chunking=, a label such as 'fixed-64' or 'sentences' "
+                "(lc.chunking.chunking_label), here or to embed_corpus"
+            )
+    elif need_vectors and vectors is None:
+        raise ValueError("vectors are missing; pass (records, vectors) or a CorpusEmbeddings")
+    for label, value in (("method", method), ("model", model), ("chunking", chunking)):
+        if value is None:
+            raise ValueError(
+                f"{label}=None; pass {label}= (for example method='late', model=model.name, "
+                "chunking='fixed-64'), or pass the CorpusEmbeddings itself, which carries all three"
+            )
+    return records, vectors, method, model, chunking
 
 
 def _as_records(records) -> list[dict]:
@@ -221,7 +343,10 @@ def _utf8_size(label: str, value: str) -> int:
 
 def _check_label(label: str, value, limit: int) -> str:
     if not isinstance(value, str) or not value:
-        raise ValueError(f"{label}={value!r}; must be a non-empty str such as 'late' or 'naive'")
+        raise ValueError(
+            f"{label}={value!r}; must be a non-empty str such as 'late', 'fixed-64' or the "
+            "model's name"
+        )
     if _utf8_size(label, value) > limit:
         raise ValueError(f"{label}={value[:40]!r}... is over {limit} UTF-8 bytes")
     return value
@@ -235,8 +360,12 @@ def _fit_text(text: str, limit: int) -> tuple[str, bool]:
     return data[:limit].decode("utf-8", errors="ignore"), True
 
 
-def _prepare_rows(records, vectors, layout, method, model, on_long_text) -> list[dict]:
-    """Validate everything first, then build the rows, so a bad input writes nothing."""
+def _prepare_rows(records, vectors, layout, method, model, chunking, on_long_text):
+    """Validate everything first, then build the rows, so a bad input writes nothing.
+
+    Returns ``(rows, written)``: ``written`` maps each document id to the set of chunk indices
+    its new version holds.
+    """
     records = _as_records(records)
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or vectors.shape[0] != len(records):
@@ -249,19 +378,16 @@ def _prepare_rows(records, vectors, layout, method, model, on_long_text) -> list
             f"vectors have dimension {vectors.shape[1]} but collection {layout['name']!r} holds "
             f"dimension {layout['dim']}; nothing was written"
         )
-    finite = np.isfinite(vectors).all(axis=1)
-    norms = np.linalg.norm(vectors, axis=1)
-    bad = np.flatnonzero(~finite | (norms == 0))
-    if bad.size:
-        raise ValueError(
-            f"vector row {bad[0]} is {'zero' if finite[bad[0]] else 'not finite'}; cosine needs "
-            "finite, non-zero vectors; nothing was written"
-        )
+    try:
+        unit_vectors(vectors, strict=True, label="vectors")
+    except ValueError as error:
+        raise ValueError(f"{error}; nothing was written") from None
     if on_long_text not in ("truncate", "error"):
         raise ValueError(f"on_long_text={on_long_text!r}; valid: 'truncate', 'error'")
     method = _check_label("method", method, METHOD_MAX_BYTES)
     model = _check_label("model", model, MODEL_MAX_BYTES)
-    rows, seen, truncated = [], set(), 0
+    chunking = _check_label("chunking", chunking, CHUNKING_MAX_BYTES)
+    rows, written, truncated = [], {}, 0
     for i, record in enumerate(records):
         missing = [key for key in RECORD_KEYS if key not in record]
         if missing:
@@ -282,9 +408,10 @@ def _prepare_rows(records, vectors, layout, method, model, on_long_text) -> list
                 f"record {i} (doc {doc_id!r}): chunk_index {chunk_index}, characters "
                 f"{start}–{end}; need chunk_index >= 0 and 0 <= start <= end"
             )
-        if (doc_id, chunk_index) in seen:
+        indices = written.setdefault(doc_id, set())
+        if chunk_index in indices:
             raise ValueError(f"record {i}: chunk {chunk_index} of doc {doc_id!r} appears twice")
-        seen.add((doc_id, chunk_index))
+        indices.add(chunk_index)
         try:
             stored, cut = _fit_text(text, layout["text_max_bytes"])
         except ValueError as error:
@@ -298,13 +425,14 @@ def _prepare_rows(records, vectors, layout, method, model, on_long_text) -> list
             )
         truncated += cut
         row = {
-            "id": chunk_id(doc_id, chunk_index, method, model),
+            "id": chunk_id(doc_id, chunk_index, method, model, chunking),
             "doc_id": doc_id,
             "chunk_index": chunk_index,
             "start": start,
             "end": end,
             "method": method,
             "model": model,
+            "chunking": chunking,
             "text": stored,
             "vector": vectors[i],
         }
@@ -315,9 +443,9 @@ def _prepare_rows(records, vectors, layout, method, model, on_long_text) -> list
         warnings.warn(
             f"{truncated} chunk text(s) exceed {layout['text_max_bytes']} UTF-8 bytes and were "
             "stored truncated (text_truncated=True); the full text is document[start:end]",
-            stacklevel=3,
+            stacklevel=4,
         )
-    return rows
+    return rows, written
 
 
 def _upsert(client, name, rows, batch_size, bar) -> None:
@@ -336,28 +464,100 @@ def _upsert(client, name, rows, batch_size, bar) -> None:
             bar.update(len(batch))
 
 
+def _outside(indices: set[int]) -> str:
+    """A Milvus expression for the chunk indices not in ``indices`` (all of them if empty)."""
+    if not indices:
+        return "chunk_index >= 0"
+    ordered = sorted(indices)
+    runs, first = [], ordered[0]
+    for previous, current in zip(ordered, ordered[1:], strict=False):
+        if current != previous + 1:
+            runs.append((first, previous + 1))
+            first = current
+    runs.append((first, ordered[-1] + 1))
+    gaps = [f"chunk_index < {runs[0][0]}"] if runs[0][0] > 0 else []
+    gaps += [
+        f"(chunk_index >= {end} and chunk_index < {start})"
+        for (_, end), (start, _) in zip(runs[:-1], runs[1:], strict=True)
+    ]
+    gaps.append(f"chunk_index >= {runs[-1][1]}")
+    return " or ".join(gaps)
+
+
+def _remove_stale(client, name: str, identity: tuple[str, str, str], written: dict) -> int:
+    """Delete the rows of these documents, under this (method, model, chunking), whose chunk
+    index their new version does not hold. Called only after the new rows are written.
+
+    ``written`` maps doc id -> chunk indices of its new version. Returns the rows deleted.
+    """
+    method, model, chunking = identity
+    label = filter_expression(method=method, model=model, chunking=chunking)
+    documents = list(written.items())
+    deleted = 0
+    for first in range(0, len(documents), DOCUMENTS_PER_DELETE):
+        group = documents[first : first + DOCUMENTS_PER_DELETE]
+        clauses = " or ".join(
+            f"(doc_id == {quote(doc_id)} and ({_outside(indices)}))" for doc_id, indices in group
+        )
+        expression = f"{label} and ({clauses})"
+        # A Strong count first: nothing to delete on a first ingestion (one round trip), and
+        # the deletion that follows sees every row written before it.
+        stale = count_rows(client, name, expression)
+        for _ in range(3):
+            if not stale:
+                break
+            if is_lite(client):
+                # Lite: make the new rows durable before the old ones go, so that a crash
+                # never leaves a document with fewer rows than either version.
+                client.flush(name)
+            client.delete(name, filter=expression)
+            deleted += stale
+            stale = count_rows(client, name, expression)
+            deleted -= stale
+        if stale:
+            raise RuntimeError(
+                f"{stale} stale row(s) of {len(group)} document(s) remain in {name!r} after "
+                "three deletions; ingest them again"
+            )
+    return deleted
+
+
 def ingest(
     client,
     name: str,
     records,
-    vectors: np.ndarray,
+    vectors: np.ndarray | None = None,
     *,
-    method: str,
-    model: str,
+    method: str | None = None,
+    model: str | None = None,
+    chunking: str | None = None,
     batch_size: int = 1000,
     progress: bool = True,
     on_long_text: str = "truncate",
     flush: bool | None = None,
 ) -> int:
-    """Upsert chunk records and their vectors in batches; running it twice adds no rows.
+    """Write documents' chunks and vectors; each document given replaces its previous version.
+
+    ``ingest(client, name, corpus)`` takes a ``CorpusEmbeddings`` from ``embed_corpus``, with
+    its method, model and chunking. ``ingest(client, name, records, vectors, method=...,
+    model=..., chunking=...)`` takes the parts, and then all three labels are required.
+
+    Every document in the input replaces all rows the collection held for that document under
+    the same method, model and chunking: the new chunks are upserted, then old chunks beyond
+    them are deleted (see the module docstring for why in that order). So the records of a
+    document must be all of its chunks; a document of a ``CorpusEmbeddings`` that has no chunk
+    any more (its text became empty) loses its rows. Rows of other documents, methods, models
+    and chunkings are untouched, and running the same ingestion twice changes nothing.
 
     Args:
-        records: list of dicts or a DataFrame with ``doc_id`` (str), ``chunk_index`` (int),
-            ``start``, ``end`` (int, half-open character offsets) and ``text`` (str): the
-            ``records`` of ``embed_corpus``.
+        records: a ``CorpusEmbeddings``, or a list of dicts or a DataFrame with ``doc_id``
+            (str), ``chunk_index`` (int), ``start``, ``end`` (int, half-open character offsets)
+            and ``text`` (str), like ``CorpusEmbeddings.records``.
         vectors: float32 ``(len(records), dim)``, row i for record i; finite and non-zero.
-        method / model: stored on every row and part of its id.
-        on_long_text: ``"truncate"`` (default; see the module docstring) or ``"error"``.
+            Leave it out when ``records`` is a ``CorpusEmbeddings``.
+        method / model / chunking: stored on every row and part of its id; they default to the
+            corpus's own, and a value that contradicts the corpus is refused.
+        on_long_text: ``"truncate"`` (default; see the package docstring) or ``"error"``.
         flush: seal the new rows at the end. ``None`` (default) flushes on Milvus Lite only:
             Lite searches unflushed rows far more slowly (0.4 s against 0.03 s per query on 10k
             rows here), while a server seals segments by itself and a flush costs seconds there
@@ -365,19 +565,27 @@ def ingest(
     Returns:
         the number of rows written.
     Raises:
-        ValueError: for a dimension mismatch, a malformed record or vector, or (with
-            ``on_long_text="error"``) an over-long text, before anything is written.
+        ValueError: for a dimension mismatch, a missing or contradictory label, a malformed
+            record or vector, or (with ``on_long_text="error"``) an over-long text, before
+            anything is written.
     Introduced in notebook 05_milvus_validation.
     """
-    layout = _layout(client, name, fresh=True)
-    rows = _prepare_rows(records, vectors, layout, method, model, on_long_text)
+    documents = getattr(records, "doc_ids", None) if _is_corpus(records) else None
+    records, vectors, method, model, chunking = _identity(
+        records, vectors, method, model, chunking, need_vectors=True
+    )
+    layout = collection_layout(client, name, fresh=True)
+    rows, written = _prepare_rows(records, vectors, layout, method, model, chunking, on_long_text)
+    for doc_id in documents or ():
+        written.setdefault(doc_id, set())
     bar = _bar(len(rows), f"ingest {method}") if progress else None
     try:
         _upsert(client, name, rows, batch_size, bar)
     finally:
         if bar is not None:
             bar.close()
-    if rows and (_is_lite(client) if flush is None else flush):
+    _remove_stale(client, name, (method, model, chunking), written)
+    if rows and (is_lite(client) if flush is None else flush):
         client.flush(name)
     return len(rows)
 
@@ -389,39 +597,67 @@ def ingest_batches(
     *,
     method: str | None = None,
     model: str | None = None,
+    chunking: str | None = None,
     batch_size: int = 1000,
     progress: bool = True,
     on_long_text: str = "truncate",
     flush: bool | None = None,
 ) -> int:
-    """Stream ``(records, vectors)`` pairs, or the ``CorpusEmbeddings`` parts that
-    ``iter_embed_corpus`` yields, into the collection; memory holds one part at a time.
+    """Stream the ``CorpusEmbeddings`` parts that ``iter_embed_corpus`` yields, or
+    ``(records, vectors)`` pairs, into the collection; memory holds about two parts at a time.
 
-    ``method`` and ``model`` default to those of each ``CorpusEmbeddings`` part; the other
-    arguments are those of ``ingest``, with one flush at the end. Each part is
-    checked as ``ingest`` checks it before it is written; parts written before a failing one
-    stay, and running the whole stream again is harmless because ingestion is idempotent.
-    Returns the number of rows written. Introduced in notebook 05_milvus_validation.
+    Each document replaces its previous version, as in ``ingest``. A document's chunks may run
+    on from one part into the next (a stream sorted by document), and its old chunks are
+    deleted only after the part that follows it has been written; a document that comes back
+    after another part came between is ingested anew, replacing what came before. ``method``,
+    ``model`` and ``chunking`` default to those of each ``CorpusEmbeddings`` part; the other
+    arguments are those of ``ingest``, with one flush at the end. Each part is checked as
+    ``ingest`` checks it before it is written; parts written before a failing one stay, and
+    running the whole stream again completes it. Returns the number of rows written.
+    Introduced in notebook 05_milvus_validation.
     """
-    layout = _layout(client, name, fresh=True)
+    layout = collection_layout(client, name, fresh=True)
     bar = _bar(None, f"ingest {method or ''}".strip()) if progress else None
     total = 0
+    # (method, model, chunking) -> {doc id: chunk indices} of the previous part's documents,
+    # whose stale rows wait until it is known whether the next part continues them.
+    pending: dict[tuple, dict[str, set[int]]] = {}
     try:
         for part in batches:
-            if hasattr(part, "records") and hasattr(part, "vectors"):
-                records, vectors = part.records, part.vectors
-                part_method = method or getattr(part, "method", None)
-                part_model = model or getattr(part, "model", None)
+            documents = getattr(part, "doc_ids", None) if _is_corpus(part) else None
+            if _is_corpus(part):
+                records, vectors, *identity = _identity(part, None, method, model, chunking)
             else:
-                records, vectors = part
-                part_method, part_model = method, model
-            rows = _prepare_rows(records, vectors, layout, part_method, part_model, on_long_text)
+                try:
+                    records, vectors = part
+                except (TypeError, ValueError):
+                    raise TypeError(
+                        f"a part of the stream is a {type(part).__name__}; expected a "
+                        "CorpusEmbeddings or a (records, vectors) pair"
+                    ) from None
+                records, vectors, *identity = _identity(
+                    records, vectors, method, model, chunking, need_vectors=True
+                )
+            rows, written = _prepare_rows(records, vectors, layout, *identity, on_long_text)
+            for doc_id in documents or ():
+                written.setdefault(doc_id, set())
             _upsert(client, name, rows, batch_size, bar)
             total += len(rows)
+            current = {tuple(identity): written}
+            for key, previous in pending.items():
+                continuing = current.get(key, {})
+                for doc_id in list(previous):
+                    if doc_id in continuing:
+                        continuing[doc_id] |= previous.pop(doc_id)
+                if previous:
+                    _remove_stale(client, name, key, previous)
+            pending = current
+        for key, previous in pending.items():
+            _remove_stale(client, name, key, previous)
     finally:
         if bar is not None:
             bar.close()
-    if total and (_is_lite(client) if flush is None else flush):
+    if total and (is_lite(client) if flush is None else flush):
         client.flush(name)
     return total
 

@@ -10,6 +10,7 @@ Introduced in notebook 05_milvus_validation.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import socket
 import weakref
 from pathlib import Path
@@ -26,8 +27,8 @@ _VALID_URIS = (
 _LITE_CLIENTS: dict[str, weakref.WeakSet] = {}
 # client -> whether it talks to Milvus Lite.
 _IS_LITE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-# client -> {collection name: layout}; see collection._layout.
-_LAYOUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# client -> what this package keeps about it (see client_cache), forgotten by close().
+_CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class MilvusConnectionError(ConnectionError):
@@ -59,22 +60,36 @@ def connect(uri: str | Path = "auto", token: str | None = None, *, timeout: floa
     if text == "auto" or (scheme == "" and text.endswith(".db")):
         path = DEFAULT_LITE_PATH if text == "auto" else Path(text).expanduser()
         _check_milvus_lite()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # Milvus Lite keeps its database in a folder of this name; making it here turns an
+            # unusable path into a message with its cause instead of "Open local milvus failed".
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise MilvusConnectionError(
+                f"could not open Milvus Lite at {text!r}: cannot create its database folder "
+                f"{str(path)!r} ({error.strerror or error}); choose a writable path ending in "
+                '".db"'
+            ) from error
         target = str(path.resolve())
     elif scheme in ("http", "https", "tcp"):
         _probe_server(text, timeout)
         target = text
     else:
         raise MilvusConnectionError(f"cannot use uri {text!r}; valid: {_VALID_URIS}")
+    causes = _LiteFailures()
     try:
-        client = MilvusClient(uri=target, token=token or "", timeout=timeout)
+        with causes:
+            client = MilvusClient(uri=target, token=token or "", timeout=timeout)
     except MilvusException as error:
         reason = getattr(error, "message", None) or str(error)
         if scheme == "" and _locked_elsewhere(Path(target)):
             reason = (
                 "another process has this Milvus Lite database open (Lite allows one process "
-                "per file); call lc.close(client) there or stop that kernel, or use a server"
+                "per file); call lc.store.close(client) there or stop that kernel, or use a "
+                "server"
             )
+        elif causes.messages:
+            reason = f"{reason} ({causes.messages[-1]})"
         raise MilvusConnectionError(
             f"could not open Milvus at {text!r}: {reason}. Valid: {_VALID_URIS}"
         ) from error
@@ -92,7 +107,7 @@ def close(client) -> None:
     Introduced in notebook 05_milvus_validation.
     """
     client.close()
-    _LAYOUTS.pop(client, None)
+    _CACHES.pop(client, None)
     for path, clients in list(_LITE_CLIENTS.items()):
         if client in clients:
             clients.discard(client)
@@ -101,6 +116,41 @@ def close(client) -> None:
                 from milvus_lite.server_manager import server_manager_instance
 
                 server_manager_instance.release_server(path)
+
+
+def client_cache(client) -> dict:
+    """A dict this package keeps per client (the collection layouts), dropped by ``close``."""
+    if client not in _CACHES:
+        _CACHES[client] = {}
+    return _CACHES[client]
+
+
+class _LiteFailures(logging.Handler):
+    """While active, catch what Milvus Lite logs when it cannot start, instead of a traceback
+    on stderr, so that ``connect`` can put the cause into its own message."""
+
+    _LOGGER = "milvus_lite.server_manager"
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        error = record.exc_info[1] if record.exc_info else None
+        cause = f"{type(error).__name__}: {error}" if error else record.getMessage()
+        self.messages.append(cause)
+
+    def __enter__(self):
+        logger = logging.getLogger(self._LOGGER)
+        self._propagate = logger.propagate
+        logger.addHandler(self)
+        logger.propagate = False
+        return self
+
+    def __exit__(self, *exc) -> None:
+        logger = logging.getLogger(self._LOGGER)
+        logger.removeHandler(self)
+        logger.propagate = self._propagate
 
 
 def _locked_elsewhere(path: Path) -> bool:
@@ -149,7 +199,8 @@ def _probe_server(uri: str, timeout: float) -> None:
         ) from error
 
 
-def _is_lite(client) -> bool:
+def is_lite(client) -> bool:
+    """Whether ``client`` talks to Milvus Lite (an embedded file) rather than a server."""
     if client not in _IS_LITE:
         # Lite reports "milvus_lite-3.2.2"; the Milvus 2.3.5 server package reports "v2.3.5-lite".
         in_registry = any(client in clients for clients in _LITE_CLIENTS.values())

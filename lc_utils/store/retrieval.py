@@ -9,53 +9,27 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .collection import OUTPUT_FIELDS, _layout, _read
+from ..vectors import unit_vectors
+from .collection import (
+    OUTPUT_FIELDS,
+    collection_layout,
+    count_rows,
+    filter_expression,
+    read_with_layout,
+)
 
 MAX_TOP_K = 16_384
 QUERY_BATCH = 512
 
 
-_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _quote(value) -> str:
-    """A Milvus string literal. Only these five escapes are understood by both Milvus Lite and the
-    server, and a raw line break ends a literal; other control characters may stay raw."""
-    if not isinstance(value, str):
-        raise TypeError(f"filter value {value!r} is a {type(value).__name__}; must be a str")
-    return '"' + "".join(_ESCAPES.get(char, char) for char in value) + '"'
-
-
-def filter_expression(*, method=None, doc_id=None, filter: str | None = None) -> str:
-    """A Milvus boolean expression for rows with this method and document (each a str or a list
-    of str), ANDed with a raw ``filter`` expression. Quotes and backslashes in values are escaped.
-
-    ``filter_expression(method="late", doc_id='a"b')`` gives ``method == "late" and
-    doc_id == "a\\"b"``. Introduced in notebook 05_milvus_validation.
-    """
-    parts = []
-    for field, value in (("method", method), ("doc_id", doc_id)):
-        if value is None:
-            continue
-        if isinstance(value, str):
-            parts.append(f"{field} == {_quote(value)}")
-        else:
-            values = list(value)
-            if not values:
-                raise ValueError(f"{field}=[] matches nothing; pass None to not filter")
-            parts.append(f"{field} in [{', '.join(_quote(v) for v in values)}]")
-    if filter:
-        parts.append(f"({filter})")
-    return " and ".join(parts)
-
-
 def _query_matrix(query_vectors, dim: int) -> np.ndarray:
+    """Unit query vectors ``(n_queries, dim)``; a NaN, inf or all-zero query is refused by row."""
     queries = np.asarray(query_vectors, dtype=np.float32)
     if queries.ndim == 1:
         queries = queries[None, :]
     if queries.ndim != 2 or queries.shape[1] != dim:
         raise ValueError(f"query vectors have shape {queries.shape}; expected (n_queries, {dim})")
-    return queries
+    return unit_vectors(queries, strict=True, label="query vectors")
 
 
 def search(
@@ -66,6 +40,8 @@ def search(
     k: int = 10,
     method: str | Sequence[str] | None = None,
     doc_id: str | Sequence[str] | None = None,
+    model: str | Sequence[str] | None = None,
+    chunking: str | Sequence[str] | None = None,
     filter: str | None = None,
     output_fields: Sequence[str] = OUTPUT_FIELDS,
     search_params: Mapping | None = None,
@@ -74,9 +50,11 @@ def search(
     """Top-k cosine search, one DataFrame row per hit.
 
     Args:
-        query_vectors: float32 ``(n_queries, dim)`` or ``(dim,)``.
+        query_vectors: float32 ``(n_queries, dim)`` or ``(dim,)``; finite and non-zero (a NaN,
+            inf or all-zero row is refused, naming the row, since it has no cosine).
         k: hits per query, 1..16384.
-        method / doc_id / filter: restrict the search, see ``filter_expression``.
+        method / doc_id / model / chunking / filter: restrict the search, see
+            ``filter_expression``. A collection holding a chunk-size sweep needs ``chunking``.
         output_fields: stored fields to return besides id and score.
         search_params: index parameters, e.g. ``{"ef": 128}`` for HNSW (default ``ef`` is
             ``max(k, 64)``).
@@ -89,11 +67,13 @@ def search(
 
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= MAX_TOP_K:
         raise ValueError(f"k={k!r}; must be an int between 1 and {MAX_TOP_K}")
-    layout = _layout(client, name, load=True)
+    layout = collection_layout(client, name, load=True)
     if np.shape(query_vectors)[-1:] != (layout["dim"],):
-        layout = _layout(client, name, load=True, fresh=True)
+        layout = collection_layout(client, name, load=True, fresh=True)
     queries = _query_matrix(query_vectors, layout["dim"])
-    expression = filter_expression(method=method, doc_id=doc_id, filter=filter)
+    expression = filter_expression(
+        method=method, doc_id=doc_id, model=model, chunking=chunking, filter=filter
+    )
     extra = {"consistency_level": consistency_level} if consistency_level else {}
 
     def run(layout: dict) -> list[dict]:
@@ -122,62 +102,58 @@ def search(
                     rows.append(row)
         return rows
 
-    rows = _read(client, name, run)
+    rows = read_with_layout(client, name, run)
     fields = [f for f in output_fields if f != "text_truncated" or layout["has_truncation_flag"]]
     return pd.DataFrame(rows, columns=["query", "rank", "id", "score", *fields])
 
 
-def count_chunks(client, name: str, *, method=None, doc_id=None, filter=None) -> int:
-    """Rows in the collection, optionally for a method or document, read with Strong consistency
-    so that it reflects every write and deletion made so far.
+def count_chunks(
+    client, name: str, *, method=None, doc_id=None, model=None, chunking=None, filter=None
+) -> int:
+    """Rows in the collection, optionally for a method, document, model or chunking (see
+    ``filter_expression``), read with Strong consistency so that it reflects every write and
+    deletion made so far.
 
     Introduced in notebook 05_milvus_validation.
     """
-    expression = filter_expression(method=method, doc_id=doc_id, filter=filter)
-
-    def run(_layout: dict) -> int:
-        result = client.query(
-            name, filter=expression, output_fields=["count(*)"], consistency_level="Strong"
-        )
-        return int(result[0]["count(*)"])
-
-    return _read(client, name, run)
+    expression = filter_expression(
+        method=method, doc_id=doc_id, model=model, chunking=chunking, filter=filter
+    )
+    return count_rows(client, name, expression)
 
 
-def delete_document(client, name: str, doc_id: str, *, method: str | None = None) -> int:
-    """Delete every chunk of one document (only those of ``method`` if given).
+def delete_document(
+    client,
+    name: str,
+    doc_id: str,
+    *,
+    method: str | None = None,
+    model: str | None = None,
+    chunking: str | None = None,
+) -> int:
+    """Delete every chunk of one document (only those of ``method``, ``model`` or ``chunking``
+    where given).
 
     Returns the number of rows deleted. Other documents' rows are untouched; the deletion is
     visible to searches as soon as this returns. Introduced in notebook 05_milvus_validation.
     """
     if not isinstance(doc_id, str) or not doc_id:
         raise ValueError(f"doc_id={doc_id!r}; must be a non-empty str")
-    before = count_chunks(client, name, method=method, doc_id=doc_id)
+    labels = {"method": method, "doc_id": doc_id, "model": model, "chunking": chunking}
+    before = count_chunks(client, name, **labels)
     if before:
-        client.delete(name, filter=filter_expression(method=method, doc_id=doc_id))
+        client.delete(name, filter=filter_expression(**labels))
     # The Strong count doubles as a barrier: once it sees the deletion, every later search does.
-    left = count_chunks(client, name, method=method, doc_id=doc_id)
+    left = count_chunks(client, name, **labels)
     if left:
         raise RuntimeError(f"{left} chunk(s) of doc {doc_id!r} remain after deleting them")
     return before
 
 
-def _normalised(matrix: np.ndarray, label: str) -> np.ndarray:
-    matrix = np.asarray(matrix, dtype=np.float32)
-    if matrix.ndim == 1:
-        matrix = matrix[None, :]
-    if matrix.ndim != 2:
-        raise ValueError(f"{label} have shape {matrix.shape}; expected a 2-D matrix")
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    if not np.isfinite(matrix).all() or (norms == 0).any():
-        raise ValueError(f"{label} must be finite and non-zero for cosine similarity")
-    return matrix / norms
-
-
 def _score_blocks(query_vectors, vectors, block: int = 64):
     """Yield ``(first_query, cosine_scores)`` for blocks of queries, bounding memory."""
-    queries = _normalised(query_vectors, "query vectors")
-    matrix = _normalised(vectors, "vectors")
+    queries = unit_vectors(query_vectors, strict=True, label="query vectors")
+    matrix = unit_vectors(vectors, strict=True, label="vectors")
     if queries.shape[1] != matrix.shape[1]:
         raise ValueError(
             f"query vectors have dimension {queries.shape[1]}, vectors {matrix.shape[1]}"
@@ -233,6 +209,8 @@ def validate_against_brute_force(
     k: int = 10,
     method: str | None = None,
     doc_id: str | Sequence[str] | None = None,
+    model: str | None = None,
+    chunking: str | None = None,
     tie_tolerance: float = 1e-5,
     search_params: Mapping | None = None,
 ) -> dict:
@@ -241,7 +219,8 @@ def validate_against_brute_force(
     Args:
         query_vectors: float32 ``(n_queries, dim)``.
         vectors / ids: float32 ``(n, dim)`` and their ``n`` Milvus ids (``chunk_ids``): exactly
-            the rows the search covers, i.e. those matching ``method`` and ``doc_id``.
+            the rows the search covers, i.e. those matching ``method``, ``doc_id``, ``model``
+            and ``chunking``.
         tie_tolerance: scores this close to the k-th exact score count as tied with it.
     Returns:
         dict with ``agreement_at_k``: the mean over queries of the fraction of Milvus's k ids that
@@ -264,22 +243,22 @@ def validate_against_brute_force(
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or len(ids) != len(vectors):
         raise ValueError(f"{len(ids)} ids for vectors of shape {vectors.shape}; need one id a row")
-    stored = count_chunks(client, name, method=method, doc_id=doc_id)
+    labels = {"method": method, "doc_id": doc_id, "model": model, "chunking": chunking}
+    stored = count_chunks(client, name, **labels)
     if stored != len(ids):
+        given = ", ".join(f"{key}={value!r}" for key, value in labels.items())
         raise ValueError(
-            f"collection {name!r} holds {stored} rows matching method={method!r}, "
-            f"doc_id={doc_id!r}, but {len(ids)} vectors were given; the brute-force scan must "
-            "cover exactly the rows Milvus searches"
+            f"collection {name!r} holds {stored} rows matching {given}, but {len(ids)} vectors "
+            "were given; the brute-force scan must cover exactly the rows Milvus searches"
         )
-    layout = _layout(client, name, fresh=True)
+    layout = collection_layout(client, name, fresh=True)
     k_effective = min(int(k), len(ids))
     hits = search(
         client,
         name,
         query_vectors,
         k=k_effective,
-        method=method,
-        doc_id=doc_id,
+        **labels,
         output_fields=(),
         search_params=search_params,
         consistency_level="Strong",

@@ -1,0 +1,739 @@
+"""Embed a corpus on Ray Data and write it to Milvus: for corpora that outgrow one process.
+
+``embed_to_milvus`` runs the same chunking, batching, windowing and pooling as ``embed_corpus``,
+spread over a Ray cluster (or a local Ray on this machine's cores):
+
+1. **Read.** A ``ray.data.Dataset``, JSON Lines / Parquet files, a BEIR ``corpus.jsonl`` (title
+   joined before the text, as ``load_beir(...).documents()`` does), or an in-memory
+   ``{doc_id: text}`` mapping. Each row is one document: an id and a text.
+2. **Check.** Before any chunking or embedding: the Milvus URI answers (within seconds), and no
+   document id appears twice (the error names it). One pass reads only the id column and keeps
+   8 bytes per document.
+3. **Chunk** in Ray CPU tasks: ``chunk_text`` (or your callable), then the chunks' token spans
+   exactly as ``embed_corpus`` finds them, so chunks holding no token are dropped the same way.
+   Empty texts are counted and skipped. A document whose chunks are already stored for this
+   model and method, with the same chunk indices and spans, is skipped too: that is what makes a
+   re-run resume where the last one stopped, and a finished job's re-run a no-op.
+4. **Embed** in an actor pool, one model per actor (``num_gpus=1`` each when the cluster has
+   GPUs), each batch of documents through ``embed_corpus`` itself with the chunks from step 3.
+   A killed actor is restarted and its batch retried by Ray.
+5. **Write** through ``lc.store.ingest`` (idempotent upserts under the same chunk ids as
+   ``lc.store.ingest`` of ``embed_corpus``'s output). A server or cluster URI takes one writer per
+   actor; Milvus Lite takes one process, so its rows are funnelled to the driver, which writes.
+
+Memory stays bounded: Ray Data streams blocks of ``documents_per_batch`` documents with
+backpressure, and the driver holds one output batch at a time. Chunks are written per whole
+document in one ``ingest`` call, and a retried batch rewrites the same ids, so every chunk ends up
+stored exactly once whatever dies and is retried.
+
+Introduced in notebook 09_scaling_out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+__all__ = [
+    "embed_to_milvus",
+    "read_documents",
+    "start_ray",
+    "ScaleStats",
+    "DuplicateDocumentError",
+]
+
+WRITERS = ("auto", "driver", "actors")
+ID_COLUMNS = ("doc_id", "_id", "id")
+# Seconds between two progress lines.
+PROGRESS_EVERY = 5.0
+# A Milvus query returns at most this many rows; larger answers are asked document by document.
+_QUERY_LIMIT = 16_384
+
+
+class DuplicateDocumentError(ValueError):
+    """A document id appears more than once in the input; the message names it."""
+
+
+@dataclass
+class ScaleStats:
+    """What one ``embed_to_milvus`` run did, and how fast.
+
+    Attributes:
+        documents: documents in the input.
+        embedded: documents chunked, embedded and written in this run.
+        already_stored: documents skipped because their chunks were already stored.
+        empty: documents whose text is empty or only whitespace (skipped).
+        chunks: chunk vectors written in this run.
+        tokens: model tokens of the embedded documents (document tokens, without the extra
+            positions that overlapping windows recompute).
+        tokenless_chunks: chunks left out because they hold no model token (as ``.skipped`` of
+            ``embed_corpus``).
+        seconds: wall time from the first check to the last write.
+        actors / writers: embedding actors, and who wrote (``"actors"`` or ``"driver"``).
+    Introduced in notebook 09_scaling_out.
+    """
+
+    documents: int = 0
+    embedded: int = 0
+    already_stored: int = 0
+    empty: int = 0
+    chunks: int = 0
+    tokens: int = 0
+    tokenless_chunks: int = 0
+    seconds: float = 0.0
+    actors: int = 0
+    writers: str = ""
+    uri: str = ""
+    collection: str = ""
+    method: str = ""
+    model: str = ""
+    ray_address: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def done(self) -> int:
+        """Documents accounted for so far: embedded, already stored or empty."""
+        return self.embedded + self.already_stored + self.empty
+
+    def rate(self, what: str) -> float:
+        """``what`` (``"embedded"``, ``"chunks"`` or ``"tokens"``) per second of wall time."""
+        return getattr(self, what) / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        """Plain values, rates included, for ``lc.save_metrics`` or JSON."""
+        values = asdict(self)
+        values.update(
+            documents_per_second=self.rate("embedded"),
+            chunks_per_second=self.rate("chunks"),
+            tokens_per_second=self.rate("tokens"),
+        )
+        return values
+
+    def line(self) -> str:
+        """One progress line: documents done, and documents, chunks and tokens per second."""
+        return (
+            f"{self.done}/{self.documents} documents ({self.already_stored} already stored, "
+            f"{self.empty} empty), {self.chunks} chunks | {self.rate('embedded'):.1f} doc/s, "
+            f"{self.rate('chunks'):.1f} chunks/s, {self.rate('tokens'):,.0f} tokens/s"
+        )
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_documents(source, *, id_column: str | None = None, text_column: str = "text"):
+    """The documents of ``source`` as a Ray Dataset with string columns ``doc_id`` and ``text``.
+
+    Args:
+        source: a ``ray.data.Dataset``; a path (or list of paths) to JSON Lines (``.jsonl``,
+            ``.json``) or Parquet (``.parquet``) files; a BEIR dataset folder (its
+            ``corpus.jsonl`` is read); or an in-memory ``{doc_id: text}`` mapping or list of
+            ``(doc_id, text)`` pairs.
+        id_column: the id column; by default the first of ``doc_id``, ``_id``, ``id`` present.
+        text_column: the text column. A ``title`` column, where present and non-empty, is joined
+            before the text with a blank line, as ``lc.datasets.load_beir(...).documents()`` does.
+    Returns:
+        ``ray.data.Dataset`` with ``doc_id`` (str) and ``text`` (str; ``""`` for a missing text).
+    Introduced in notebook 09_scaling_out.
+    """
+    import ray.data
+
+    if isinstance(source, ray.data.Dataset):
+        dataset = source
+    elif isinstance(source, Mapping) or (
+        isinstance(source, list | tuple) and source and isinstance(source[0], tuple | list)
+    ):
+        from .corpus import iter_documents
+
+        items = [{"doc_id": d, "text": t} for d, t in iter_documents(source)]
+        dataset = ray.data.from_items(items) if items else ray.data.from_items([])
+    else:
+        dataset = _read_files(source)
+    columns = dataset.columns() or []
+    if id_column is None:
+        id_column = next((c for c in ID_COLUMNS if c in columns), None)
+    if id_column not in columns or text_column not in columns:
+        raise ValueError(
+            f"the documents have columns {columns}; need an id column (id_column=, default one of "
+            f"{ID_COLUMNS}) and a text column (text_column={text_column!r})"
+        )
+    has_title = "title" in columns and text_column != "title"
+
+    def normalise(batch):
+        ids = [str(d) for d in batch[id_column]]
+        texts = ["" if t is None else str(t) for t in batch[text_column]]
+        if has_title:
+            texts = [
+                f"{title}\n\n{text}" if title else text
+                for title, text in zip(batch["title"], texts, strict=True)
+            ]
+        return {"doc_id": np.array(ids, dtype=object), "text": np.array(texts, dtype=object)}
+
+    return dataset.map_batches(normalise, batch_format="numpy")
+
+
+def _read_files(source):
+    import ray.data
+
+    paths = [Path(p) for p in (source if isinstance(source, list | tuple) else [source])]
+    if not paths or not all(isinstance(p, Path) for p in paths):
+        raise TypeError(f"source={source!r}; {_SOURCE_FORMS}")
+    resolved = []
+    for path in paths:
+        if path.is_dir() and (path / "corpus.jsonl").is_file():
+            path = path / "corpus.jsonl"  # a BEIR dataset folder
+        if not path.exists():
+            raise FileNotFoundError(f"source {str(path)!r} does not exist; {_SOURCE_FORMS}")
+        resolved.append(path)
+    kinds = {_file_kind(p) for p in resolved}
+    if len(kinds) != 1 or None in kinds:
+        raise ValueError(f"source={[str(p) for p in resolved]}; {_SOURCE_FORMS}")
+    files = [str(p.resolve()) for p in resolved]
+    if kinds == {"parquet"}:
+        return ray.data.read_parquet(files)
+    return ray.data.read_json(files, lines=True)
+
+
+_SOURCE_FORMS = (
+    "valid: a ray.data.Dataset, .jsonl/.json (JSON Lines) or .parquet files or folders of them, "
+    "a BEIR folder holding corpus.jsonl, or a {doc_id: text} mapping"
+)
+
+
+def _file_kind(path: Path) -> str | None:
+    if path.is_dir():
+        kinds = {_file_kind(p) for p in path.iterdir() if p.is_file()} - {None}
+        return kinds.pop() if len(kinds) == 1 else None
+    if path.suffix in (".jsonl", ".json"):
+        return "json"
+    if path.suffix == ".parquet":
+        return "parquet"
+    return None
+
+
+def _check_unique_ids(dataset) -> int:
+    """Count the documents and refuse a repeated id, reading only the id column.
+
+    Ids are kept as 64-bit hashes (8 bytes a document); a repeated hash is confirmed on the ids
+    themselves in a second pass, so a hash collision never refuses a valid corpus.
+    """
+    import pandas as pd
+
+    hashes = []
+    for batch in dataset.select_columns(["doc_id"]).iter_batches(
+        batch_size=65_536, batch_format="numpy"
+    ):
+        hashes.append(pd.util.hash_array(batch["doc_id"].astype(object)))
+    if not hashes:
+        return 0
+    every = np.sort(np.concatenate(hashes))
+    repeated = set(every[1:][every[1:] == every[:-1]].tolist())
+    if repeated:
+        seen = set()
+        for batch in dataset.select_columns(["doc_id"]).iter_batches(
+            batch_size=65_536, batch_format="numpy"
+        ):
+            ids = batch["doc_id"].astype(object)
+            for doc_id, h in zip(ids, pd.util.hash_array(ids).tolist(), strict=True):
+                if h in repeated:
+                    if doc_id in seen:
+                        raise DuplicateDocumentError(
+                            f"document id {doc_id!r} appears more than once in the input; ids "
+                            "must be unique (nothing was embedded or written)"
+                        )
+                    seen.add(doc_id)
+    return int(every.size)
+
+
+# ----------------------------------------------------------------------------- stored chunks
+
+
+def _fingerprint(rows) -> str:
+    """A document's stored chunk layout, independent of row order: (chunk_index, start, end)."""
+    layout = sorted((int(i), int(a), int(b)) for i, a, b in rows)
+    return hashlib.blake2b(json.dumps(layout).encode(), digest_size=8).hexdigest()
+
+
+def _stored_fingerprints(client, collection, method, model, doc_ids=None) -> dict[str, str]:
+    """``{doc_id: fingerprint}`` of what the collection holds for this method and model."""
+    from .store import filter_expression
+
+    expression = filter_expression(method=method, doc_id=doc_ids)
+    expression += f" and model == {json.dumps(model, ensure_ascii=False)}"
+    fields = ["doc_id", "chunk_index", "start", "end"]
+    rows: dict[str, list] = {}
+    # Milvus Lite reopens collections released; reading needs them loaded.
+    if "NotLoad" in str(client.get_load_state(collection).get("state")):
+        client.load_collection(collection)
+    if doc_ids is None:
+        iterator = client.query_iterator(
+            collection, batch_size=4096, filter=expression, output_fields=fields
+        )
+        try:
+            while page := iterator.next():
+                for r in page:
+                    rows.setdefault(r["doc_id"], []).append(
+                        (r["chunk_index"], r["start"], r["end"])
+                    )
+        finally:
+            iterator.close()
+    else:
+        found = client.query(
+            collection,
+            filter=expression,
+            output_fields=fields,
+            limit=_QUERY_LIMIT,
+            consistency_level="Strong",
+        )
+        if len(found) >= _QUERY_LIMIT and len(doc_ids) > 1:
+            merged = {}
+            for doc_id in doc_ids:
+                merged.update(_stored_fingerprints(client, collection, method, model, [doc_id]))
+            return merged
+        for r in found:
+            rows.setdefault(r["doc_id"], []).append((r["chunk_index"], r["start"], r["end"]))
+    return {doc_id: _fingerprint(layout) for doc_id, layout in rows.items()}
+
+
+# ----------------------------------------------------------------------------- the Ray stages
+
+
+# Per worker process: Milvus clients opened by chunking tasks, by URI (tasks reuse processes).
+_TASK_CLIENTS: dict = {}
+
+
+def _chunk_batch(batch: dict, *, tokenizer, document_prefix, chunker, stored, target) -> dict:
+    """Ray CPU task: chunk each document, map chunks to tokens, and decide what to embed.
+
+    A document's status becomes ``"embed"``, ``"empty"`` (no text) or ``"stored"`` (its chunk
+    layout is already in Milvus for this model and method).
+    """
+    from .late import prepare_document
+
+    # prepare_document reads only these two attributes of the model.
+    model = SimpleNamespace(tokenizer=tokenizer, document_prefix=document_prefix)
+    out = {k: [] for k in ("doc_id", "text", "status", "starts", "ends", "tokens", "tokenless")}
+    layouts = {}
+    for doc_id, text in zip(batch["doc_id"], batch["text"], strict=True):
+        starts, ends, n_tokens, tokenless = [], [], 0, 0
+        if text.strip():
+            tokens, spans, in_tokens = prepare_document(model, text, chunker(text), strict=False)
+            kept = in_tokens[:, 1] > in_tokens[:, 0]
+            starts, ends = spans[kept, 0].tolist(), spans[kept, 1].tolist()
+            n_tokens, tokenless = len(tokens), int((~kept).sum())
+            layouts[doc_id] = _fingerprint(
+                (i, a, b) for i, (a, b) in enumerate(zip(starts, ends, strict=True))
+            )
+        out["doc_id"].append(doc_id)
+        out["text"].append(text)
+        out["status"].append("embed" if text.strip() else "empty")
+        out["starts"].append(starts)
+        out["ends"].append(ends)
+        out["tokens"].append(n_tokens)
+        out["tokenless"].append(tokenless)
+    if layouts:
+        found = _stored_layouts(list(layouts), stored, target)
+        for row, doc_id in enumerate(out["doc_id"]):
+            if doc_id in layouts and found.get(doc_id) == layouts[doc_id]:
+                out["status"][row] = "stored"
+                out["text"][row] = ""
+    return {k: _column(v) for k, v in out.items()}
+
+
+def _stored_layouts(doc_ids: list[str], stored, target) -> dict[str, str]:
+    if stored is not None:  # known up front (Milvus Lite: only the driver may open it)
+        import ray
+
+        stored = ray.get(stored)
+        return {d: stored[d] for d in doc_ids if d in stored}
+    client = _TASK_CLIENTS.get((target["uri"], target["token"]))
+    if client is None:
+        from .store import connect
+
+        client = _TASK_CLIENTS[(target["uri"], target["token"])] = connect(
+            target["uri"], target["token"]
+        )
+    return _stored_fingerprints(
+        client, target["collection"], target["method"], target["model"], doc_ids
+    )
+
+
+def _chunking_task_resources() -> dict:
+    return {"num_cpus": 1}
+
+
+def _column(values: list) -> np.ndarray:
+    column = np.empty(len(values), dtype=object)
+    column[:] = values
+    return column
+
+
+class _Embedder:
+    """Ray actor: one model; embeds a batch of chunked documents and writes or returns them."""
+
+    def __init__(self, model_name, model_options, settings, target, threads):
+        import torch
+
+        from .models import load_model
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.model = load_model(model_name, verbose=False, **model_options)
+        self.settings = settings
+        self.target = target
+        self.client = None
+        if target["writers"] == "actors":
+            from .store import connect
+
+            self.client = connect(target["uri"], target["token"])
+
+    def __call__(self, batch: dict) -> dict:
+        from .chunking import Chunk
+        from .corpus import embed_corpus
+        from .store import ingest
+
+        todo = [i for i, status in enumerate(batch["status"]) if status == "embed"]
+        documents, chunks = [], {}
+        for i in todo:
+            doc_id, text = batch["doc_id"][i], batch["text"][i]
+            documents.append((doc_id, text))
+            chunks[doc_id] = [
+                Chunk(text[a:b], int(a), int(b))
+                for a, b in zip(batch["starts"][i], batch["ends"][i], strict=True)
+            ]
+        part = embed_corpus(
+            self.model, documents, chunks=chunks, progress=False,
+            documents_per_batch=max(1, len(documents)), **self.settings,
+        )  # fmt: skip
+        per_document: dict[str, list[int]] = {}
+        for row, record in enumerate(part.records):
+            per_document.setdefault(record["doc_id"], []).append(row)
+        if self.client is not None and len(part):
+            ingest(
+                self.client, self.target["collection"], part.records, part.vectors,
+                method=part.method, model=part.model, progress=False, flush=False,
+            )  # fmt: skip
+        to_driver = self.client is None
+        out = {k: [] for k in ("doc_id", "status", "chunks", "tokens", "tokenless", "rows")}
+        for i, doc_id in enumerate(batch["doc_id"]):
+            rows = per_document.get(doc_id, [])
+            out["doc_id"].append(doc_id)
+            out["status"].append(batch["status"][i])
+            out["chunks"].append(len(rows))
+            out["tokens"].append(int(batch["tokens"][i]))
+            out["tokenless"].append(int(batch["tokenless"][i]))
+            if to_driver and rows:
+                records = [part.records[r] for r in rows]
+                payload = {
+                    "records": records,
+                    "vectors": part.vectors[rows].astype(np.float32).tobytes(),
+                }
+                out["rows"].append(payload)
+            else:
+                out["rows"].append(None)
+        return {k: _column(v) for k, v in out.items()}
+
+
+# ----------------------------------------------------------------------------- the job
+
+
+def _import_ray():
+    try:
+        import ray
+        import ray.data
+    except ImportError as error:
+        raise ImportError(
+            f"lc.scale needs Ray Data ({error}); install the extra: pip install 'lc-utils[scale]'"
+        ) from error
+    return ray
+
+
+def start_ray(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    object_store_memory: int | None = 500 * 2**20,
+    runtime_env: dict | None = None,
+    temp_dir: str | None = None,
+) -> bool:
+    """Attach to a Ray cluster, or start a local one; returns True if this call started Ray.
+
+    ``address`` (else the ``RAY_ADDRESS`` environment variable) attaches to an existing cluster,
+    e.g. ``"ray://head:10001"`` or ``"auto"``. Without one, a local Ray starts with ``num_cpus``
+    cores (default: all of this machine's), no dashboard, an object store of
+    ``object_store_memory`` bytes, and its logs and sockets under ``temp_dir`` (keep that path
+    short: Unix socket paths are limited to about 100 characters). A Ray already running in this
+    process is left as it is. Stop it with ``ray.shutdown()``.
+    Introduced in notebook 09_scaling_out.
+    """
+    ray = _import_ray()
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    options = {"include_dashboard": False, "log_to_driver": False, "runtime_env": runtime_env}
+    if address:
+        ray.init(address=address, **options)
+    else:
+        # "local" always starts a fresh instance, never one some other process left running.
+        ray.init(
+            address="local",
+            num_cpus=num_cpus or os.cpu_count(),
+            object_store_memory=object_store_memory,
+            _temp_dir=temp_dir,
+            **options,
+        )
+    return True
+
+
+def _is_lite_uri(uri) -> bool:
+    """The rule of ``lc.store.connect``: "auto" or a path ending in ".db" is Milvus Lite."""
+    text = str(uri).strip()
+    return text == "auto" or ("://" not in text and text.endswith(".db"))
+
+
+def _make_chunker(strategy, tokenizer, options) -> Callable:
+    """``text -> list[Chunk]``: ``strategy`` itself if callable, else ``chunk_text`` with it."""
+    if callable(strategy):
+        return strategy
+    from .chunking import chunk_text
+
+    return lambda text: chunk_text(text, strategy, tokenizer=tokenizer, **options)
+
+
+def _pool_shape(actors, gpus_per_actor):
+    """Actors, their resources and torch threads, from what the cluster offers."""
+    import ray
+
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    cpus = float(resources.get("CPU", 1))
+    nodes = max(1, sum(1 for n in ray.nodes() if n.get("Alive")))
+    use_gpus = gpus > 0 if gpus_per_actor is None else gpus_per_actor > 0
+    if actors is None:
+        actors = gpus if use_gpus else nodes
+    if isinstance(actors, bool) or not isinstance(actors, int) or actors < 1:
+        raise ValueError(f"actors={actors!r}; must be an int >= 1 (or None for one per GPU/node)")
+    if use_gpus:
+        return actors, {"num_gpus": gpus_per_actor or 1, "num_cpus": 1}, None
+    # Leave one CPU's worth for the chunking tasks, so that they are never starved.
+    per_actor = max(0.1, min(1.0, (cpus - 1) / actors)) if cpus > 1 else 0.5
+    threads = max(1, round(cpus / nodes / max(1, actors // nodes)))
+    return actors, {"num_cpus": per_actor}, threads
+
+
+def embed_to_milvus(
+    source,
+    model="auto",
+    *,
+    uri: str | Path = "auto",
+    token: str | None = None,
+    collection: str = "chunks",
+    method: str = "late",
+    strategy: str | Callable = "sentences",
+    chunk_options: dict | None = None,
+    window: int | None = None,
+    overlap: int | None = None,
+    batch_tokens: int | None = None,
+    documents_per_batch: int = 32,
+    actors: int | None = None,
+    gpus_per_actor: float | None = None,
+    writers: str = "auto",
+    index: str = "FLAT",
+    id_column: str | None = None,
+    text_column: str = "text",
+    model_options: dict | None = None,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    object_store_memory: int | None = 500 * 2**20,
+    runtime_env: dict | None = None,
+    progress: bool = True,
+    on_progress: Callable[[ScaleStats], None] | None = None,
+    connect_timeout: float = 10,
+) -> ScaleStats:
+    """Chunk, embed and store a corpus on Ray, resumably; the rows equal ``embed_corpus``'s.
+
+    Args:
+        source: documents, see ``read_documents`` (a Ray Dataset, files, a BEIR folder, a
+            mapping). Each document needs a unique id.
+        model: a model name or path as for ``lc.load_model`` (each actor loads its own copy), or
+            a loaded ``EmbeddingModel`` (its ``name`` is loaded in the actors).
+        uri / token / collection: where to write, as for ``lc.store.connect``; the collection
+            is created (FLAT or ``index``, COSINE) if it does not exist.
+        method, strategy, chunk_options, window, overlap, batch_tokens: as for
+            ``lc.embed_corpus``, with the same results.
+        documents_per_batch: documents per Ray batch (one chunking task, one actor call, one
+            write).
+        actors: embedding actors; default one per GPU, or one per node without GPUs.
+        gpus_per_actor: GPUs per actor; default 1 when the cluster has GPUs, else 0.
+        writers: ``"auto"`` (actors write to a server; the driver writes to Milvus Lite),
+            ``"driver"`` or ``"actors"`` (refused for Milvus Lite, which takes one process).
+        model_options: extra ``lc.load_model`` arguments for the actors (``device``,
+            ``dtype``, ``trust_remote_code``).
+        address: a Ray cluster to attach to (else ``RAY_ADDRESS``, else a local Ray with
+            ``num_cpus`` cores, default all, and ``object_store_memory`` bytes). A Ray already
+            initialised in this process is used as it is. A Ray started here is shut down at
+            the end.
+        runtime_env: Ray runtime environment for a cluster whose nodes lack ``lc_utils``, e.g.
+            ``{"py_modules": [lc_utils]}`` or ``{"pip": ["lc-utils[scale]"]}``.
+        progress: print a progress line (documents, chunks, tokens per second) while running.
+        on_progress: called with the running ``ScaleStats`` after every output batch.
+    Returns:
+        ``ScaleStats`` of this run (``already_stored`` counts documents a previous run wrote).
+    Raises:
+        MilvusConnectionError: an unreachable or malformed URI, within about
+            ``connect_timeout`` seconds and before Ray starts.
+        DuplicateDocumentError: a repeated document id, before any chunking or embedding.
+        ValueError: bad options (named), before any work.
+    Introduced in notebook 09_scaling_out.
+    """
+    from . import store
+    from .corpus import METHODS
+    from .models import EmbeddingModel, load_model
+
+    if method not in METHODS:
+        raise ValueError(f"method={method!r}; valid: {METHODS}")
+    if writers not in WRITERS:
+        raise ValueError(f"writers={writers!r}; valid: {WRITERS}")
+    if (
+        isinstance(documents_per_batch, bool)
+        or not isinstance(documents_per_batch, int)
+        or documents_per_batch < 1
+    ):
+        raise ValueError(f"documents_per_batch={documents_per_batch!r}; must be an int >= 1")
+    _import_ray()
+    started = time.perf_counter()
+    client = store.connect(uri, token, timeout=connect_timeout)
+    lite = _is_lite_uri(uri)
+    if writers == "actors" and lite:
+        store.close(client)
+        raise ValueError(
+            f"writers='actors' with Milvus Lite ({uri!r}): Lite allows one process per database "
+            "file; use writers='driver' (the default for Lite) or a Milvus server URI"
+        )
+    writers = ("driver" if lite else "actors") if writers == "auto" else writers
+    ray_started = False
+    try:
+        ray_started = start_ray(
+            address,
+            num_cpus=num_cpus,
+            object_store_memory=object_store_memory,
+            runtime_env=runtime_env,
+        )
+        import logging
+
+        import ray
+
+        # Ray Data logs every execution at INFO; our own progress line says what matters.
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        context.print_on_execution_start = False
+        dataset = read_documents(source, id_column=id_column, text_column=text_column)
+        n_documents = _check_unique_ids(dataset)
+
+        options = dict(model_options or {})
+        if isinstance(model, EmbeddingModel):
+            loaded, model_name = model, model.name
+        else:
+            loaded = load_model(model, device="cpu", verbose=progress, **options)
+            model_name = loaded.name
+        store.create_collection(client, collection, loaded.dim, index=index)
+        stats = ScaleStats(
+            documents=n_documents, writers=writers, uri=str(uri), collection=collection,
+            method=method, model=model_name, ray_address=ray.get_runtime_context().gcs_address,
+        )  # fmt: skip
+
+        target = {
+            "uri": str(uri), "token": token, "collection": collection, "method": method,
+            "model": model_name, "writers": writers,
+        }  # fmt: skip
+        stored = None
+        if lite:
+            stored = ray.put(_stored_fingerprints(client, collection, method, model_name))
+        chunker = _make_chunker(strategy, loaded.tokenizer, dict(chunk_options or {}))
+        n_actors, resources, threads = _pool_shape(actors, gpus_per_actor)
+        stats.actors = n_actors
+        settings = {
+            "method": method, "window": window, "overlap": overlap, "batch_tokens": batch_tokens,
+        }  # fmt: skip
+        # One block per batch of documents (a streaming split, no shuffle): otherwise one
+        # JSON Lines file is one block, which one task and one actor would process alone.
+        blocks = dataset.repartition(target_num_rows_per_block=documents_per_batch)
+        chunked = blocks.map_batches(
+            _chunk_batch,
+            fn_kwargs={
+                "tokenizer": loaded.tokenizer, "document_prefix": loaded.document_prefix,
+                "chunker": chunker, "stored": stored, "target": target,
+            },
+            batch_size=documents_per_batch,
+            batch_format="numpy",
+            # A remote-args function keeps Ray Data from fusing these tasks into the model
+            # actors: chunking then runs on any free CPU while the actors (GPUs) embed.
+            ray_remote_args_fn=_chunking_task_resources,
+        )  # fmt: skip
+        embedded = chunked.map_batches(
+            _Embedder,
+            fn_constructor_args=(model_name, options, settings, target, threads),
+            batch_size=documents_per_batch,
+            batch_format="numpy",
+            # Ray Data restarts a dead actor and retries its batches (max_restarts and
+            # max_task_retries default to -1 for actor pools); writes are upserts, so a retried
+            # batch rewrites the same rows.
+            compute=ray.data.ActorPoolStrategy(size=n_actors),
+            **resources,
+        )
+        del loaded
+
+        shown = [0.0]
+
+        def outputs():
+            for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
+                records, vectors = [], []
+                for i, status in enumerate(batch["status"]):
+                    if status == "stored":
+                        stats.already_stored += 1
+                    elif status == "empty":
+                        stats.empty += 1
+                    else:
+                        stats.embedded += 1
+                        stats.chunks += int(batch["chunks"][i])
+                        stats.tokens += int(batch["tokens"][i])
+                        stats.tokenless_chunks += int(batch["tokenless"][i])
+                    payload = batch["rows"][i]
+                    if isinstance(payload, dict):
+                        records.extend(payload["records"])
+                        vectors.append(np.frombuffer(payload["vectors"], dtype=np.float32))
+                if records:
+                    yield records, np.concatenate(vectors).reshape(len(records), -1)
+                stats.seconds = time.perf_counter() - started
+                if progress and stats.seconds - shown[0] >= PROGRESS_EVERY:
+                    shown[0] = stats.seconds
+                    print(stats.line(), flush=True)
+                if on_progress is not None:
+                    on_progress(stats)
+
+        if writers == "driver":
+            store.ingest_batches(
+                client, collection, outputs(), method=method, model=model_name, progress=False
+            )
+        else:
+            for _ in outputs():
+                pass
+        stats.seconds = time.perf_counter() - started
+        if progress:
+            print(stats.line(), f"in {stats.seconds:.1f} s", flush=True)
+        return stats
+    finally:
+        store.close(client)
+        if ray_started:
+            import ray
+
+            ray.shutdown()

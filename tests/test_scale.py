@@ -1,0 +1,360 @@
+"""``lc.scale.embed_to_milvus``: Ray Data in, Milvus out, equal to ``embed_corpus``, resumable.
+
+Everything is real: a local Ray (2 CPUs, no dashboard) shared by the module, the tiny random BERT
+of ``conftest.py``, Milvus Lite files, and, for the tests marked ``server``, the Milvus 2.3.5
+server that ``scripts/test_server.sh`` starts (``LC_MILVUS_SERVER_URI``). Each ``embed_to_milvus``
+call starts its actors afresh (a model load each), about 10 s here, so the corpora are tiny and
+the calls few.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lc_utils as lc
+from lc_utils import runner, store
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVER_URI = os.environ.get("LC_MILVUS_SERVER_URI", "")
+needs_server = pytest.mark.skipif(
+    not SERVER_URI,
+    reason="needs a real Milvus server: run `bash scripts/test_server.sh -- "
+    "tests/test_scale.py` (Milvus 2.3.5 on loopback), or set LC_MILVUS_SERVER_URI",
+)
+CHUNKING = {"strategy": "fixed", "chunk_options": {"chunk_size": 32}}
+FIELDS = ["doc_id", "chunk_index", "start", "end", "text", "vector"]
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray = pytest.importorskip("ray")
+    # A short private folder: Ray's socket paths must stay under ~100 characters.
+    temp_dir = tempfile.mkdtemp(prefix="lcray", dir="/tmp")
+    started = lc.scale.start_ray(num_cpus=2, object_store_memory=300 * 2**20, temp_dir=temp_dir)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def documents():
+    """Eleven documents of a few hundred tokens, one with unicode, and one empty text."""
+    topics = lc.datasets.load_pydoc_topics(limit=10)
+    docs = {doc_id: text[:2500] for doc_id, text in topics.items()}
+    docs["unicode"] = "Ünïcödé text — with dashes… and 漢字. " * 20
+    docs["blank"] = "  \n "
+    return docs
+
+
+def stored_rows(client, collection, method, model_name):
+    client.load_collection(collection)
+    expression = f'method == "{method}" and model == {json.dumps(model_name)}'
+    rows = client.query(collection, filter=expression, output_fields=FIELDS, limit=16384)
+    return {(r["doc_id"], r["chunk_index"]): r for r in rows}
+
+
+def assert_equal_to_embed_corpus(rows, expected):
+    assert len(rows) == len(expected.records)
+    worst = 0.0
+    for record, vector in zip(expected.records, expected.vectors, strict=True):
+        row = rows[(record["doc_id"], record["chunk_index"])]
+        assert (row["start"], row["end"], row["text"]) == (
+            record["start"],
+            record["end"],
+            record["text"],
+        )
+        worst = max(worst, float(np.abs(np.asarray(row["vector"], np.float32) - vector).max()))
+    assert worst <= 1e-5, f"vectors differ from embed_corpus by up to {worst}"
+
+
+def reference(model, documents, method):
+    texts = {d: t for d, t in documents.items() if t.strip()}
+    return lc.embed_corpus(model, texts, method=method, progress=False, **CHUNKING)
+
+
+@pytest.mark.slow  # starts Ray (tens of seconds on 2 cores)
+@pytest.mark.parametrize("method", ["late", "naive"])
+def test_rows_and_vectors_equal_embed_corpus_on_lite(
+    ray_session, tiny_model, tiny_model_dir, documents, tmp_path, method
+):
+    uri = str(tmp_path / "lite.db")
+    # Batches of 3 documents split the corpus differently from embed_corpus's 32: the vectors
+    # must not depend on which documents share a forward batch.
+    stats = lc.scale.embed_to_milvus(
+        documents, str(tiny_model_dir), uri=uri, method=method, documents_per_batch=3,
+        progress=False, **CHUNKING,
+    )  # fmt: skip
+    expected = reference(tiny_model, documents, method)
+    assert stats.documents == len(documents)
+    assert stats.empty == 1 and stats.embedded == len(documents) - 1
+    assert stats.chunks == len(expected.records) and stats.writers == "driver"
+    assert stats.tokens > 0 and stats.rate("tokens") > 0
+    client = store.connect(uri)
+    try:
+        assert_equal_to_embed_corpus(
+            stored_rows(client, "chunks", method, tiny_model.name), expected
+        )
+    finally:
+        store.close(client)
+    if method == "late":
+        # A finished job run again embeds nothing and writes nothing.
+        again = lc.scale.embed_to_milvus(
+            documents, str(tiny_model_dir), uri=uri, method=method, progress=False, **CHUNKING
+        )
+        assert (again.embedded, again.chunks) == (0, 0)
+        assert again.already_stored == len(documents) - 1 and again.empty == 1
+        client = store.connect(uri)
+        try:
+            assert store.count_chunks(client, "chunks") == len(expected.records)
+        finally:
+            store.close(client)
+
+
+@pytest.mark.slow  # starts Ray (tens of seconds on 2 cores)
+def test_reads_json_lines_parquet_and_a_beir_folder(ray_session, tmp_path):
+    import pandas as pd
+
+    rows = [{"doc_id": "a", "text": "first"}, {"doc_id": "b", "text": "second"}]
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pd.DataFrame({"id": [7, 8], "text": ["x", None]}).to_parquet(tmp_path / "docs.parquet")
+    beir = tmp_path / "beir"
+    beir.mkdir()
+    (beir / "corpus.jsonl").write_text(
+        json.dumps({"_id": "d1", "title": "Title", "text": "Body."})
+        + "\n"
+        + json.dumps({"_id": "d2", "title": "", "text": "No title."})
+        + "\n"
+    )
+
+    def read(source):
+        taken = lc.scale.read_documents(source).take_all()
+        return {r["doc_id"]: r["text"] for r in taken}
+
+    assert read(tmp_path / "docs.jsonl") == {"a": "first", "b": "second"}
+    assert read(str(tmp_path / "docs.parquet")) == {"7": "x", "8": ""}
+    # As lc.datasets.load_beir(...).documents() joins them: title, blank line, text.
+    assert read(beir) == {"d1": "Title\n\nBody.", "d2": "No title."}
+    with pytest.raises(ValueError, match="id column"):
+        lc.scale.read_documents({"a": "b"}, id_column="nope")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        lc.scale.read_documents(tmp_path / "missing.jsonl")
+
+
+@pytest.mark.slow  # starts Ray (tens of seconds on 2 cores)
+def test_a_repeated_document_id_is_refused_before_any_work(ray_session, tiny_model_dir, tmp_path):
+    path = tmp_path / "docs.jsonl"
+    lines = [{"doc_id": f"d{i}", "text": "some text"} for i in range(50)]
+    lines.append({"doc_id": "d17", "text": "the same id again"})
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    uri = str(tmp_path / "lite.db")
+    with pytest.raises(lc.scale.DuplicateDocumentError, match="'d17'"):
+        lc.scale.embed_to_milvus(path, str(tiny_model_dir), uri=uri, progress=False)
+    client = store.connect(uri)
+    try:
+        assert not client.has_collection("chunks"), "a collection was created before the check"
+    finally:
+        store.close(client)
+
+
+def test_an_unreachable_milvus_fails_within_seconds_before_ray_or_the_model(tiny_model_dir):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens here once the socket closes
+    started = time.perf_counter()
+    with pytest.raises(store.MilvusConnectionError, match=str(port)):
+        lc.scale.embed_to_milvus(
+            {"a": "text"}, str(tiny_model_dir), uri=f"http://127.0.0.1:{port}",
+            connect_timeout=3, progress=False,
+        )  # fmt: skip
+    assert time.perf_counter() - started < 15
+
+
+def test_milvus_lite_refuses_parallel_writers(tiny_model_dir, tmp_path):
+    with pytest.raises(ValueError, match="one process per database file"):
+        lc.scale.embed_to_milvus(
+            {"a": "text"}, str(tiny_model_dir), uri=str(tmp_path / "lite.db"), writers="actors",
+            progress=False,
+        )  # fmt: skip
+
+
+def test_bad_options_name_the_argument(tiny_model_dir, tmp_path):
+    uri = str(tmp_path / "lite.db")
+    with pytest.raises(ValueError, match="method="):
+        lc.scale.embed_to_milvus({"a": "x"}, str(tiny_model_dir), uri=uri, method="early")
+    with pytest.raises(ValueError, match="documents_per_batch="):
+        lc.scale.embed_to_milvus({"a": "x"}, str(tiny_model_dir), uri=uri, documents_per_batch=0)
+
+
+# ----------------------------------------------------------------------------- real server
+
+
+def _server_collection(name):
+    client = store.connect(SERVER_URI)
+    if client.has_collection(name):
+        client.drop_collection(name)
+    return client
+
+
+@pytest.mark.server
+@needs_server
+@pytest.mark.usefixtures("ray_session")
+def test_server_parallel_writers_equal_embed_corpus_and_a_rerun_changes_nothing(
+    tiny_model, tiny_model_dir, documents
+):
+    collection = "scale_parallel"
+    client = _server_collection(collection)
+    try:
+        stats = lc.scale.embed_to_milvus(
+            documents, str(tiny_model_dir), uri=SERVER_URI, collection=collection, actors=2,
+            documents_per_batch=2, progress=False, **CHUNKING,
+        )  # fmt: skip
+        assert stats.writers == "actors" and stats.actors == 2
+        expected = reference(tiny_model, documents, "late")
+        assert_equal_to_embed_corpus(
+            stored_rows(client, collection, "late", tiny_model.name), expected
+        )
+        again = lc.scale.embed_to_milvus(
+            documents, str(tiny_model_dir), uri=SERVER_URI, collection=collection, actors=2,
+            progress=False, **CHUNKING,
+        )  # fmt: skip
+        assert (again.embedded, again.chunks, again.already_stored) == (0, 0, stats.embedded)
+        assert store.count_chunks(client, collection) == len(expected.records)
+    finally:
+        store.close(client)
+
+
+_KILLED_RUN = """
+import os, sys
+import psutil
+import lc_utils as lc
+
+def stop(stats):
+    # Kill the whole job, Ray included, as soon as the first documents are written.
+    if stats.embedded >= 1:
+        for child in psutil.Process().children(recursive=True):
+            child.kill()
+        os._exit(3)
+
+lc.scale.embed_to_milvus(
+    sys.argv[1], sys.argv[2], uri=sys.argv[3], collection=sys.argv[4], actors=2,
+    documents_per_batch=1, strategy="fixed", chunk_options={"chunk_size": 32},
+    num_cpus=2, object_store_memory=200 * 2**20, on_progress=stop, progress=False,
+)
+sys.exit(0)
+"""
+
+
+@pytest.mark.server
+@needs_server
+@pytest.mark.usefixtures("ray_session")
+def test_server_a_run_killed_halfway_resumes_to_every_chunk_exactly_once(
+    tiny_model, tiny_model_dir, tmp_path
+):
+    collection = "scale_killed"
+    client = _server_collection(collection)
+    # Many short documents, so that most are still unwritten when the first one is reported.
+    topics = lc.datasets.load_pydoc_topics(limit=40)
+    documents = {doc_id: text[:400] for doc_id, text in topics.items()}
+    path = tmp_path / "docs.jsonl"
+    path.write_text(
+        "".join(json.dumps({"doc_id": d, "text": t}) + "\n" for d, t in documents.items())
+    )
+    expected = reference(tiny_model, documents, "late")
+    try:
+        environment = {**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="lcray", dir="/tmp")}
+        environment.pop("RAY_ADDRESS", None)
+        killed = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(_KILLED_RUN), str(path), str(tiny_model_dir),
+             SERVER_URI, collection],
+            cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert killed.returncode == 3, killed.stderr[-3000:]
+        partial = store.count_chunks(client, collection)
+        assert 0 < partial < len(expected.records), "the run was not interrupted halfway"
+        resumed = lc.scale.embed_to_milvus(
+            path, str(tiny_model_dir), uri=SERVER_URI, collection=collection, actors=2,
+            progress=False, **CHUNKING,
+        )  # fmt: skip
+        assert resumed.already_stored > 0 and resumed.embedded > 0
+        assert resumed.already_stored + resumed.embedded == len(documents)
+        assert store.count_chunks(client, collection) == len(expected.records)
+        assert_equal_to_embed_corpus(
+            stored_rows(client, collection, "late", tiny_model.name), expected
+        )
+    finally:
+        store.close(client)
+
+
+@pytest.mark.server
+@needs_server
+@pytest.mark.usefixtures("ray_session")
+def test_server_an_actor_killed_mid_run_is_retried_with_nothing_lost_or_doubled(
+    tiny_model, tiny_model_dir, documents
+):
+    import psutil
+
+    collection = "scale_actor_killed"
+    client = _server_collection(collection)
+    killed = []
+
+    def kill_an_actor(stats):
+        if killed:
+            return
+        for process in psutil.Process().children(recursive=True):
+            try:
+                title = " ".join(process.cmdline())
+            except psutil.Error:
+                continue
+            if "MapBatches(_Embedder)" in title and "_chunk_batch" not in title:
+                process.send_signal(signal.SIGKILL)
+                killed.append(process.pid)
+                return
+
+    try:
+        stats = lc.scale.embed_to_milvus(
+            documents, str(tiny_model_dir), uri=SERVER_URI, collection=collection, actors=2,
+            documents_per_batch=1, on_progress=kill_an_actor, progress=False, **CHUNKING,
+        )  # fmt: skip
+        assert killed, "no embedding actor was found to kill"
+        assert not psutil.pid_exists(killed[0]) or psutil.Process(killed[0]).status() == "zombie"
+        expected = reference(tiny_model, documents, "late")
+        assert stats.embedded == len(documents) - 1
+        assert store.count_chunks(client, collection) == len(expected.records)
+        assert_equal_to_embed_corpus(
+            stored_rows(client, collection, "late", tiny_model.name), expected
+        )
+    finally:
+        store.close(client)
+
+
+# ----------------------------------------------------------------------------- notebook 09
+
+
+@pytest.mark.slow
+def test_notebook_09_runs_and_records_its_claims(tmp_path):
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    path = ROOT / "notebooks" / "09_scaling_out.ipynb"
+    runner.execute_notebook(path, tmp_path, {"N_DOCUMENTS": 6}, progress_bar=False)
+    metrics = json.loads((tmp_path / "09_scaling_out" / "metrics.json").read_text())
+    assert metrics["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert metrics["documents"] == 6
+    assert metrics["max_abs_difference"] <= 1e-5
+    assert metrics["rows_equal"] is True
+    assert metrics["rerun"]["embedded"] == 0 and metrics["rerun"]["chunks"] == 0
+    assert metrics["rerun"]["already_stored"] == metrics["run"]["embedded"]
+    assert metrics["stored_chunks"] == metrics["run"]["chunks"]
+    summary = metrics["summary"]
+    assert summary["held"] is True
+    assert summary["headline"]["value"] == pytest.approx(metrics["max_abs_difference"])
