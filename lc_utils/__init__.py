@@ -62,6 +62,7 @@ _EXPORTS = {
     ],
     "registry": ["KNOWN_MODELS", "KnownModel", "known_model"],
     "outputs": ["load_metrics", "prepare_output_dir", "save_figure", "save_metrics", "set_seed"],
+    "semantic": ["chunk_semantic"],
     "tokens": [
         "TokenizedDocument",
         "chunk_of_tokens",
@@ -71,7 +72,24 @@ _EXPORTS = {
         "whitespace_mask",
     ],
 }
-_SUBMODULES = ["blog", "datasets", "evaluation", "jina_v2", "metrics", "registry", "store"]
+# Submodules that are part of the public API (lc.store, lc.vectors, ...). lc.scale is reachable
+# too, but left out of __all__: it needs the optional extra "scale" (Ray).
+_SUBMODULES = [
+    "blog",
+    "chunking",
+    "datasets",
+    "evaluation",
+    "frontier",
+    "jina_v2",
+    "long_documents",
+    "metrics",
+    "paper",
+    "registry",
+    "semantic",
+    "store",
+    "tokens",
+    "vectors",
+]
 _ORIGIN = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [*_SUBMODULES, *_ORIGIN]

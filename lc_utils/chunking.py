@@ -10,6 +10,7 @@ Introduced in notebook 01_chunking.
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -194,6 +195,9 @@ STRATEGIES = {
     "paragraphs": chunk_paragraphs,
     "fixed": chunk_fixed,
 }
+# "semantic" is added by lc_utils.semantic when it is imported (chunk_text imports it on first
+# use): it needs a model, and the model code imports this module, so registering it from there
+# keeps the imports one-way.
 
 
 def chunk_text(text: str, strategy: str = "sentences", *, tokenizer=None, **options) -> list[Chunk]:
@@ -203,12 +207,17 @@ def chunk_text(text: str, strategy: str = "sentences", *, tokenizer=None, **opti
       - ``"sentences"``: spaCy sentencizer over the whole text; option ``sentences_per_chunk``.
       - ``"fixed"``: ``chunk_size`` model tokens per chunk; needs ``tokenizer``.
       - ``"paragraphs"``: split on blank lines; option ``paragraphs_per_chunk``.
+      - ``"semantic"``: runs of sentences split where neighbouring sentences are least alike;
+        needs ``model`` (an ``EmbeddingModel``), option ``percentile`` (see
+        ``lc_utils.semantic.chunk_semantic``).
 
     Every chunk satisfies ``text[c.start:c.end] == c.text``, holds no leading or trailing
     whitespace, and chunks are sorted and disjoint. Empty or whitespace-only text gives ``[]``.
     Introduced in notebook 01_chunking.
     """
     check_encodable(text)
+    if strategy == "semantic" and strategy not in STRATEGIES:
+        importlib.import_module(f"{__package__}.semantic")  # registers itself; see STRATEGIES
     if not isinstance(strategy, str) or strategy not in STRATEGIES:
         raise ValueError(f"unknown chunking strategy {strategy!r}; valid: {sorted(STRATEGIES)}")
     function = STRATEGIES[strategy]
@@ -245,6 +254,11 @@ def chunking_label(strategy: str, **options) -> str:
     Takes the arguments of ``chunk_text`` (without the text and tokenizer); the size defaults to
     the strategy's own. Introduced in notebook 05_milvus_validation.
     """
+    if strategy == "semantic":  # "semantic-90": its model is an input, not part of the name
+        unknown = sorted(set(options) - {"model", "percentile"})
+        if unknown:
+            raise TypeError(f"chunking_label: options {unknown} are not valid for 'semantic'")
+        return f"semantic-{options.get('percentile', 90):g}"
     if not isinstance(strategy, str) or strategy not in STRATEGIES:
         raise ValueError(f"unknown chunking strategy {strategy!r}; valid: {sorted(STRATEGIES)}")
     option = _SIZE_OPTIONS[strategy]
