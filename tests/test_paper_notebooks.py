@@ -5,7 +5,7 @@ computation by hand on that folder. Notebook 10 runs with small parameters; its 
 (the frontier's costs and choice, the naive/late results) are pinned in
 ``tests/expected/<notebook>.json``. To refresh them on purpose, run
 
-    LC_REFRESH_EXPECTED=1 PYTHONPATH=$PWD .venv/bin/python -m pytest tests/test_paper_notebooks.py
+    LC_UPDATE_EXPECTED=1 .venv/bin/python -m pytest tests/test_paper_notebooks.py
 
 which rewrites the files and prints every value that changed.
 """
@@ -24,7 +24,7 @@ from lc_utils import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = Path(__file__).resolve().parent / "expected"
-REFRESH = os.environ.get("LC_REFRESH_EXPECTED") == "1"
+REFRESH = os.environ.get("LC_UPDATE_EXPECTED") == "1"
 
 SMALL_10 = {
     "LENGTHS": [256, 1024],
