@@ -85,7 +85,7 @@ def paired_difference(
     Returns:
         ``{"mean", "low", "high"}`` (floats: the mean difference and its interval) and
         ``{"method_better", "baseline_better", "ties", "num_queries"}`` (counts of queries).
-    Introduced in notebook 04_naive_vs_late.
+    Introduced in notebook 11_paper_benchmarks.
     """
     if n_resamples < 1:
         raise ValueError(f"n_resamples={n_resamples}; expected >= 1")
@@ -416,7 +416,7 @@ def within_document_cosine(records: Sequence[Mapping], vectors) -> pd.Series:
         float64 Series indexed by ``doc_id`` (in order of first appearance): the mean cosine over
         all pairs of distinct chunks of the document (a zero vector counts as cosine 0).
         Documents with a single chunk are left out.
-    Introduced in notebook 04_naive_vs_late.
+    Introduced in notebook 10_long_documents.
     """
     matrix = np.asarray(vectors)
     if matrix.ndim != 2 or len(matrix) != len(records):

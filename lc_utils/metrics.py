@@ -421,7 +421,7 @@ def evaluate_per_query(
         as ``ndcg@10``, ``recall@10``, ``mrr``, ``mrr@10``, ``map``, ``map@10`` and an int column
         ``num_relevant``. A query without relevant items has ``num_relevant == 0`` and NaN
         metrics.
-    Introduced in notebook 04_naive_vs_late.
+    Introduced in notebook 11_paper_benchmarks.
     """
     scores = _check_scores(scores)
     query_ids = _check_ids(query_ids, "query_ids", scores.shape[0], "rows")

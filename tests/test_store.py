@@ -996,3 +996,24 @@ def test_invalid_collection_arguments(tmp_path):
         assert client.list_collections() == []
     finally:
         store.close(client)
+
+
+def test_validation_tables_keep_every_report_and_its_queries():
+    import pandas as pd
+
+    def report(agreement, n):
+        per_query = pd.DataFrame({"query": range(n), "agreement": [agreement] * n})
+        return {"agreement_at_k": agreement, "strict_agreement_at_k": agreement,
+                "max_abs_score_diff": 1e-7, "n_queries": n, "per_query": per_query}  # fmt: skip
+
+    reports = {"FLAT": {"late": report(1.0, 3), "naive": report(1.0, 3)},
+               "HNSW": {"late": report(0.9, 2)}}  # fmt: skip
+    summary, per_query = store.validation_tables(reports)
+    assert summary.loc[("HNSW", "late"), "agreement_at_k"] == 0.9
+    assert summary["agreement_at_k"].unstack().to_dict("index")["FLAT"] == {
+        "late": 1.0, "naive": 1.0
+    }  # fmt: skip
+    assert len(per_query) == 8
+    assert per_query.groupby(["index", "method"]).size().to_dict() == {
+        ("FLAT", "late"): 3, ("FLAT", "naive"): 3, ("HNSW", "late"): 2
+    }  # fmt: skip

@@ -401,7 +401,7 @@ def build_pydoc_queries(
         ``PydocQueries(queries, qrels_doc, qrels_spans)``; see its docstring. All grades are 1.
         The same arguments always give the same result. On Python 3.11 with the defaults:
         314 queries (78 title, 91 section, 145 entry).
-    Introduced in notebook 01_chunking.
+    Introduced in notebook 10_long_documents.
     """
     for kind in kinds:
         if kind not in QUERY_KINDS:

@@ -44,3 +44,4 @@ from .retrieval import count_chunks as count_chunks
 from .retrieval import delete_document as delete_document
 from .retrieval import search as search
 from .retrieval import validate_against_brute_force as validate_against_brute_force
+from .retrieval import validation_tables as validation_tables

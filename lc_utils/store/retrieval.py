@@ -6,8 +6,12 @@ Introduced in notebook 05_milvus_validation.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from ..vectors import unit_vectors
 from .collection import (
@@ -305,3 +309,30 @@ def validate_against_brute_force(
         "mean_rank_score_gap": float(table["rank_score_gap"].mean()),
         "per_query": table,
     }
+
+
+def validation_tables(reports: Mapping) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tables of several ``validate_against_brute_force`` reports, for display and plotting.
+
+    Args:
+        reports: ``{index: {method: report}}`` (any two labels, e.g. index type and method).
+    Returns:
+        ``(summary, per_query)``: ``summary`` has one row per ``(index, method)`` (a MultiIndex)
+        with ``agreement_at_k``, ``strict_agreement_at_k``, ``max_abs_score_diff`` and
+        ``n_queries``; ``per_query`` stacks every report's per-query frame with ``index`` and
+        ``method`` columns. Introduced in notebook 05_milvus_validation.
+    """
+    import pandas as pd
+
+    columns = ["agreement_at_k", "strict_agreement_at_k", "max_abs_score_diff", "n_queries"]
+    pairs = [(i, m, r) for i, by_method in reports.items() for m, r in by_method.items()]
+    summary = pd.DataFrame(
+        [[report[c] for c in columns] for _, _, report in pairs],
+        index=pd.MultiIndex.from_tuples([(i, m) for i, m, _ in pairs], names=["index", "method"]),
+        columns=columns,
+    )
+    per_query = pd.concat(
+        [report["per_query"].assign(index=i, method=m) for i, m, report in pairs],
+        ignore_index=True,
+    )
+    return summary, per_query
