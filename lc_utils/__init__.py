@@ -49,6 +49,7 @@ _EXPORTS = {
         "plan_windows",
         "pool_spans",
         "prepare_document",
+        "text_window",
     ],
     "models": [
         "LONG_CONTEXT_DEFAULT",

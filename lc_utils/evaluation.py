@@ -684,12 +684,13 @@ def chunk_lengths(model, comparisons: Mapping[str, MethodComparison]) -> pd.Data
         comparisons: ``{label: MethodComparison}``, e.g. from ``compare_chunkings``.
     Returns:
         One row per label with ``n_chunks`` (int), ``mean_tokens`` (float), ``max_tokens``
-        (int) and ``truncated_by_naive`` (int: chunks longer than one pass holds).
+        (int) and ``truncated_by_naive`` (int: chunks longer than naive chunking keeps; see
+        ``text_window``).
     Introduced in notebook 06_chunking_strategies.
     """
-    from .late import content_window
+    from .late import text_window
 
-    _, content_tokens = content_window(model)
+    _, content_tokens, _ = text_window(model)  # where naive chunking cuts a text
     rows = {}
     for label, comparison in comparisons.items():
         texts = [record["text"] for record in comparison.records]
@@ -773,7 +774,7 @@ def evaluate_document_vectors(
         ``DocumentVectorBaseline``.
     Introduced in notebook 06_chunking_strategies.
     """
-    from .late import content_window, naive_chunking
+    from .late import naive_chunking, text_window
     from .tokens import tokenize_document
 
     doc_ids = list(documents)
@@ -784,7 +785,7 @@ def evaluate_document_vectors(
         )
     scores = cosine_scores(query_vectors, vectors)
     per_query = evaluate_per_query(scores, qrels_doc, query_ids=query_ids, item_ids=doc_ids, k=k)
-    _, content_tokens = content_window(model)
+    _, content_tokens, _ = text_window(model)  # where naive chunking cut each document
     n_tokens = np.array([len(tokenize_document(model.tokenizer, documents[d])) for d in doc_ids])
     coverage = float(np.minimum(n_tokens, content_tokens).sum() / max(int(n_tokens.sum()), 1))
     return DocumentVectorBaseline(mean_metrics(per_query), per_query, coverage)

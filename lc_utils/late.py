@@ -49,6 +49,7 @@ __all__ = [
     "WindowPlan",
     "DocumentEmbedding",
     "content_window",
+    "text_window",
     "default_batch_tokens",
     "pass_cost",
     "plan_windows",
@@ -442,8 +443,10 @@ def _texts_of(items, what: str, argument: str) -> list[str]:
     return texts
 
 
-def _text_window(model: EmbeddingModel, max_tokens: int | None) -> tuple[int, int, str]:
-    """``(positions, content tokens, why)`` for one text embedded alone; see ``naive_chunking``."""
+def text_window(model: EmbeddingModel, max_tokens: int | None = None) -> tuple[int, int, str]:
+    """``(positions, content tokens, why)`` for one text embedded alone, as ``naive_chunking`` and
+    ``embed_queries`` cut it: ``max_tokens`` positions, by default the model's trained length
+    where it declares one below its position limit. ``why`` names the limit that applied."""
     if max_tokens is None:
         trained = getattr(model, "trained_length", None)
         if trained and trained < model.max_length:
@@ -463,7 +466,7 @@ def _embed_texts(
     what: str,
 ) -> np.ndarray:
     """Each text on its own, with the model's own pooling; truncated as ``naive_chunking`` says."""
-    positions, content_tokens, why = _text_window(model, max_tokens)
+    positions, content_tokens, why = text_window(model, max_tokens)
     encoded = model.tokenizer(
         [prefix + t for t in texts],
         add_special_tokens=False,
