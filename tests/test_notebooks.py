@@ -449,6 +449,7 @@ FINDINGS: list[tuple[str, str, str, str]] = [
         "interval",
     ),
     ("0.650", "06_chunking_strategies", "document_vector/ndcg@10", ".3f"),
+    ("14%", "06_chunking_strategies", "document_vector_token_coverage", ".0%"),
     (
         "+0.176",
         "06_chunking_strategies",
