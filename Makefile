@@ -22,7 +22,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 ## Execute every notebook into outputs/<run>/ and write a report. Pass ARGS="-p NAME VALUE ...".
-## About 15-19 minutes on 2 CPU cores; the console shows each notebook's progress bars.
+## About half an hour on 2 CPU cores (README "Two commands"); the console shows each
+## notebook's progress bars.
 run: $(STAMP)
 	$(PY) -m lc_utils.runner $(ARGS)
 
