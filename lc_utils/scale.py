@@ -504,12 +504,6 @@ def start_ray(
     return True
 
 
-def _is_lite_uri(uri) -> bool:
-    """The rule of ``lc.store.connect``: "auto" or a path ending in ".db" is Milvus Lite."""
-    text = str(uri).strip()
-    return text == "auto" or ("://" not in text and text.endswith(".db"))
-
-
 def _make_chunker(strategy, tokenizer, options) -> Callable:
     """``text -> list[Chunk]``: ``strategy`` itself if callable, else ``chunk_text`` with it."""
     if callable(strategy):
@@ -612,6 +606,7 @@ def embed_to_milvus(
     from .chunking import chunking_label
     from .corpus import METHODS
     from .models import EmbeddingModel, load_model
+    from .store.connection import is_lite
 
     if method not in METHODS:
         raise ValueError(f"method={method!r}; valid: {METHODS}")
@@ -640,7 +635,7 @@ def embed_to_milvus(
     _import_ray()
     started = time.perf_counter()
     client = store.connect(uri, token, timeout=connect_timeout)
-    lite = _is_lite_uri(uri)
+    lite = is_lite(client)  # the rule connect() applied to this URI
     if writers == "actors" and lite:
         store.close(client)
         raise ValueError(

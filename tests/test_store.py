@@ -67,6 +67,10 @@ class Backend:
         return self.client
 
 
+# The labels most tests file their rows under.
+LABELS = {"method": "late", "model": "m", "chunking": "c"}
+
+
 def make_chunks(n_docs: int, per_doc: int, dim: int, *, seed: int = 0, prefix: str = "doc"):
     """Records shaped like ``embed_corpus`` output and random float32 vectors, row for row."""
     rng = np.random.default_rng(seed)
@@ -166,19 +170,7 @@ class StoreContract:
             "metric": "COSINE",
             "created": True,
         }
-        assert (
-            store.ingest(
-                client,
-                name,
-                records,
-                vectors,
-                method="late",
-                model="m",
-                chunking="c",
-                progress=False,
-            )
-            == 1540
-        )
+        assert store.ingest(client, name, records, vectors, progress=False, **LABELS) == 1540
         rng = np.random.default_rng(1)
         queries = np.concatenate([rng.normal(size=(40, 32)), vectors[:10]]).astype(np.float32)
         ids = store.chunk_ids(records, method="late", model="m", chunking="c")
@@ -229,16 +221,7 @@ class StoreContract:
         records, vectors = make_chunks(2, 3, 16)
         store.create_collection(client, name, 8)
         with pytest.raises(ValueError, match=r"dimension 16 but collection .* dimension 8"):
-            store.ingest(
-                client,
-                name,
-                records,
-                vectors,
-                method="late",
-                model="m",
-                chunking="c",
-                progress=False,
-            )
+            store.ingest(client, name, records, vectors, progress=False, **LABELS)
         assert store.count_chunks(client, name) == 0
         good_records, good_vectors = make_chunks(2, 3, 8)
         store.ingest(
@@ -267,16 +250,7 @@ class StoreContract:
         records, vectors = make_chunks(5, 8, 16)
         store.create_collection(client, name, 16)
         for _ in range(2):
-            store.ingest(
-                client,
-                name,
-                records,
-                vectors,
-                method="late",
-                model="m",
-                chunking="c",
-                progress=False,
-            )
+            store.ingest(client, name, records, vectors, progress=False, **LABELS)
             assert store.count_chunks(client, name) == 40
         moved = vectors[::-1].copy()
         store.ingest(
@@ -391,16 +365,7 @@ class StoreContract:
         vectors = np.random.default_rng(5).normal(size=(3, 8)).astype(np.float32)
         store.create_collection(client, name, 8, text_max_bytes=40)
         with pytest.warns(UserWarning, match="2 chunk text"):
-            store.ingest(
-                client,
-                name,
-                records,
-                vectors,
-                method="late",
-                model="m",
-                chunking="c",
-                progress=False,
-            )
+            store.ingest(client, name, records, vectors, progress=False, **LABELS)
         rows = stored_rows(client, name)
         # 38 ASCII bytes + 2 for "é" fill 40 exactly; "b" * 39 + "é" would need 41, so é goes.
         assert [r["text"] for r in rows] == ["a" * 38 + "é", "b" * 39, "tail"]
@@ -430,16 +395,7 @@ class StoreContract:
             )
         assert store.count_chunks(client, name) == 0
         with pytest.warns(UserWarning, match="stored truncated"):
-            store.ingest(
-                client,
-                name,
-                records,
-                vectors,
-                method="late",
-                model="m",
-                chunking="c",
-                progress=False,
-            )
+            store.ingest(client, name, records, vectors, progress=False, **LABELS)
         (row,) = stored_rows(client, name)
         assert row["text"] == "x" * 65_535 and row["text_truncated"]
 
