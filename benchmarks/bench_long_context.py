@@ -243,6 +243,12 @@ def worker(name: str, quick: bool, device: str, dtype: str, layers: int | None =
     gc.collect()
     model_rss = _status("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # peak from here on is the path's own
+    on_gpu = device.startswith("cuda")
+    if on_gpu:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+        gpu_base = torch.cuda.memory_allocated()
     _common.synchronize(device)
     started = time.perf_counter()
     if path["method"] == "late":
@@ -252,6 +258,7 @@ def worker(name: str, quick: bool, device: str, dtype: str, layers: int | None =
     _common.synchronize(device)
     seconds = time.perf_counter() - started
     peak = _status("VmHWM")
+    gpu_peak = torch.cuda.max_memory_allocated() - gpu_base if on_gpu else None
     canary_after = canary.measure()
     assert vectors.shape == (len(chunks), arch["hidden"]) and np.isfinite(vectors).all()
     return {
@@ -265,6 +272,7 @@ def worker(name: str, quick: bool, device: str, dtype: str, layers: int | None =
         "flops": flops(arch, lengths),
         "model_rss": model_rss,
         "peak_rss": peak,
+        "gpu_peak_above_model": gpu_peak,
         "canary_before": canary_before,
         "canary_after": canary_after,
     }
@@ -294,7 +302,7 @@ def main(argv=None) -> int:
         results.append(json.loads(line[len("RESULT ") :]))
         r = results[-1]
         print(
-            f"  {name:<26} {r['seconds']:8.1f} s  peak {r['peak_rss'] / MIB:,.0f} MiB  "
+            f"  {name:<26} {r['seconds']:8.2f} s  peak {r['peak_rss'] / MIB:,.0f} MiB  "
             f"canary {r['canary_before']:.3f} -> {r['canary_after']:.3f} s  "
             f"(process {time.perf_counter() - started:.0f} s)"
         )
@@ -323,6 +331,11 @@ def main(argv=None) -> int:
                 "peak RSS MiB": r["peak_rss"] / MIB,
                 "model RSS MiB": r["model_rss"] / MIB,
             }
+            | (
+                {"GPU peak above model MiB": r["gpu_peak_above_model"] / MIB}
+                if r["gpu_peak_above_model"] is not None
+                else {}
+            )
         )
     _common.print_table(rows, list(rows[0]), title="long context (each path in its own process)")
     single = [r for r in results if r["path"] == "late, one 8192 pass"]

@@ -71,8 +71,12 @@ UNUSED_TENSOR_PREFIXES = ("pooler.", "cls.", "embeddings.position_ids")
 _OPTIONAL_PREFIX = "bert."
 _BASE_CODE_MARKERS = ("layer_norm_q", "layer_norm_k", "up_gated_layer", "down_layer")
 # Float elements of one query block's attention bias (and of its score matrix): 2**25 floats is
-# 128 MiB in float32, which keeps a whole 8192-position pass well under 4 GB of memory.
+# 128 MiB in float32, which keeps a whole 8192-position pass well under 4 GB of memory on CPU.
+# On a GPU that block is too small: an 8192-token pass of base-en in float16 on an H200 took
+# 70 ms with 341 queries per block and 38 ms with 1,365 (2**27 elements, 356 MiB more at peak);
+# 2**28 (2,730 queries) sits on the flat part of that curve (benchmarks/gpu_check.sh).
 _BLOCK_ELEMENTS = 2**25
+_BLOCK_ELEMENTS_CUDA = 2**28
 
 
 class JinaV2LoadError(RuntimeError):
@@ -312,18 +316,19 @@ class JinaV2Model(nn.Module):
     states ``(B, L, hidden_size)`` in the parameters' dtype.
     """
 
-    def __init__(self, config: JinaV2Config, block_elements: int = _BLOCK_ELEMENTS):
+    def __init__(self, config: JinaV2Config, block_elements: int | None = None):
         super().__init__()
         self.config = config
         self.embeddings = _Embeddings(config)
         self.encoder = _Encoder(config)
-        self.block_elements = block_elements
+        self.block_elements = block_elements  # None: by device, see _BLOCK_ELEMENTS
         self.register_buffer("slopes", alibi_slopes(config.num_attention_heads), persistent=False)
 
-    def query_block(self, batch: int, length: int) -> int:
+    def query_block(self, batch: int, length: int, on_gpu: bool = False) -> int:
         """Queries per attention block, so that a block's scores hold ~``block_elements``."""
+        elements = self.block_elements or (_BLOCK_ELEMENTS_CUDA if on_gpu else _BLOCK_ELEMENTS)
         per_query = batch * self.config.num_attention_heads * length
-        return max(1, min(length, self.block_elements // max(per_query, 1)))
+        return max(1, min(length, elements // max(per_query, 1)))
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None):
         batch, length = input_ids.shape
@@ -342,7 +347,7 @@ class JinaV2Model(nn.Module):
             padding = torch.zeros((batch, 1, 1, length), dtype=dtype, device=x.device)
             padding.masked_fill_(~attention_mask.bool()[:, None, None, :], float("-inf"))
         on_gpu = x.device.type == "cuda"
-        block = self.query_block(batch, length)
+        block = self.query_block(batch, length, on_gpu)
         line = _distance_line(self.slopes.to(device=x.device, dtype=dtype), length)
         if padding is not None:
             padding = padding.flip(-1)  # keys run in reverse order, see _distance_line

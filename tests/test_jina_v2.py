@@ -39,7 +39,7 @@ def tiny_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny(tiny_dir):
-    return lc.load_model(str(tiny_dir), verbose=False)
+    return lc.load_model(str(tiny_dir), device="cpu", verbose=False)
 
 
 # -- ALiBi ------------------------------------------------------------------------------------
@@ -172,6 +172,15 @@ def test_query_blocks_do_not_change_the_states(tiny):
     assert torch.allclose(whole, blocked, atol=1e-5)
 
 
+def test_query_blocks_are_larger_on_a_gpu():
+    # base-en's shape: 12 heads, an 8192-position pass; CPU keeps 128 MiB blocks, CUDA 8x that.
+    config = jina_v2.JinaV2Config.from_dict(tiny_config(num_attention_heads=12))
+    network = jina_v2.JinaV2Model(config)
+    assert network.query_block(1, 8192) == 341
+    assert network.query_block(1, 8192, on_gpu=True) == 2730
+    assert network.query_block(64, 512, on_gpu=True) == 512  # a short batch is one block
+
+
 # -- Strict loading ---------------------------------------------------------------------------
 
 
@@ -186,7 +195,7 @@ def test_published_layout_loads_and_unused_tensors_are_skipped(tiny):
 
 
 def _states(directory):
-    model = lc.load_model(str(directory), verbose=False)
+    model = lc.load_model(str(directory), device="cpu", verbose=False)
     hidden, _ = model.forward([np.asarray([101, 2001, 2002, 2003, 102])])
     return hidden
 
@@ -268,7 +277,7 @@ def test_a_padded_batch_equals_each_sequence_alone(tiny):
 
 def test_results_are_deterministic(tiny_dir, tiny):
     ids = np.asarray([101, 2054, 2003, 102])
-    again = lc.load_model(str(tiny_dir), verbose=False)
+    again = lc.load_model(str(tiny_dir), device="cpu", verbose=False)
     assert torch.equal(tiny.forward([ids])[0], again.forward([ids])[0])
     assert torch.equal(tiny.forward([ids])[0], tiny.forward([ids])[0])
 
