@@ -4,18 +4,17 @@
 each with its own ``OUTPUT_DIR`` (``outputs/<run>/<stem>/``) for its metrics and figures, renders
 each executed copy to HTML, writes ``run.json``, ``report.md`` and ``report.html``, and points
 ``outputs/latest`` at the run. A parameter that no notebook declares is refused before anything
-runs. The kernel's progress bars are echoed to the console. Runner, parameters and report import
-nothing else from ``lc_utils`` (which loads lazily): the runner reports a broken library.
+runs. The library's progress bars write a line to the console now and then (`RUNNER_LABEL`).
+Runner, parameters and report import nothing else from ``lc_utils`` (which loads lazily): the
+runner reports a broken library.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import html
 import json
 import os
-import re
 import shlex
 import sys
 import time
@@ -31,7 +30,8 @@ from lc_utils.report import KERNEL_NAME, OUTPUT_DIR_PARAMETER, RunnerError, writ
 
 # The hub's download bars and tokenizers' fork warnings clutter every executed notebook.
 KERNEL_ENVIRONMENT = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TOKENIZERS_PARALLELISM": "false"}
-PROGRESS_EVERY_S = 10.0  # seconds between two console lines of one progress bar
+# The library's bars echo to the console, labelled with its value (lc_utils.outputs.RUNNER_LABEL).
+RUNNER_LABEL = "LC_UTILS_RUNNER_LABEL"
 
 
 class NotebookExecutionError(RuntimeError):
@@ -56,64 +56,6 @@ class NotebookExecutionError(RuntimeError):
         return {"message": str(self), **{key: getattr(self, key) for key in keys}}
 
 
-class ConsoleProgress:
-    """Echo the kernel's progress bars to the console while a cell runs.
-
-    ``tqdm.auto`` draws ipywidgets in the kernel (a box of a text, a bar and a text), whose state
-    nbclient keeps for the saved notebook. When the last text changes, this prints both (``late
-    chunking: 45% 61.2k/136k [00:20<00:24, 3.05ktok/s]``), at most every ``every`` seconds per bar
-    and never for a bar younger than that.
-    """
-
-    def __init__(self, label: str, every: float) -> None:
-        self.label, self.every, self.shown = label, every, {}
-
-    def update(self, states: Mapping[str, Mapping[str, Any]], comm_id: str) -> None:
-        model = f"IPY_MODEL_{comm_id}"
-        box = next((b for b, s in states.items() if model in (s.get("children") or [])), None)
-        now, children = time.monotonic(), states[box]["children"] if box else []
-        # tqdm sets the bar, then the left text, then the right one: print once all are set.
-        if children[-1:] != [model] or now - self.shown.setdefault(box, now) < self.every:
-            return
-        parts = [states.get(c.removeprefix("IPY_MODEL_"), {}) for c in children]
-        text = " ".join(p["value"] for p in parts if isinstance(p.get("value"), str))
-        text = " ".join(html.unescape(re.sub(r"<[^>]*>", " ", text)).split())
-        if text:
-            from tqdm import tqdm  # tqdm.write prints above papermill's bar of cells
-
-            self.shown[box] = now
-            tqdm.write(f"    {self.label} | {text}", file=sys.stdout)
-
-
-def _engine() -> str:
-    """Register, once, a papermill engine whose client passes widget updates to the console."""
-    from papermill.clientwrap import PapermillNotebookClient
-    from papermill.engines import NBClientEngine, papermill_engines
-    from papermill.log import logger
-
-    class Client(PapermillNotebookClient):
-        console: ConsoleProgress | None = None
-
-        def handle_comm_msg(self, outs: Any, msg: dict[str, Any], cell_index: int) -> None:
-            super().handle_comm_msg(outs, msg, cell_index)
-            if self.console is not None and "state" in msg["content"].get("data", {}):
-                self.console.update(self.widget_state, msg["content"]["comm_id"])
-
-    class Engine(NBClientEngine):
-        @classmethod
-        def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
-            kwargs.pop("input_path", None)
-            console, timeout = kwargs.pop("console", None), kwargs.pop("execution_timeout", None)
-            startup_timeout = kwargs.pop("start_timeout", 60)
-            client = Client(nb_man, kernel_name=kernel_name, log=logger, timeout=timeout,
-                            startup_timeout=startup_timeout, **kwargs)  # fmt: skip
-            client.console = console
-            return client.execute()
-
-    papermill_engines.register("lc-utils", Engine)
-    return "lc-utils"
-
-
 def execute_notebook(
     path: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
@@ -127,8 +69,8 @@ def execute_notebook(
     """Execute one notebook with papermill into ``output_dir/<name>.ipynb`` and return that path.
 
     ``OUTPUT_DIR`` is set to ``output_dir/<stem>/`` (created first); the kernel runs in the
-    notebook's folder, with `KERNEL_ENVIRONMENT` where the environment does not set it. With
-    ``progress_bar`` (True, or papermill's tqdm options), the kernel's bars are echoed too.
+    notebook's folder, with `KERNEL_ENVIRONMENT` where the environment does not set it, and with
+    `RUNNER_LABEL` when ``progress_bar`` (True, or papermill's tqdm options) is set.
     Raises `NotebookExecutionError` when a cell raises (the partial copy is saved), and
     `RunnerError` when the kernel is not installed or ``params`` sets ``OUTPUT_DIR``.
     """
@@ -144,33 +86,32 @@ def execute_notebook(
     for name, value in KERNEL_ENVIRONMENT.items():
         os.environ.setdefault(name, value)  # the kernel inherits the runner's environment
     label = progress_bar.get("desc", path.stem) if isinstance(progress_bar, dict) else path.stem
-    console = ConsoleProgress(label, PROGRESS_EVERY_S) if progress_bar else None
+    if progress_bar:
+        os.environ[RUNNER_LABEL] = label
     try:
         papermill.execute_notebook(
             path,
             executed,
             parameters={**params, OUTPUT_DIR_PARAMETER: str(output_dir / path.stem)},
-            engine_name=_engine(),
             kernel_name=kernel_name,
             cwd=path.parent,
             progress_bar=progress_bar,
             log_output=log_output,
             execution_timeout=cell_timeout,
-            console=console,
         )
     except PapermillExecutionError as exc:
-        # Count cells as they ran: without the error banner papermill puts in the saved copy.
-        cells = nbformat.read(executed, as_version=4).cells
-        tags = [c.metadata.get("tags", []) for c in cells]
-        tags = [t for t in tags if "papermill-error-cell-tag" not in t]
-        injected = next((i for i, t in enumerate(tags) if "injected-parameters" in t), -1)
-        index = None if exc.cell_index == injected else exc.cell_index - (injected >= 0)
+        # papermill puts its cell of parameters after the source's `parameters` cell, else first.
+        tags = [cell.metadata.get("tags", []) for cell in nbformat.read(path, 4).cells]
+        injected = next((i + 1 for i, t in enumerate(tags) if "parameters" in t), 0)
+        index = None if exc.cell_index == injected else exc.cell_index - (exc.cell_index > injected)
         raise NotebookExecutionError(path, executed, index, exc) from exc
     except NoSuchKernel as exc:
         raise RunnerError(
             f"Jupyter kernel {kernel_name!r} is not installed; `python -m ipykernel install "
             f"--sys-prefix --name {kernel_name}` installs it (`make venv` does this)"
         ) from exc
+    finally:
+        os.environ.pop(RUNNER_LABEL, None)
     return executed
 
 
