@@ -8,6 +8,7 @@ anything runs, and fits each value to the type of the notebook's default.
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -48,12 +49,9 @@ def select_notebooks(notebooks: Sequence[Path], only: str | Iterable[str] | None
     if not wanted:
         raise RunnerError("--only is empty; give notebook numbers such as --only 01,03")
     names = {nb: {nb.stem, NOTEBOOK_PATTERN.match(nb.name)["number"]} for nb in notebooks}
-    unknown = sorted(wanted - set().union(*names.values()))
-    if unknown:
-        available = ", ".join(nb.stem for nb in notebooks) or "none"
-        raise RunnerError(
-            f"--only {', '.join(unknown)} matches no notebook; available: {available}"
-        )
+    if unknown := sorted(wanted - set().union(*names.values())):
+        stems = ", ".join(nb.stem for nb in notebooks) or "none"
+        raise RunnerError(f"--only {', '.join(unknown)} matches no notebook; available: {stems}")
     return [nb for nb in notebooks if names[nb] & wanted]
 
 
@@ -66,8 +64,7 @@ def declared_parameters(path: str | os.PathLike[str]) -> dict[str, dict[str, str
 
 def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, Any]:
     """``{name: default}`` in cell order; a default that is not a literal stays source text."""
-    declared = {name: spec["default"] for name, spec in declared_parameters(path).items()}
-    return {name: _literal(source) for name, source in declared.items()}
+    return {name: _literal(spec["default"]) for name, spec in declared_parameters(path).items()}
 
 
 def _literal(source: str) -> Any:
@@ -77,26 +74,22 @@ def _literal(source: str) -> Any:
         return source
 
 
-def _yaml(text: str) -> Any:
-    from papermill.iorw import NoDatesSafeLoader  # YAML that never turns text into dates
-
-    return yaml.load(text, Loader=NoDatesSafeLoader)
-
-
 def parse_parameter_value(text: str) -> Any:
     """Read a ``-p NAME VALUE`` value like papermill's CLI: ``True``/``False``/``None`` (and
     ``true``/``false``/``null``), numbers, ``[...]``/``{...}`` as YAML; anything else is text."""
+    from papermill.iorw import NoDatesSafeLoader  # YAML that never turns text into dates
+
     stripped = text.strip()
     keywords = {"True": True, "true": True, "False": False, "false": False, "None": None}
     if stripped in keywords or stripped in ("null", "~"):
         return keywords.get(stripped)
     for number in (int, float):
-        try:
+        with contextlib.suppress(ValueError):
             return number(stripped)
-        except ValueError:
-            pass
+    if not stripped.startswith(("[", "{")):
+        return str(text)
     try:
-        return _yaml(stripped) if stripped.startswith(("[", "{")) else str(text)
+        return yaml.load(stripped, Loader=NoDatesSafeLoader)
     except yaml.YAMLError as exc:
         raise RunnerError(f"cannot parse {text!r} as a list or mapping: {exc}") from exc
 
@@ -121,14 +114,17 @@ def _fit(name: str, value: Any, default: Any, notebook: Path) -> Any:
 
 
 def validate_parameters(
-    notebooks: Sequence[str | os.PathLike[str]], params: Mapping[str, Any]
+    notebooks: Sequence[str | os.PathLike[str]],
+    params: Mapping[str, Any],
+    left_out: Sequence[str | os.PathLike[str]] = (),
 ) -> dict[Path, dict[str, Any]]:
     """Check ``params`` against the notebooks and return ``{notebook: {name: value}}``.
 
     Every name must be declared by at least one of ``notebooks``, else `UnknownParameterError`
-    lists the valid names. A parameter goes to every notebook that declares it, fitted to that
-    notebook's default (a number default refuses text, a bool default anything but a bool).
-    ``OUTPUT_DIR`` is refused: the runner sets it per notebook.
+    lists the valid names, and the notebooks of ``left_out`` (those --only left out) that declare
+    it. A parameter goes to every notebook that declares it, fitted to that notebook's default (a
+    number default refuses text, a bool default anything but a bool). ``OUTPUT_DIR`` is refused:
+    the runner sets it per notebook.
     """
     if OUTPUT_DIR_PARAMETER in params:
         raise RunnerError(
@@ -137,14 +133,17 @@ def validate_parameters(
         )
     declared = {Path(nb): notebook_parameters(nb) for nb in notebooks}
     valid = set().union(*declared.values()) - {OUTPUT_DIR_PARAMETER}
-    unknown = sorted(set(params) - valid)
-    if unknown:
+    if unknown := sorted(set(params) - valid):
         one = len(unknown) == 1
-        raise UnknownParameterError(
+        message = (
             f"unknown parameter{'' if one else 's'} {', '.join(unknown)}: no notebook in this run "
             f"declares {'it' if one else 'them'} in its '{PARAMETERS_TAG}' cell. Valid names: "
             f"{', '.join(sorted(valid)) or 'none'}. See them per notebook with --list."
         )
+        for name in unknown:
+            if owners := [Path(nb).stem for nb in left_out if name in notebook_parameters(nb)]:
+                message += f"\n{name} is declared by {', '.join(owners)}, which --only left out"
+        raise UnknownParameterError(message)
     resolved, problems = {}, []
     for notebook, defaults in declared.items():
         resolved[notebook] = {}

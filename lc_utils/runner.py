@@ -64,7 +64,6 @@ def execute_notebook(
     kernel_name: str = KERNEL_NAME,
     progress_bar: bool | dict[str, Any] = True,
     log_output: bool = False,
-    cell_timeout: float | None = None,
 ) -> Path:
     """Execute one notebook with papermill into ``output_dir/<name>.ipynb`` and return that path.
 
@@ -97,7 +96,6 @@ def execute_notebook(
             cwd=path.parent,
             progress_bar=progress_bar,
             log_output=log_output,
-            execution_timeout=cell_timeout,
         )
     except PapermillExecutionError as exc:
         # papermill puts its cell of parameters after the source's `parameters` cell, else first.
@@ -144,7 +142,7 @@ def run_notebooks(
             record["status"] = "interrupted"
         except RunnerError:
             raise
-        except Exception as exc:  # a dead kernel, a cell timeout, an unreadable output...
+        except Exception as exc:  # a dead kernel, an unreadable output...
             line = f"{type(exc).__name__}: {exc}".splitlines()[0]
             record["status"], record["error"] = "failed", {"exception_line": line}
         record["duration_s"] = round(time.perf_counter() - started, 2)
@@ -214,18 +212,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _validate(selected: list[Path], notebooks: list[Path], params: dict[str, Any]) -> dict:
-    """`validate_parameters`, naming the notebooks that --only left out for a refused name."""
-    try:
-        return parameters.validate_parameters(selected, params)
-    except parameters.UnknownParameterError as exc:
-        hints = [str(exc)]
-        for name in set(params) - set().union(*map(notebook_parameters, selected)):
-            if owners := [nb.stem for nb in notebooks if name in notebook_parameters(nb)]:
-                hints.append(f"{name} is declared by {', '.join(owners)}, which --only left out")
-        raise parameters.UnknownParameterError("\n".join(hints)) from exc
-
-
 def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     here = Path("notebooks")  # ./notebooks, else the checkout's
     default = here if here.is_dir() else Path(__file__).resolve().parents[1] / here
@@ -242,7 +228,8 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 print(f"    {name} = {spec['default']}{comment}")
         return 0
     params = {name: ParameterText(value) for name, value in args.parameter}
-    resolved = _validate(selected, notebooks, params)
+    left_out = [nb for nb in notebooks if nb not in selected]
+    resolved = parameters.validate_parameters(selected, params, left_out)
     output_root = (args.output_root or notebooks_dir.parent / "outputs").resolve()
     run_dir = _new_run_dir(output_root, args.run_name)
     if args.log_output:  # papermill logs what the kernel prints at INFO, dropped by default
