@@ -27,11 +27,6 @@ class UnknownParameterError(RunnerError):
     """A parameter was passed that no selected notebook declares in its ``parameters`` cell."""
 
 
-class ParameterText(str):
-    """A value typed on the command line, kept as text until the notebook's default says whether
-    it is meant as a string (``-p MILVUS_TOKEN 0123`` must stay ``"0123"``)."""
-
-
 def find_notebooks(notebooks_dir: str | os.PathLike[str]) -> list[Path]:
     """The numbered notebooks (``NN_name.ipynb``, ``NNa_name.ipynb``) in a directory, in order."""
     if not Path(notebooks_dir).is_dir():
@@ -99,9 +94,11 @@ def _is_number(value: Any) -> bool:
 
 
 def _fit(name: str, value: Any, default: Any, notebook: Path) -> Any:
-    """Fit a passed value to the type of the notebook's default, or say why it does not fit."""
-    if isinstance(value, ParameterText):
-        value = str(value) if isinstance(default, str) else parse_parameter_value(value)
+    """Fit a passed value to the type of the notebook's default, or say why it does not fit.
+    Text is read by `parse_parameter_value` unless the default is text too (so ``-p MILVUS_TOKEN
+    0123`` stays ``"0123"``)."""
+    if isinstance(value, str) and not isinstance(default, str):
+        value = parse_parameter_value(value)
     if value is not None and (
         (isinstance(default, bool) and not isinstance(value, bool))
         or (_is_number(default) and not _is_number(value))
@@ -122,9 +119,9 @@ def validate_parameters(
 
     Every name must be declared by at least one of ``notebooks``, else `UnknownParameterError`
     lists the valid names, and the notebooks of ``left_out`` (those --only left out) that declare
-    it. A parameter goes to every notebook that declares it, fitted to that notebook's default (a
-    number default refuses text, a bool default anything but a bool). ``OUTPUT_DIR`` is refused:
-    the runner sets it per notebook.
+    it. A parameter goes to every notebook that declares it, fitted to that notebook's default
+    (`_fit`: a number default takes only numbers, a bool default only bools). ``OUTPUT_DIR`` is
+    refused: the runner sets it per notebook.
     """
     if OUTPUT_DIR_PARAMETER in params:
         raise RunnerError(

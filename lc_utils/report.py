@@ -55,29 +55,22 @@ print(json.dumps(env))
 """
 
 
-def start_environment_probe(kernel_name: str, cwd: Path | None = None) -> subprocess.Popen[str]:
-    """Start probing the kernel's interpreter (packages, machine, GPU, ``import lc_utils``) in the
-    background, so it costs the run no time; `finish_environment_probe` reads the answer."""
+def probe_environment(kernel_name: str, cwd: Path | None = None) -> dict[str, Any]:
+    """The kernel's interpreter, probed for ``run.json``'s ``environment``: packages, machine,
+    GPU, and whether ``import lc_utils`` works (the runner probes while the notebooks run)."""
     try:
-        from jupyter_client.kernelspec import KernelSpecManager
+        from jupyter_client.kernelspec import get_kernel_spec
 
-        python = KernelSpecManager().get_kernel_spec(kernel_name).argv[0]
+        python = get_kernel_spec(kernel_name).argv[0]
     except Exception:  # no such kernel: the run itself will say so
         python = sys.executable
-    python = sys.executable if "{" in python else python
-    command = [python, "-c", _PROBE, *REPORT_PACKAGES]
-    return subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd
-    )
-
-
-def finish_environment_probe(probe: subprocess.Popen[str]) -> dict[str, Any]:
-    """The probe's findings, for ``run.json``'s ``environment``."""
+    command = [sys.executable if "{" in python else python, "-c", _PROBE, *REPORT_PACKAGES]
     try:
-        stdout, stderr = probe.communicate(timeout=300)
-        return json.loads(stdout) if probe.returncode == 0 else {"probe_error": stderr[-500:]}
-    except (subprocess.TimeoutExpired, ValueError) as exc:
-        probe.kill()
+        probe = subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=300)
+        if probe.returncode:
+            return {"probe_error": probe.stderr[-500:]}
+        return json.loads(probe.stdout)
+    except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
         return {"probe_error": repr(exc)}
 
 
@@ -171,7 +164,6 @@ def write_report(run_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
         cell=lambda value: " ".join(str(value).split()).replace("|", "\\|"),
         text=_text,
         seconds=lambda value: f"{value:.1f} s" if isinstance(value, int | float) else "–",
-        gib=lambda value: f"{value / 2**30:.1f} GiB" if value else "unknown",
     )
     notebooks = [_notebook(record, run_dir) for record in run.get("notebooks", [])]
     context = {"run": run, "notebooks": notebooks, "environment": run.get("environment", {})}

@@ -19,13 +19,14 @@ import shlex
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import nbformat
 
 from lc_utils import parameters, report
-from lc_utils.parameters import ParameterText, find_notebooks, notebook_parameters
+from lc_utils.parameters import find_notebooks, notebook_parameters
 from lc_utils.report import KERNEL_NAME, OUTPUT_DIR_PARAMETER, RunnerError, write_report
 
 # The hub's download bars and tokenizers' fork warnings clutter every executed notebook.
@@ -227,7 +228,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 comment = f"  # {spec['help']}" if spec["help"] else ""
                 print(f"    {name} = {spec['default']}{comment}")
         return 0
-    params = {name: ParameterText(value) for name, value in args.parameter}
+    params = dict(args.parameter)
     left_out = [nb for nb in notebooks if nb not in selected]
     resolved = parameters.validate_parameters(selected, params, left_out)
     output_root = (args.output_root or notebooks_dir.parent / "outputs").resolve()
@@ -236,7 +237,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         import logging
 
         logging.basicConfig(level=logging.INFO, format="    %(message)s", stream=sys.stdout)
-    probe = report.start_environment_probe(args.kernel, cwd=notebooks_dir)
+    probe = ThreadPoolExecutor(1).submit(report.probe_environment, args.kernel, notebooks_dir)
     started_at, started = dt.datetime.now().astimezone(), time.perf_counter()
     print(f"Running {len(selected)} notebook(s) from {notebooks_dir} into {run_dir}", flush=True)
     records = run_notebooks(
@@ -252,8 +253,8 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         "duration_s": round(time.perf_counter() - started, 2),
         "command": shlex.join(["python", "-m", "lc_utils.runner", *argv]),
         "kernel": args.kernel,
-        "overrides": {k: str(v) if isinstance(v, ParameterText) else v for k, v in params.items()},
-        "environment": report.finish_environment_probe(probe),
+        "overrides": params,
+        "environment": probe.result(),
         "notebooks": records,
     }
     (run_dir / report.RUN_FILE).write_text(json.dumps(run, indent=2, default=str) + "\n", "utf-8")
