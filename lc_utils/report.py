@@ -1,10 +1,8 @@
 """The record of a run: the environment it ran in, HTML copies of the notebooks, and the report.
 
-`write_report` reads ``run.json`` (written by the runner) and each notebook's ``metrics.json`` and
-figures as they are on disk, and renders ``report.md`` and ``report.html`` from the Jinja2
-templates in ``lc_utils/templates/``. The report opens with one row per notebook from the
-``"summary"`` in its metrics (claim, whether it held, headline number, key figure); all metrics
-follow in a collapsed appendix. Like the runner, this module imports nothing else from lc_utils.
+`write_report` renders ``report.md`` and ``report.html`` from ``run.json``, each notebook's
+``metrics.json`` (its ``"summary"`` opens the report) and figures, with the Jinja2 templates in
+``lc_utils/templates/``. Like the runner, this module imports nothing else from lc_utils.
 """
 
 from __future__ import annotations
@@ -134,12 +132,8 @@ def _notebook(record: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
 
 
 def write_report(run_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``report.html`` for a run directory and return their paths.
-
-    Reads ``run.json`` and each notebook's files as they are now, so a report can be written
-    again after the fact. ``report.md`` links the figures; ``report.html`` embeds them, so that
-    it stands alone.
-    """
+    """Write ``report.md`` and ``report.html`` for a run directory (again, if need be) from its
+    files as they are now, and return their paths. The page embeds the figures: it stands alone."""
     import jinja2
 
     run_dir = Path(run_dir).resolve()

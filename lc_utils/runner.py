@@ -1,10 +1,8 @@
 """Run every numbered notebook headlessly with papermill and write one report.
 
 ``python -m lc_utils.runner`` executes ``notebooks/NN_*.ipynb`` in order into ``outputs/<run>/``,
-each with its own ``OUTPUT_DIR`` (``outputs/<run>/<stem>/``) for its metrics and figures, renders
-each executed copy to HTML, writes ``run.json``, ``report.md`` and ``report.html``, and points
-``outputs/latest`` at the run. A parameter that no notebook declares is refused before anything
-runs. The library's progress bars write a line to the console now and then (`RUNNER_LABEL`).
+each with its own ``OUTPUT_DIR`` (``outputs/<run>/<stem>/``), renders each executed copy to HTML,
+writes ``run.json``, ``report.md`` and ``report.html``, and points ``outputs/latest`` at the run.
 Runner, parameters and report import nothing else from ``lc_utils`` (which loads lazily): the
 runner reports a broken library.
 """
@@ -14,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import os
 import shlex
 import sys
@@ -52,10 +51,6 @@ class NotebookExecutionError(RuntimeError):
             f"The partially executed notebook is saved at {executed}; open it for the traceback."
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        keys = ("cell_index", "first_line", "exception_line")
-        return {"message": str(self), **{key: getattr(self, key) for key in keys}}
-
 
 def execute_notebook(
     path: str | os.PathLike[str],
@@ -86,8 +81,7 @@ def execute_notebook(
     for name, value in KERNEL_ENVIRONMENT.items():
         os.environ.setdefault(name, value)  # the kernel inherits the runner's environment
     label = progress_bar.get("desc", path.stem) if isinstance(progress_bar, dict) else path.stem
-    if progress_bar:
-        os.environ[RUNNER_LABEL] = label
+    os.environ[RUNNER_LABEL] = label if progress_bar else ""  # empty: the bars stay quiet
     try:
         papermill.execute_notebook(
             path,
@@ -122,11 +116,7 @@ def run_notebooks(
     ``run.json``, with status ``ok``, ``failed``, ``interrupted`` or ``not run``."""
     progress, records = options.pop("progress_bar", True), []
     for nb in notebooks:
-        values = {
-            **notebook_parameters(nb),
-            **params[nb],
-            OUTPUT_DIR_PARAMETER: str(run_dir / nb.stem),
-        }
+        values = {**notebook_parameters(nb), **params[nb], OUTPUT_DIR_PARAMETER: run_dir / nb.stem}
         records.append({"name": nb.name, "stem": nb.stem, "status": "not run", "parameters": values,
                         "overridden": sorted(params[nb])})  # fmt: skip
     for position, (notebook, record) in enumerate(zip(notebooks, records, strict=True), 1):
@@ -138,7 +128,7 @@ def run_notebooks(
             execute_notebook(notebook, run_dir, params[notebook], progress_bar=bar, **options)
             record["status"] = "ok"
         except NotebookExecutionError as exc:
-            record["status"], record["error"] = "failed", exc.to_dict()
+            record["status"], record["error"] = "failed", {"message": str(exc), **vars(exc)}
         except KeyboardInterrupt:
             record["status"] = "interrupted"
         except RunnerError:
@@ -234,8 +224,6 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     output_root = (args.output_root or notebooks_dir.parent / "outputs").resolve()
     run_dir = _new_run_dir(output_root, args.run_name)
     if args.log_output:  # papermill logs what the kernel prints at INFO, dropped by default
-        import logging
-
         logging.basicConfig(level=logging.INFO, format="    %(message)s", stream=sys.stdout)
     probe = ThreadPoolExecutor(1).submit(report.probe_environment, args.kernel, notebooks_dir)
     started_at, started = dt.datetime.now().astimezone(), time.perf_counter()
