@@ -50,16 +50,12 @@ def select_notebooks(notebooks: Sequence[Path], only: str | Iterable[str] | None
     return [nb for nb in notebooks if names[nb] & wanted]
 
 
-def declared_parameters(path: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
-    """papermill's reading of the parameters cell: ``{name: {"default": source, "help": ...}}``."""
+def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """``{name: default}`` in cell order, from papermill's reading of the parameters cell; a
+    default that is not a literal stays source text."""
     import papermill
 
-    return papermill.inspect_notebook(os.fspath(path))
-
-
-def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """``{name: default}`` in cell order; a default that is not a literal stays source text."""
-    return {name: _literal(spec["default"]) for name, spec in declared_parameters(path).items()}
+    return {name: _literal(p["default"]) for name, p in papermill.inspect_notebook(path).items()}
 
 
 def _literal(source: str) -> Any:

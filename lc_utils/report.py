@@ -1,4 +1,4 @@
-"""The record of a run: the environment it ran in, HTML copies of the notebooks, and the report.
+"""The record of a run: the environment it ran in, and the report.
 
 `write_report` renders ``report.md`` and ``report.html`` from ``run.json``, each notebook's
 ``metrics.json`` (its ``"summary"`` opens the report) and figures, with the Jinja2 templates in
@@ -72,24 +72,12 @@ def probe_environment(kernel_name: str, cwd: Path | None = None) -> dict[str, An
         return {"probe_error": repr(exc)}
 
 
-def render_html(executed_notebook: str | os.PathLike[str]) -> Path:
-    """Render an executed notebook to ``<stem>.html`` beside it with nbconvert and return the
-    path. The widget state that papermill saved (progress bars) goes into the page."""
-    from nbconvert import HTMLExporter
-
-    body, _ = HTMLExporter().from_filename(os.fspath(executed_notebook))
-    html_path = Path(executed_notebook).with_suffix(".html")
-    html_path.write_text(body, encoding="utf-8")
-    return html_path
-
-
 def _text(value: Any, limit: int = 120) -> str:
     """A JSON value on one line: floats to 6 digits, lists past 8 items cut, with their count."""
     if isinstance(value, float):
         text = f"{value:.6g}"
     elif isinstance(value, list) and len(value) > 8:
-        text = ", ".join(_text(v, 40) for v in value[:8])
-        text = f"[{text}, … ({len(value)} items)]"
+        text = f"[{', '.join(_text(v, 40) for v in value[:8])}, … ({len(value)} items)]"
     else:
         text = value if isinstance(value, str) else json.dumps(value, default=str)
     text = " ".join(text.split())

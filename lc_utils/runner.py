@@ -64,10 +64,9 @@ def execute_notebook(
     """Execute one notebook with papermill into ``output_dir/<name>.ipynb`` and return that path.
 
     ``OUTPUT_DIR`` is set to ``output_dir/<stem>/`` (created first); the kernel runs in the
-    notebook's folder, with `KERNEL_ENVIRONMENT` where the environment does not set it, and with
-    `RUNNER_LABEL` when ``progress_bar`` (True, or papermill's tqdm options) is set.
-    Raises `NotebookExecutionError` when a cell raises (the partial copy is saved), and
-    `RunnerError` when the kernel is not installed or ``params`` sets ``OUTPUT_DIR``.
+    notebook's folder, with `KERNEL_ENVIRONMENT` (unless set) and, with a ``progress_bar`` (True
+    or papermill's tqdm options), `RUNNER_LABEL`. Raises `NotebookExecutionError` when a cell
+    raises, and `RunnerError` when the kernel is not installed or ``params`` sets ``OUTPUT_DIR``.
     """
     import papermill
     from jupyter_client.kernelspec import NoSuchKernel
@@ -114,6 +113,8 @@ def run_notebooks(
     """Execute ``notebooks`` in order into ``run_dir`` (``options`` go to `execute_notebook`),
     render each to HTML, and stop at the first failure. Returns a record per notebook for
     ``run.json``, with status ``ok``, ``failed``, ``interrupted`` or ``not run``."""
+    from nbconvert import HTMLExporter
+
     progress, records = options.pop("progress_bar", True), []
     for nb in notebooks:
         values = {**notebook_parameters(nb), **params[nb], OUTPUT_DIR_PARAMETER: run_dir / nb.stem}
@@ -139,8 +140,10 @@ def run_notebooks(
         record["duration_s"] = round(time.perf_counter() - started, 2)
         if (run_dir / notebook.name).is_file():
             record["executed"] = notebook.name
-            try:
-                record["html"] = report.render_html(run_dir / notebook.name).name
+            try:  # nbconvert puts the widget state papermill saved (progress bars) in the page
+                body, _ = HTMLExporter().from_filename(run_dir / notebook.name)
+                (run_dir / f"{notebook.stem}.html").write_text(body, encoding="utf-8")
+                record["html"] = f"{notebook.stem}.html"
             except Exception as exc:  # a failed rendering must not lose the report
                 print(f"warning: no HTML for {notebook.name}: {exc}", file=sys.stderr)
         print(f"{label} {record['status']} in {record['duration_s']:.1f} s", flush=True)
@@ -211,10 +214,12 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if not notebooks:
         raise RunnerError(f"no numbered notebooks (NN_name.ipynb) in {notebooks_dir}")
     selected = parameters.select_notebooks(notebooks, args.only)
-    if args.list:
+    if args.list:  # papermill's reading of each parameters cell: source text and comment
+        import papermill
+
         for notebook in selected:
             print(notebook.name)
-            for name, spec in parameters.declared_parameters(notebook).items():
+            for name, spec in papermill.inspect_notebook(notebook).items():
                 comment = f"  # {spec['help']}" if spec["help"] else ""
                 print(f"    {name} = {spec['default']}{comment}")
         return 0
