@@ -33,6 +33,7 @@ import torch
 
 from .chunking import Chunk, check_integer, validate_chunks
 from .models import EmbeddingModel
+from .outputs import progress_bar
 from .tokens import (
     TokenizedDocument,
     check_encodable,
@@ -244,9 +245,7 @@ def _progress_bar(total: int, description: str, progress: bool | None, n_jobs: i
         progress = n_jobs > 16
     if not progress:
         return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=description, unit="tok", unit_scale=True, leave=False)
+    return progress_bar(total, description, "tok", unit_scale=True, leave=False)
 
 
 def _window_jobs(document: int, tokens: TokenizedDocument, plan: WindowPlan) -> list[_Job]:

@@ -8,6 +8,7 @@ anything runs, and fits each value to the type of the notebook's default.
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -24,11 +25,6 @@ NOTEBOOK_PATTERN = re.compile(r"^(?P<number>\d{2}[a-z]?)_[A-Za-z0-9_-]+\.ipynb$"
 
 class UnknownParameterError(RunnerError):
     """A parameter was passed that no selected notebook declares in its ``parameters`` cell."""
-
-
-class ParameterText(str):
-    """A value typed on the command line, kept as text until the notebook's default says whether
-    it is meant as a string (``-p MILVUS_TOKEN 0123`` must stay ``"0123"``)."""
 
 
 def find_notebooks(notebooks_dir: str | os.PathLike[str]) -> list[Path]:
@@ -48,26 +44,18 @@ def select_notebooks(notebooks: Sequence[Path], only: str | Iterable[str] | None
     if not wanted:
         raise RunnerError("--only is empty; give notebook numbers such as --only 01,03")
     names = {nb: {nb.stem, NOTEBOOK_PATTERN.match(nb.name)["number"]} for nb in notebooks}
-    unknown = sorted(wanted - set().union(*names.values()))
-    if unknown:
-        available = ", ".join(nb.stem for nb in notebooks) or "none"
-        raise RunnerError(
-            f"--only {', '.join(unknown)} matches no notebook; available: {available}"
-        )
+    if unknown := sorted(wanted - set().union(*names.values())):
+        stems = ", ".join(nb.stem for nb in notebooks) or "none"
+        raise RunnerError(f"--only {', '.join(unknown)} matches no notebook; available: {stems}")
     return [nb for nb in notebooks if names[nb] & wanted]
 
 
-def declared_parameters(path: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
-    """papermill's reading of the parameters cell: ``{name: {"default": source, "help": ...}}``."""
+def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """``{name: default}`` in cell order, from papermill's reading of the parameters cell; a
+    default that is not a literal stays source text."""
     import papermill
 
-    return papermill.inspect_notebook(os.fspath(path))
-
-
-def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """``{name: default}`` in cell order; a default that is not a literal stays source text."""
-    declared = {name: spec["default"] for name, spec in declared_parameters(path).items()}
-    return {name: _literal(source) for name, source in declared.items()}
+    return {name: _literal(p["default"]) for name, p in papermill.inspect_notebook(path).items()}
 
 
 def _literal(source: str) -> Any:
@@ -77,26 +65,22 @@ def _literal(source: str) -> Any:
         return source
 
 
-def _yaml(text: str) -> Any:
-    from papermill.iorw import NoDatesSafeLoader  # YAML that never turns text into dates
-
-    return yaml.load(text, Loader=NoDatesSafeLoader)
-
-
 def parse_parameter_value(text: str) -> Any:
     """Read a ``-p NAME VALUE`` value like papermill's CLI: ``True``/``False``/``None`` (and
     ``true``/``false``/``null``), numbers, ``[...]``/``{...}`` as YAML; anything else is text."""
+    from papermill.iorw import NoDatesSafeLoader  # YAML that never turns text into dates
+
     stripped = text.strip()
     keywords = {"True": True, "true": True, "False": False, "false": False, "None": None}
     if stripped in keywords or stripped in ("null", "~"):
         return keywords.get(stripped)
     for number in (int, float):
-        try:
+        with contextlib.suppress(ValueError):
             return number(stripped)
-        except ValueError:
-            pass
+    if not stripped.startswith(("[", "{")):
+        return str(text)
     try:
-        return _yaml(stripped) if stripped.startswith(("[", "{")) else str(text)
+        return yaml.load(stripped, Loader=NoDatesSafeLoader)
     except yaml.YAMLError as exc:
         raise RunnerError(f"cannot parse {text!r} as a list or mapping: {exc}") from exc
 
@@ -106,9 +90,11 @@ def _is_number(value: Any) -> bool:
 
 
 def _fit(name: str, value: Any, default: Any, notebook: Path) -> Any:
-    """Fit a passed value to the type of the notebook's default, or say why it does not fit."""
-    if isinstance(value, ParameterText):
-        value = str(value) if isinstance(default, str) else parse_parameter_value(value)
+    """Fit a passed value to the type of the notebook's default, or say why it does not fit.
+    Text is read by `parse_parameter_value` unless the default is text too (so ``-p MILVUS_TOKEN
+    0123`` stays ``"0123"``)."""
+    if isinstance(value, str) and not isinstance(default, str):
+        value = parse_parameter_value(value)
     if value is not None and (
         (isinstance(default, bool) and not isinstance(value, bool))
         or (_is_number(default) and not _is_number(value))
@@ -121,14 +107,17 @@ def _fit(name: str, value: Any, default: Any, notebook: Path) -> Any:
 
 
 def validate_parameters(
-    notebooks: Sequence[str | os.PathLike[str]], params: Mapping[str, Any]
+    notebooks: Sequence[str | os.PathLike[str]],
+    params: Mapping[str, Any],
+    left_out: Sequence[str | os.PathLike[str]] = (),
 ) -> dict[Path, dict[str, Any]]:
     """Check ``params`` against the notebooks and return ``{notebook: {name: value}}``.
 
     Every name must be declared by at least one of ``notebooks``, else `UnknownParameterError`
-    lists the valid names. A parameter goes to every notebook that declares it, fitted to that
-    notebook's default (a number default refuses text, a bool default anything but a bool).
-    ``OUTPUT_DIR`` is refused: the runner sets it per notebook.
+    lists the valid names, and the notebooks of ``left_out`` (those --only left out) that declare
+    it. A parameter goes to every notebook that declares it, fitted to that notebook's default
+    (`_fit`: a number default takes only numbers, a bool default only bools). ``OUTPUT_DIR`` is
+    refused: the runner sets it per notebook.
     """
     if OUTPUT_DIR_PARAMETER in params:
         raise RunnerError(
@@ -137,22 +126,18 @@ def validate_parameters(
         )
     declared = {Path(nb): notebook_parameters(nb) for nb in notebooks}
     valid = set().union(*declared.values()) - {OUTPUT_DIR_PARAMETER}
-    unknown = sorted(set(params) - valid)
-    if unknown:
+    if unknown := sorted(set(params) - valid):
         one = len(unknown) == 1
-        raise UnknownParameterError(
+        message = (
             f"unknown parameter{'' if one else 's'} {', '.join(unknown)}: no notebook in this run "
             f"declares {'it' if one else 'them'} in its '{PARAMETERS_TAG}' cell. Valid names: "
             f"{', '.join(sorted(valid)) or 'none'}. See them per notebook with --list."
         )
-    resolved, problems = {}, []
-    for notebook, defaults in declared.items():
-        resolved[notebook] = {}
-        for name in [n for n in params if n in defaults]:
-            try:
-                resolved[notebook][name] = _fit(name, params[name], defaults[name], notebook)
-            except RunnerError as exc:
-                problems.append(str(exc))
-    if problems:
-        raise RunnerError("parameter values do not fit:\n  " + "\n  ".join(problems))
-    return resolved
+        for name in unknown:
+            if owners := [Path(nb).stem for nb in left_out if name in notebook_parameters(nb)]:
+                message += f"\n{name} is declared by {', '.join(owners)}, which --only left out"
+        raise UnknownParameterError(message)
+    fitted = {}
+    for nb, defaults in declared.items():
+        fitted[nb] = {n: _fit(n, v, defaults[n], nb) for n, v in params.items() if n in defaults}
+    return fitted

@@ -1,10 +1,8 @@
-"""The record of a run: the environment it ran in, HTML copies of the notebooks, and the report.
+"""The record of a run: the environment it ran in, and the report.
 
-`write_report` reads ``run.json`` (written by the runner) and each notebook's ``metrics.json`` and
-figures as they are on disk, and renders ``report.md`` and ``report.html`` from the Jinja2
-templates in ``lc_utils/templates/``. The report opens with one row per notebook from the
-``"summary"`` in its metrics (claim, whether it held, headline number, key figure); all metrics
-follow in a collapsed appendix. Like the runner, this module imports nothing else from lc_utils.
+`write_report` renders ``report.md`` and ``report.html`` from ``run.json``, each notebook's
+``metrics.json`` (its ``"summary"`` opens the report) and figures, with the Jinja2 templates in
+``lc_utils/templates/``. Like the runner, this module imports nothing else from lc_utils.
 """
 
 from __future__ import annotations
@@ -55,41 +53,23 @@ print(json.dumps(env))
 """
 
 
-def start_environment_probe(kernel_name: str, cwd: Path | None = None) -> subprocess.Popen[str]:
-    """Start probing the kernel's interpreter (packages, machine, GPU, ``import lc_utils``) in the
-    background, so it costs the run no time; `finish_environment_probe` reads the answer."""
+def probe_environment(kernel_name: str, cwd: Path | None = None) -> dict[str, Any]:
+    """The kernel's interpreter, probed for ``run.json``'s ``environment``: packages, machine,
+    GPU, and whether ``import lc_utils`` works (the runner probes while the notebooks run)."""
     try:
-        from jupyter_client.kernelspec import KernelSpecManager
+        from jupyter_client.kernelspec import get_kernel_spec
 
-        python = KernelSpecManager().get_kernel_spec(kernel_name).argv[0]
+        python = get_kernel_spec(kernel_name).argv[0]
     except Exception:  # no such kernel: the run itself will say so
         python = sys.executable
-    python = sys.executable if "{" in python else python
-    command = [python, "-c", _PROBE, *REPORT_PACKAGES]
-    return subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd
-    )
-
-
-def finish_environment_probe(probe: subprocess.Popen[str]) -> dict[str, Any]:
-    """The probe's findings, for ``run.json``'s ``environment``."""
+    command = [sys.executable if "{" in python else python, "-c", _PROBE, *REPORT_PACKAGES]
     try:
-        stdout, stderr = probe.communicate(timeout=300)
-        return json.loads(stdout) if probe.returncode == 0 else {"probe_error": stderr[-500:]}
-    except (subprocess.TimeoutExpired, ValueError) as exc:
-        probe.kill()
+        probe = subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=300)
+        if probe.returncode:
+            return {"probe_error": probe.stderr[-500:]}
+        return json.loads(probe.stdout)
+    except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
         return {"probe_error": repr(exc)}
-
-
-def render_html(executed_notebook: str | os.PathLike[str]) -> Path:
-    """Render an executed notebook to ``<stem>.html`` beside it with nbconvert and return the
-    path. The widget state that papermill saved (progress bars) goes into the page."""
-    from nbconvert import HTMLExporter
-
-    body, _ = HTMLExporter().from_filename(os.fspath(executed_notebook))
-    html_path = Path(executed_notebook).with_suffix(".html")
-    html_path.write_text(body, encoding="utf-8")
-    return html_path
 
 
 def _text(value: Any, limit: int = 120) -> str:
@@ -97,8 +77,7 @@ def _text(value: Any, limit: int = 120) -> str:
     if isinstance(value, float):
         text = f"{value:.6g}"
     elif isinstance(value, list) and len(value) > 8:
-        text = ", ".join(_text(v, 40) for v in value[:8])
-        text = f"[{text}, … ({len(value)} items)]"
+        text = f"[{', '.join(_text(v, 40) for v in value[:8])}, … ({len(value)} items)]"
     else:
         text = value if isinstance(value, str) else json.dumps(value, default=str)
     text = " ".join(text.split())
@@ -141,12 +120,8 @@ def _notebook(record: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
 
 
 def write_report(run_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``report.html`` for a run directory and return their paths.
-
-    Reads ``run.json`` and each notebook's files as they are now, so a report can be written
-    again after the fact. ``report.md`` links the figures; ``report.html`` embeds them, so that
-    it stands alone.
-    """
+    """Write ``report.md`` and ``report.html`` for a run directory (again, if need be) from its
+    files as they are now, and return their paths. The page embeds the figures: it stands alone."""
     import jinja2
 
     run_dir = Path(run_dir).resolve()
@@ -171,7 +146,6 @@ def write_report(run_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
         cell=lambda value: " ".join(str(value).split()).replace("|", "\\|"),
         text=_text,
         seconds=lambda value: f"{value:.1f} s" if isinstance(value, int | float) else "–",
-        gib=lambda value: f"{value / 2**30:.1f} GiB" if value else "unknown",
     )
     notebooks = [_notebook(record, run_dir) for record in run.get("notebooks", [])]
     context = {"run": run, "notebooks": notebooks, "environment": run.get("environment", {})}

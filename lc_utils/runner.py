@@ -1,37 +1,37 @@
 """Run every numbered notebook headlessly with papermill and write one report.
 
 ``python -m lc_utils.runner`` executes ``notebooks/NN_*.ipynb`` in order into ``outputs/<run>/``,
-each with its own ``OUTPUT_DIR`` (``outputs/<run>/<stem>/``) for its metrics and figures, renders
-each executed copy to HTML, writes ``run.json``, ``report.md`` and ``report.html``, and points
-``outputs/latest`` at the run. A parameter that no notebook declares is refused before anything
-runs. The kernel's progress bars are echoed to the console. Runner, parameters and report import
-nothing else from ``lc_utils`` (which loads lazily): the runner reports a broken library.
+each with its own ``OUTPUT_DIR`` (``outputs/<run>/<stem>/``), renders each executed copy to HTML,
+writes ``run.json``, ``report.md`` and ``report.html``, and points ``outputs/latest`` at the run.
+Runner, parameters and report import nothing else from ``lc_utils`` (which loads lazily): the
+runner reports a broken library.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import html
 import json
+import logging
 import os
-import re
 import shlex
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import nbformat
 
 from lc_utils import parameters, report
-from lc_utils.parameters import ParameterText, find_notebooks, notebook_parameters
+from lc_utils.parameters import find_notebooks, notebook_parameters
 from lc_utils.report import KERNEL_NAME, OUTPUT_DIR_PARAMETER, RunnerError, write_report
 
 # The hub's download bars and tokenizers' fork warnings clutter every executed notebook.
 KERNEL_ENVIRONMENT = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TOKENIZERS_PARALLELISM": "false"}
-PROGRESS_EVERY_S = 10.0  # seconds between two console lines of one progress bar
+# The library's bars echo to the console, labelled with its value (lc_utils.outputs.RUNNER_LABEL).
+RUNNER_LABEL = "LC_UTILS_RUNNER_LABEL"
 
 
 class NotebookExecutionError(RuntimeError):
@@ -51,68 +51,6 @@ class NotebookExecutionError(RuntimeError):
             f"The partially executed notebook is saved at {executed}; open it for the traceback."
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        keys = ("cell_index", "first_line", "exception_line")
-        return {"message": str(self), **{key: getattr(self, key) for key in keys}}
-
-
-class ConsoleProgress:
-    """Echo the kernel's progress bars to the console while a cell runs.
-
-    ``tqdm.auto`` draws ipywidgets in the kernel (a box of a text, a bar and a text), whose state
-    nbclient keeps for the saved notebook. When the last text changes, this prints both (``late
-    chunking: 45% 61.2k/136k [00:20<00:24, 3.05ktok/s]``), at most every ``every`` seconds per bar
-    and never for a bar younger than that.
-    """
-
-    def __init__(self, label: str, every: float) -> None:
-        self.label, self.every, self.shown = label, every, {}
-
-    def update(self, states: Mapping[str, Mapping[str, Any]], comm_id: str) -> None:
-        model = f"IPY_MODEL_{comm_id}"
-        box = next((b for b, s in states.items() if model in (s.get("children") or [])), None)
-        now, children = time.monotonic(), states[box]["children"] if box else []
-        # tqdm sets the bar, then the left text, then the right one: print once all are set.
-        if children[-1:] != [model] or now - self.shown.setdefault(box, now) < self.every:
-            return
-        parts = [states.get(c.removeprefix("IPY_MODEL_"), {}) for c in children]
-        text = " ".join(p["value"] for p in parts if isinstance(p.get("value"), str))
-        text = " ".join(html.unescape(re.sub(r"<[^>]*>", " ", text)).split())
-        if text:
-            from tqdm import tqdm  # tqdm.write prints above papermill's bar of cells
-
-            self.shown[box] = now
-            tqdm.write(f"    {self.label} | {text}", file=sys.stdout)
-
-
-def _engine() -> str:
-    """Register, once, a papermill engine whose client passes widget updates to the console."""
-    from papermill.clientwrap import PapermillNotebookClient
-    from papermill.engines import NBClientEngine, papermill_engines
-    from papermill.log import logger
-
-    class Client(PapermillNotebookClient):
-        console: ConsoleProgress | None = None
-
-        def handle_comm_msg(self, outs: Any, msg: dict[str, Any], cell_index: int) -> None:
-            super().handle_comm_msg(outs, msg, cell_index)
-            if self.console is not None and "state" in msg["content"].get("data", {}):
-                self.console.update(self.widget_state, msg["content"]["comm_id"])
-
-    class Engine(NBClientEngine):
-        @classmethod
-        def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
-            kwargs.pop("input_path", None)
-            console, timeout = kwargs.pop("console", None), kwargs.pop("execution_timeout", None)
-            startup_timeout = kwargs.pop("start_timeout", 60)
-            client = Client(nb_man, kernel_name=kernel_name, log=logger, timeout=timeout,
-                            startup_timeout=startup_timeout, **kwargs)  # fmt: skip
-            client.console = console
-            return client.execute()
-
-    papermill_engines.register("lc-utils", Engine)
-    return "lc-utils"
-
 
 def execute_notebook(
     path: str | os.PathLike[str],
@@ -122,15 +60,13 @@ def execute_notebook(
     kernel_name: str = KERNEL_NAME,
     progress_bar: bool | dict[str, Any] = True,
     log_output: bool = False,
-    cell_timeout: float | None = None,
 ) -> Path:
     """Execute one notebook with papermill into ``output_dir/<name>.ipynb`` and return that path.
 
     ``OUTPUT_DIR`` is set to ``output_dir/<stem>/`` (created first); the kernel runs in the
-    notebook's folder, with `KERNEL_ENVIRONMENT` where the environment does not set it. With
-    ``progress_bar`` (True, or papermill's tqdm options), the kernel's bars are echoed too.
-    Raises `NotebookExecutionError` when a cell raises (the partial copy is saved), and
-    `RunnerError` when the kernel is not installed or ``params`` sets ``OUTPUT_DIR``.
+    notebook's folder, with `KERNEL_ENVIRONMENT` (unless set) and, with a ``progress_bar`` (True
+    or papermill's tqdm options), `RUNNER_LABEL`. Raises `NotebookExecutionError` when a cell
+    raises, and `RunnerError` when the kernel is not installed or ``params`` sets ``OUTPUT_DIR``.
     """
     import papermill
     from jupyter_client.kernelspec import NoSuchKernel
@@ -144,33 +80,30 @@ def execute_notebook(
     for name, value in KERNEL_ENVIRONMENT.items():
         os.environ.setdefault(name, value)  # the kernel inherits the runner's environment
     label = progress_bar.get("desc", path.stem) if isinstance(progress_bar, dict) else path.stem
-    console = ConsoleProgress(label, PROGRESS_EVERY_S) if progress_bar else None
+    os.environ[RUNNER_LABEL] = label if progress_bar else ""  # empty: the bars stay quiet
     try:
         papermill.execute_notebook(
             path,
             executed,
             parameters={**params, OUTPUT_DIR_PARAMETER: str(output_dir / path.stem)},
-            engine_name=_engine(),
             kernel_name=kernel_name,
             cwd=path.parent,
             progress_bar=progress_bar,
             log_output=log_output,
-            execution_timeout=cell_timeout,
-            console=console,
         )
     except PapermillExecutionError as exc:
-        # Count cells as they ran: without the error banner papermill puts in the saved copy.
-        cells = nbformat.read(executed, as_version=4).cells
-        tags = [c.metadata.get("tags", []) for c in cells]
-        tags = [t for t in tags if "papermill-error-cell-tag" not in t]
-        injected = next((i for i, t in enumerate(tags) if "injected-parameters" in t), -1)
-        index = None if exc.cell_index == injected else exc.cell_index - (injected >= 0)
+        # papermill puts its cell of parameters after the source's `parameters` cell, else first.
+        tags = [cell.metadata.get("tags", []) for cell in nbformat.read(path, 4).cells]
+        injected = next((i + 1 for i, t in enumerate(tags) if "parameters" in t), 0)
+        index = None if exc.cell_index == injected else exc.cell_index - (exc.cell_index > injected)
         raise NotebookExecutionError(path, executed, index, exc) from exc
     except NoSuchKernel as exc:
         raise RunnerError(
             f"Jupyter kernel {kernel_name!r} is not installed; `python -m ipykernel install "
             f"--sys-prefix --name {kernel_name}` installs it (`make venv` does this)"
         ) from exc
+    finally:
+        os.environ.pop(RUNNER_LABEL, None)
     return executed
 
 
@@ -180,13 +113,11 @@ def run_notebooks(
     """Execute ``notebooks`` in order into ``run_dir`` (``options`` go to `execute_notebook`),
     render each to HTML, and stop at the first failure. Returns a record per notebook for
     ``run.json``, with status ``ok``, ``failed``, ``interrupted`` or ``not run``."""
+    from nbconvert import HTMLExporter
+
     progress, records = options.pop("progress_bar", True), []
     for nb in notebooks:
-        values = {
-            **notebook_parameters(nb),
-            **params[nb],
-            OUTPUT_DIR_PARAMETER: str(run_dir / nb.stem),
-        }
+        values = {**notebook_parameters(nb), **params[nb], OUTPUT_DIR_PARAMETER: run_dir / nb.stem}
         records.append({"name": nb.name, "stem": nb.stem, "status": "not run", "parameters": values,
                         "overridden": sorted(params[nb])})  # fmt: skip
     for position, (notebook, record) in enumerate(zip(notebooks, records, strict=True), 1):
@@ -198,19 +129,21 @@ def run_notebooks(
             execute_notebook(notebook, run_dir, params[notebook], progress_bar=bar, **options)
             record["status"] = "ok"
         except NotebookExecutionError as exc:
-            record["status"], record["error"] = "failed", exc.to_dict()
+            record["status"], record["error"] = "failed", {"message": str(exc), **vars(exc)}
         except KeyboardInterrupt:
             record["status"] = "interrupted"
         except RunnerError:
             raise
-        except Exception as exc:  # a dead kernel, a cell timeout, an unreadable output...
+        except Exception as exc:  # a dead kernel, an unreadable output...
             line = f"{type(exc).__name__}: {exc}".splitlines()[0]
             record["status"], record["error"] = "failed", {"exception_line": line}
         record["duration_s"] = round(time.perf_counter() - started, 2)
         if (run_dir / notebook.name).is_file():
             record["executed"] = notebook.name
-            try:
-                record["html"] = report.render_html(run_dir / notebook.name).name
+            try:  # nbconvert puts the widget state papermill saved (progress bars) in the page
+                body, _ = HTMLExporter().from_filename(run_dir / notebook.name)
+                (run_dir / f"{notebook.stem}.html").write_text(body, encoding="utf-8")
+                record["html"] = f"{notebook.stem}.html"
             except Exception as exc:  # a failed rendering must not lose the report
                 print(f"warning: no HTML for {notebook.name}: {exc}", file=sys.stderr)
         print(f"{label} {record['status']} in {record['duration_s']:.1f} s", flush=True)
@@ -273,18 +206,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _validate(selected: list[Path], notebooks: list[Path], params: dict[str, Any]) -> dict:
-    """`validate_parameters`, naming the notebooks that --only left out for a refused name."""
-    try:
-        return parameters.validate_parameters(selected, params)
-    except parameters.UnknownParameterError as exc:
-        hints = [str(exc)]
-        for name in set(params) - set().union(*map(notebook_parameters, selected)):
-            if owners := [nb.stem for nb in notebooks if name in notebook_parameters(nb)]:
-                hints.append(f"{name} is declared by {', '.join(owners)}, which --only left out")
-        raise parameters.UnknownParameterError("\n".join(hints)) from exc
-
-
 def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     here = Path("notebooks")  # ./notebooks, else the checkout's
     default = here if here.is_dir() else Path(__file__).resolve().parents[1] / here
@@ -293,22 +214,23 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if not notebooks:
         raise RunnerError(f"no numbered notebooks (NN_name.ipynb) in {notebooks_dir}")
     selected = parameters.select_notebooks(notebooks, args.only)
-    if args.list:
+    if args.list:  # papermill's reading of each parameters cell: source text and comment
+        import papermill
+
         for notebook in selected:
             print(notebook.name)
-            for name, spec in parameters.declared_parameters(notebook).items():
+            for name, spec in papermill.inspect_notebook(notebook).items():
                 comment = f"  # {spec['help']}" if spec["help"] else ""
                 print(f"    {name} = {spec['default']}{comment}")
         return 0
-    params = {name: ParameterText(value) for name, value in args.parameter}
-    resolved = _validate(selected, notebooks, params)
+    params = dict(args.parameter)
+    left_out = [nb for nb in notebooks if nb not in selected]
+    resolved = parameters.validate_parameters(selected, params, left_out)
     output_root = (args.output_root or notebooks_dir.parent / "outputs").resolve()
     run_dir = _new_run_dir(output_root, args.run_name)
     if args.log_output:  # papermill logs what the kernel prints at INFO, dropped by default
-        import logging
-
         logging.basicConfig(level=logging.INFO, format="    %(message)s", stream=sys.stdout)
-    probe = report.start_environment_probe(args.kernel, cwd=notebooks_dir)
+    probe = ThreadPoolExecutor(1).submit(report.probe_environment, args.kernel, notebooks_dir)
     started_at, started = dt.datetime.now().astimezone(), time.perf_counter()
     print(f"Running {len(selected)} notebook(s) from {notebooks_dir} into {run_dir}", flush=True)
     records = run_notebooks(
@@ -324,8 +246,8 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         "duration_s": round(time.perf_counter() - started, 2),
         "command": shlex.join(["python", "-m", "lc_utils.runner", *argv]),
         "kernel": args.kernel,
-        "overrides": {k: str(v) if isinstance(v, ParameterText) else v for k, v in params.items()},
-        "environment": report.finish_environment_probe(probe),
+        "overrides": params,
+        "environment": probe.result(),
         "notebooks": records,
     }
     (run_dir / report.RUN_FILE).write_text(json.dumps(run, indent=2, default=str) + "\n", "utf-8")

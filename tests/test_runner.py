@@ -338,26 +338,29 @@ def test_importing_the_runner_needs_neither_torch_nor_the_library() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_console_progress_echoes_a_long_widget_bar(capsys: pytest.CaptureFixture[str]) -> None:
-    states = {
-        "box": {"children": ["IPY_MODEL_l", "IPY_MODEL_b", "IPY_MODEL_r"]},
-        "l": {"_model_name": "HTMLModel", "value": "late chunking:  45%"},
-        "b": {"_model_name": "FloatProgressModel", "value": 45.0, "max": 100.0},
-        "r": {"_model_name": "HTMLModel", "value": "&nbsp;45/100 [00:20&lt;00:24, 2.2tok/s]"},
-    }  # fmt: skip
-    console = runner.ConsoleProgress("[1/2] 04_x", every=0.2)
-    console.update(states, "r")  # a bar seen for the first time is not printed yet
-    assert capsys.readouterr().out == ""
+def test_progress_bar_echoes_to_the_console_under_the_runner(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outputs, "PROGRESS_EVERY_S", 0.2)
+    monkeypatch.setenv(runner.RUNNER_LABEL, "[1/2] 04_x")
+    assert outputs.RUNNER_LABEL == runner.RUNNER_LABEL  # one name, written twice on purpose
+    bar = outputs.progress_bar(100, "late chunking", "tok")
+    bar.update(45)  # a bar younger than PROGRESS_EVERY_S is not printed yet
+    assert capfd.readouterr().out == ""
     time.sleep(0.25)
-    console.update(states, "b")  # tqdm moves the bar before it rewrites the texts: wait
-    assert capsys.readouterr().out == ""
-    console.update(states, "r")
-    assert capsys.readouterr().out == (
-        "    [1/2] 04_x | late chunking: 45% 45/100 [00:20<00:24, 2.2tok/s]\n"
+    bar.update(0)
+    assert re.fullmatch(
+        r"    \[1/2\] 04_x \| late chunking:  45%\|.{10}\| 45/100 \[[^]]+tok/s\]\n",
+        capfd.readouterr().out,
     )
-    console.update(states, "r")  # within `every` of the last line: quiet
-    console.update({**states, "other": {"value": "x"}}, "other")  # not part of a bar
-    assert capsys.readouterr().out == ""
+    bar.update(1)  # within PROGRESS_EVERY_S of the last line: quiet
+    monkeypatch.delenv(runner.RUNNER_LABEL)
+    quiet = outputs.progress_bar(10, "elsewhere", "doc")
+    time.sleep(0.25)
+    quiet.update(5)  # not under the runner: only tqdm's own bar, on stderr
+    bar.close()
+    quiet.close()
+    assert capfd.readouterr().out == ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -617,14 +620,15 @@ def test_a_broken_library_is_named_in_the_report_and_fails_the_run(tmp_path: Pat
 
 @pytest.mark.slow
 def test_progress_bars_are_widgets_in_the_notebook_and_lines_on_the_console(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """tqdm.auto in the kernel draws ipywidgets (no 'IProgress not found'); papermill keeps their
-    state, nbconvert puts it in the HTML, and the runner echoes the bar to the console."""
-    monkeypatch.setattr(runner, "PROGRESS_EVERY_S", 0.5)
+    """The library's bars are tqdm.auto ipywidgets in the kernel (no 'IProgress not found');
+    papermill keeps their state, nbconvert puts it in the HTML, and, under the runner, the bar
+    writes lines to the console that started the kernel, not into the notebook."""
     cells = [
-        "import time\nfrom tqdm.auto import tqdm\n"
-        "for _ in tqdm(range(8), desc='documents', unit='doc'):\n    time.sleep(0.25)"
+        "import time\nfrom lc_utils import outputs\noutputs.PROGRESS_EVERY_S = 0.5\n"
+        "bar = outputs.progress_bar(8, 'documents', 'doc')\n"
+        "for _ in range(8):\n    time.sleep(0.25)\n    bar.update()\nbar.close()"
     ]
     directory = tmp_path / "notebooks"
     make_notebook(directory, "01_bar.ipynb", 'OUTPUT_DIR = "x"', cells)
@@ -632,11 +636,11 @@ def test_progress_bars_are_widgets_in_the_notebook_and_lines_on_the_console(
         ["--notebooks", str(directory), "--output-root", str(tmp_path / "out"), "--run-name", "r"]
     )
     assert status == 0
-    assert re.search(r"01_bar \| documents: +\d+%", capsys.readouterr().out)
+    assert re.search(r"\[1/1\] 01_bar \| documents: +\d+%", capfd.readouterr().out)
     run_dir = tmp_path / "out" / "r"
     executed = nbformat.read(run_dir / "01_bar.ipynb", as_version=4)
     outputs_text = json.dumps([cell.get("outputs", []) for cell in executed.cells])
-    assert "IProgress not found" not in outputs_text
+    assert "IProgress not found" not in outputs_text and "01_bar |" not in outputs_text
     assert "application/vnd.jupyter.widget-view+json" in outputs_text
     state = executed.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     values = [w["state"].get("value") for w in state.values()]

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from ..outputs import progress_bar
 from ..vectors import unit_vectors
 from .connection import client_cache, is_lite
 
@@ -578,7 +579,7 @@ def ingest(
     rows, written = _prepare_rows(records, vectors, layout, method, model, chunking, on_long_text)
     for doc_id in documents or ():
         written.setdefault(doc_id, set())
-    bar = _bar(len(rows), f"ingest {method}") if progress else None
+    bar = progress_bar(len(rows), f"ingest {method}", "chunk") if progress else None
     try:
         _upsert(client, name, rows, batch_size, bar)
     finally:
@@ -617,7 +618,7 @@ def ingest_batches(
     Introduced in notebook 05_milvus_validation.
     """
     layout = collection_layout(client, name, fresh=True)
-    bar = _bar(None, f"ingest {method or ''}".strip()) if progress else None
+    bar = progress_bar(None, f"ingest {method or ''}".strip(), "chunk") if progress else None
     total = 0
     # (method, model, chunking) -> {doc id: chunk indices} of the previous part's documents,
     # whose stale rows wait until it is known whether the next part continues them.
@@ -660,9 +661,3 @@ def ingest_batches(
     if total and (is_lite(client) if flush is None else flush):
         client.flush(name)
     return total
-
-
-def _bar(total, desc):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="chunk")
