@@ -187,6 +187,7 @@ def iter_embed_corpus(
     documents_per_batch: int = 32,
     progress: bool = True,
     chunking: str | None = None,
+    max_tokens: int | None = None,
 ) -> Iterator[CorpusEmbeddings]:
     """Like ``embed_corpus``, but yields one ``CorpusEmbeddings`` per group of documents.
 
@@ -207,9 +208,12 @@ def iter_embed_corpus(
         total = len(documents) if hasattr(documents, "__len__") else None
         bar = tqdm(total=total, desc=f"{method} chunking", unit="doc")
     try:
-        settings = (method, chunk, chunks, window, overlap, batch_tokens, label, progress)
+        settings = dict(
+            method=method, chunk=chunk, given_chunks=chunks, window=window, overlap=overlap,
+            batch_tokens=batch_tokens, label=label, progress=progress, max_tokens=max_tokens,
+        )  # fmt: skip
         for group in _groups(iter_documents(documents), documents_per_batch):
-            yield _embed_group(model, group, *settings)
+            yield _embed_group(model, group, **settings)
             if bar is not None:
                 bar.update(len(group))
     finally:
@@ -218,8 +222,9 @@ def iter_embed_corpus(
 
 
 def _embed_group(
-    model, group, method, chunk, given_chunks, window, overlap, batch_tokens, label, progress
-):
+    model, group, *, method, chunk, given_chunks, window, overlap, batch_tokens, label, progress,
+    max_tokens,
+):  # fmt: skip
     records, prepared, skipped, n_unknown = [], [], [], 0
     for doc_id, text in group:
         if given_chunks is not None and doc_id not in given_chunks:
@@ -255,7 +260,9 @@ def _embed_group(
     else:
         texts = [r["text"] for r in records]
         shown = None if progress else False
-        matrix = naive_chunking(model, texts, batch_tokens=batch_tokens, progress=shown)
+        matrix = naive_chunking(
+            model, texts, max_tokens=max_tokens, batch_tokens=batch_tokens, progress=shown
+        )
     doc_ids = [doc_id for doc_id, _ in group]
     return CorpusEmbeddings(
         records, matrix.astype(np.float32), method, model.name, skipped, label, doc_ids
@@ -276,6 +283,7 @@ def embed_corpus(
     documents_per_batch: int = 32,
     progress: bool = True,
     chunking: str | None = None,
+    max_tokens: int | None = None,
 ) -> CorpusEmbeddings:
     """Chunk every document and embed its chunks, late or naive.
 
@@ -292,6 +300,8 @@ def embed_corpus(
             the corpus can be stored in Milvus, which keys rows on it.
         window / overlap: long-document windows for the late method (see ``late_chunking``).
         batch_tokens: padded tokens per forward batch.
+        max_tokens: where the naive method cuts each chunk (see ``naive_chunking``; default the
+            model's trained length where declared). Late chunking never cuts a chunk.
     Returns:
         ``CorpusEmbeddings`` with records in document order and float32 vectors row for row.
         Chunks holding no model token are left out (listed in ``.skipped``) for both methods.
@@ -311,6 +321,7 @@ def embed_corpus(
             documents_per_batch=documents_per_batch,
             progress=progress,
             chunking=chunking,
+            max_tokens=max_tokens,
         )
     )
     if not parts:

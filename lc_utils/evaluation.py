@@ -526,6 +526,7 @@ def compare_naive_late(
     k: int | Sequence[int] = (1, 5, 10),
     batch_tokens: int | None = None,
     progress: bool = True,
+    max_tokens: int | None = None,
 ) -> MethodComparison:
     """Embed the same chunks naive and late, and score both methods on the same queries.
 
@@ -543,6 +544,8 @@ def compare_naive_late(
         query_vectors: float ``(len(queries), dim)`` in the order of ``queries``, to reuse
             query embeddings across calls; ``None`` embeds the queries.
         k, batch_tokens, progress: cutoffs, forward batch size, progress bars.
+        max_tokens: where naive chunking cuts a chunk (``naive_chunking``'s default: the model's
+            trained length); e.g. ``model.max_length`` to give naive chunks every position.
     Returns:
         ``MethodComparison`` with methods ``"naive"`` and ``"late"`` (see ``evaluate_methods``).
         Chunks holding no model token are left out of both, as ``embed_corpus`` does.
@@ -557,7 +560,7 @@ def compare_naive_late(
             "plan is already fixed; pass them to encode_document instead, or drop encoded"
         )
     common = dict(chunks=chunks, batch_tokens=batch_tokens, progress=progress)
-    naive = embed_corpus(model, documents, method="naive", **common)
+    naive = embed_corpus(model, documents, method="naive", max_tokens=max_tokens, **common)
     if encoded is not None:
         late_vectors = pool_records(encoded, naive.records)
     else:
@@ -629,6 +632,7 @@ def compare_chunkings(
     query_vectors=None,
     k: int | Sequence[int] = (1, 5, 10),
     batch_tokens: int | None = None,
+    max_tokens: int | None = None,
 ) -> dict[str, MethodComparison]:
     """``compare_naive_late`` for several chunkings of one corpus, on the same queries.
 
@@ -637,7 +641,7 @@ def compare_chunkings(
     longer than the model takes without a warning here: ``chunk_lengths`` counts them.
 
     Args:
-        model, documents, queries, qrels_spans, qrels_doc, k, batch_tokens: as in
+        model, documents, queries, qrels_spans, qrels_doc, k, batch_tokens, max_tokens: as in
             ``compare_naive_late``.
         chunkings: ``{label: {doc_id: [Chunk, ...]}}``, e.g. from
             ``lc_utils.datasets.chunk_documents``.
@@ -672,6 +676,7 @@ def compare_chunkings(
                 k=k,
                 batch_tokens=batch_tokens,
                 progress=False,
+                max_tokens=max_tokens,
             )
     return comparisons
 

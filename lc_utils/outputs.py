@@ -285,7 +285,7 @@ def progress_bar(total: int | None, desc: str, unit: str, **options: Any) -> Any
 
         def update(self, n: float | None = 1) -> bool | None:
             displayed = super().update(n)
-            if label and time.monotonic() - self.echoed >= PROGRESS_EVERY_S:
+            if label and not self.disable and time.monotonic() - self.echoed >= PROGRESS_EVERY_S:
                 self.echoed = time.monotonic()
                 _to_console(f"    {label} | {self}")
             return displayed

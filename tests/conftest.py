@@ -1,4 +1,7 @@
-"""Shared fixtures. Nothing here touches the network: the hub is switched off for the session."""
+"""Shared fixtures. Nothing here touches the network: the hub is switched off for the session.
+
+The model fixtures run on the CPU even where a GPU is present, so that results compare exactly with
+the CPU references the tests compute; ``tests/test_cuda.py`` covers the GPU."""
 
 import os
 
@@ -42,11 +45,11 @@ def tiny_model_dir(tmp_path_factory):
 def tiny_model(tiny_model_dir):
     import lc_utils as lc
 
-    return lc.load_model(str(tiny_model_dir), verbose=False)
+    return lc.load_model(str(tiny_model_dir), device="cpu", verbose=False)
 
 
 @pytest.fixture(scope="session")
 def minilm():
     import lc_utils as lc
 
-    return lc.load_model("sentence-transformers/all-MiniLM-L6-v2", verbose=False)
+    return lc.load_model("sentence-transformers/all-MiniLM-L6-v2", device="cpu", verbose=False)

@@ -329,6 +329,11 @@ def test_chunk_documents_and_labelled_chunkings(minilm):
         ds.chunkings(documents, "sentences")
     with pytest.raises(ValueError, match="chunk_sizes is empty"):
         ds.chunkings(documents, ["fixed"], tokenizer=minilm.tokenizer, chunk_sizes=[])
+    semantic = ds.chunkings(documents, ["semantic"], model=minilm, percentile=80)["semantic"]
+    for doc_id, text in documents.items():
+        assert semantic[doc_id] == lc.chunk_text(text, "semantic", model=minilm, percentile=80)
+    with pytest.raises(ValueError, match="needs model="):
+        ds.chunkings(documents, ["semantic"])
 
 
 def test_query_name_and_spelled_names(built):

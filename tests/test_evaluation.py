@@ -343,6 +343,32 @@ def test_compare_chunkings_equals_one_compare_naive_late_each(tiny_model, study)
         ev.compare_chunkings(tiny_model, documents, {}, queries, qrels_spans=spans)
 
 
+def test_max_tokens_reaches_naive_chunking_only(tiny_model, study):
+    documents, spans, queries = study
+    chunks = {
+        d: lc.chunk_text(t, "fixed", tokenizer=tiny_model.tokenizer, chunk_size=40)
+        for d, t in documents.items()
+    }
+    encoded = ev.encode_documents(tiny_model, documents, window=48, overlap=8)
+    compare = dict(qrels_spans=spans, encoded=encoded, progress=False)
+    with pytest.warns(UserWarning, match="truncated"):
+        cut = ev.compare_naive_late(
+            tiny_model, documents, chunks, queries, max_tokens=12, **compare
+        )
+    whole = ev.compare_naive_late(tiny_model, documents, chunks, queries, **compare)
+    # Each naive vector is that of its chunk's first 10 tokens; late vectors are untouched.
+    texts = [record["text"] for record in cut.records]
+    expected = lc.naive_chunking(tiny_model, texts, max_tokens=12, progress=False)
+    np.testing.assert_allclose(cut.vectors["naive"], expected, atol=1e-5)
+    assert not np.allclose(cut.vectors["naive"], whole.vectors["naive"], atol=1e-3)
+    np.testing.assert_array_equal(cut.vectors["late"], whole.vectors["late"])
+    several = ev.compare_chunkings(
+        tiny_model, documents, {"fixed-40": chunks}, queries, qrels_spans=spans,
+        encoded=encoded, max_tokens=12,
+    )  # fmt: skip
+    np.testing.assert_array_equal(several["fixed-40"].vectors["naive"], cut.vectors["naive"])
+
+
 def test_evaluate_document_vectors_scores_whole_documents(tiny_model, study):
     documents, spans, queries = study
     query_vectors = lc.embed_queries(tiny_model, list(queries.values()))

@@ -354,6 +354,10 @@ def test_progress_bar_echoes_to_the_console_under_the_runner(
         capfd.readouterr().out,
     )
     bar.update(1)  # within PROGRESS_EVERY_S of the last line: quiet
+    hidden = outputs.progress_bar(10, "sentences chunking", "doc", disable=True)
+    time.sleep(0.25)
+    hidden.update(5)  # a disabled bar says nothing, under the runner too
+    assert capfd.readouterr().out == ""
     monkeypatch.delenv(runner.RUNNER_LABEL)
     quiet = outputs.progress_bar(10, "elsewhere", "doc")
     time.sleep(0.25)

@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..chunking import chunk_text, strip_span
+from ..outputs import progress_bar
 
 
 def load_pydoc_topics(min_chars: int = 0, limit: int | None = None) -> dict[str, str]:
@@ -487,7 +488,8 @@ def chunk_documents(
 
     Args:
         documents: ``{doc_id: text}``.
-        strategy: ``"sentences"``, ``"fixed"`` or ``"paragraphs"`` (see ``chunk_text``).
+        strategy: ``"sentences"``, ``"fixed"``, ``"paragraphs"`` or ``"semantic"`` (see
+            ``chunk_text``; ``"semantic"`` needs ``model=`` and shows a progress bar).
         tokenizer: the model's tokenizer; required by ``"fixed"``.
         chunk_size: model tokens per chunk for ``"fixed"``; ignored by the other strategies, so
             one notebook parameter can serve every strategy.
@@ -498,10 +500,15 @@ def chunk_documents(
     """
     if strategy == "fixed" and chunk_size is not None:
         options = {**options, "chunk_size": chunk_size}
-    return {
-        doc_id: chunk_text(text, strategy, tokenizer=tokenizer, **options)
-        for doc_id, text in documents.items()
-    }
+    # "semantic" embeds every sentence: a minute or more for a whole corpus on a CPU.
+    shown = strategy == "semantic"
+    bar = progress_bar(len(documents), f"{strategy} chunking", "doc", disable=not shown)
+    chunked = {}
+    for doc_id, text in documents.items():
+        chunked[doc_id] = chunk_text(text, strategy, tokenizer=tokenizer, **options)
+        bar.update(1)
+    bar.close()
+    return chunked
 
 
 def chunkings(
@@ -510,14 +517,18 @@ def chunkings(
     *,
     tokenizer=None,
     chunk_sizes: Sequence[int] = (64,),
+    model=None,
+    percentile: float = 90.0,
 ) -> dict[str, dict[str, list]]:
     """Several chunkings of one corpus, labelled: ``"fixed"`` gives one per chunk size.
 
     Args:
         documents: ``{doc_id: text}``.
-        strategies: e.g. ``["sentences", "fixed", "paragraphs"]``.
+        strategies: e.g. ``["sentences", "fixed", "paragraphs", "semantic"]``.
         tokenizer: the model's tokenizer (for ``"fixed"``).
         chunk_sizes: the sizes of ``"fixed"``, each labelled ``"fixed-<size>"``.
+        model: the embedding model that places ``"semantic"`` boundaries (its sentence vectors).
+        percentile: ``"semantic"``'s breakpoint threshold (see ``lc_utils.semantic``).
     Returns:
         ``{label: {doc_id: [Chunk, ...]}}``: the strategy's name as label, or ``"fixed-<size>"``.
     Introduced in notebook 06_chunking_strategies.
@@ -526,12 +537,17 @@ def chunkings(
         raise TypeError(f"strategies={strategies!r} is one str; pass a list, e.g. [{strategies!r}]")
     labelled: dict[str, dict[str, list]] = {}
     for strategy in strategies:
-        if strategy != "fixed":
+        if strategy == "semantic":
+            if model is None:
+                raise ValueError("the 'semantic' strategy needs model=: its sentence vectors")
+            labelled[strategy] = chunk_documents(
+                documents, strategy, model=model, percentile=percentile
+            )
+        elif strategy != "fixed":
             labelled[strategy] = chunk_documents(documents, strategy)
-            continue
-        if not chunk_sizes:
+        elif not chunk_sizes:
             raise ValueError("chunk_sizes is empty; give at least one size for 'fixed'")
-        for size in chunk_sizes:
+        for size in chunk_sizes if strategy == "fixed" else ():
             labelled[f"fixed-{int(size)}"] = chunk_documents(
                 documents, "fixed", tokenizer=tokenizer, chunk_size=int(size)
             )
