@@ -13,8 +13,8 @@ and cut to exactly 8190 tokens (8192 positions with [CLS] and [SEP]); chunks are
 spans. Four paths make the same chunk vectors:
 
 * ``late, one 8192 pass``: the whole document in one forward pass;
-* ``late, 2048 windows``: windows of 2048 positions overlapping by 511 tokens (the default quarter);
-* ``late, 512 windows``: windows of 512 positions overlapping by 127 tokens;
+* ``late, 2048 windows``: windows of 2048 positions overlapping by 127 tokens (the default 1/16);
+* ``late, 512 windows``: windows of 512 positions overlapping by 31 tokens;
 * ``naive, 256-token chunks``: every chunk embedded alone (batched).
 
 Each path runs in a fresh Python process (like ``bench_memory.py``), so its peak RSS is its own:

@@ -122,7 +122,7 @@ def worker(n_tokens: int, strategy: str) -> dict:
         "characters": len(text),
         "chunks": len(chunks),
         "vectors": list(vectors.shape),
-        "windows": len(lc.plan_windows(len(tokens), model.max_length - 2).windows),
+        "windows": len(lc.plan_windows(len(tokens), lc.content_window(model)[1]).windows),
         "stages": stages,
         "peak": max(s["peak"] for s in stages),
     }

@@ -246,7 +246,7 @@ def main(argv=None) -> int:
         documents = dict(list(documents.items())[: args.docs])
     n_tokens = {d: len(lc.tokenize_document(model.tokenizer, t)) for d, t in documents.items()}
     total = sum(n_tokens.values())
-    content_window = model.max_length - sum(len(ids) for ids in model.special_token_ids)
+    content_window = lc.content_window(model)[1]
     chunks = {
         d: lc.chunk_text(t, "fixed", tokenizer=model.tokenizer, chunk_size=CHUNK_SIZE)
         for d, t in documents.items()

@@ -60,8 +60,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=["sentences", "fixed-16", "fixed-64", "fixed-256"],
         help='chunkings for table 2: "sentences", "paragraphs" or "fixed-N"',
     )
-    parser.add_argument("--window", type=int, default=None, help="default: the model maximum")
-    parser.add_argument("--overlap", type=int, default=None, help="default: a quarter window")
+    parser.add_argument(
+        "--window", type=int, default=None, help="default: lc.default_window (trained length)"
+    )
+    parser.add_argument("--overlap", type=int, default=None, help="default: 1/16 of the window")
     parser.add_argument(
         "--batch-tokens",
         type=int,
@@ -94,7 +96,7 @@ def load(args):
 def raw_batches(model, tokenized: dict, window: int | None, overlap: int | None, budget: int):
     """The id sequences the pipeline's forward passes see, grouped into the same batches."""
     before, after = (np.asarray(ids, np.int64) for ids in model.special_token_ids)
-    content_window = (window or model.max_length) - len(before) - len(after)
+    content_window = lc.content_window(model, window)[1]
     doc_ids = list(tokenized)
     batches = []
     for first in range(0, len(doc_ids), DOCUMENTS_PER_GROUP):
@@ -129,8 +131,8 @@ def main(argv=None) -> int:
         for doc_id, text in documents.items()
     }
     n_tokens = {doc_id: len(ids) for doc_id, ids in tokenized.items()}
-    special = sum(len(ids) for ids in model.special_token_ids)
-    content_window = (args.window or model.max_length) - special
+    window, content_window = lc.content_window(model, args.window)
+    special = window - content_window
     subsets = {
         "fit one window": [d for d in documents if n_tokens[d] <= content_window],
         "longer": [d for d in documents if n_tokens[d] > content_window],

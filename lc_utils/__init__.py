@@ -40,6 +40,7 @@ _EXPORTS = {
         "DocumentEmbedding",
         "WindowPlan",
         "content_window",
+        "default_window",
         "embed_queries",
         "encode_document",
         "late_chunking",

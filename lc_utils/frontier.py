@@ -8,7 +8,8 @@ worse than the best:
 
 * ``window_settings``: the grid, by default the model's trained length (sentence-transformers'
   ``max_seq_length``, where declared) and its position limit, times overlaps of 0, 1/16, 1/8 and
-  1/4 of the content window (1/4 is the library's default);
+  1/4 of the content window (1/16 is the library's default since this frontier chose it, 1/4
+  the convention before);
 * ``encode_settings``: late-chunking vectors of the same chunk records under every setting, with
   the tokens each setting computes and the time it took (documents outer, settings inner and
   rotated, so that a slow spell of a shared machine falls on every setting alike);
@@ -83,7 +84,7 @@ def window_settings(
         windows: positions per pass, special tokens included. ``None`` takes the model's
             ``trained_length`` (when declared and below the limit) and its ``max_length``.
         overlap_fractions: each in ``[0, 1)``; the overlap is ``floor(fraction * content
-            window)``, so ``1/4`` reproduces the library's default.
+            window)``, so ``1/16`` reproduces the library's default and ``1/4`` the former one.
     Returns:
         ``WindowSetting`` list without duplicates.
     """

@@ -46,9 +46,15 @@ from .tokens import (
 # Inside functions whose token spans are called token_spans, the function goes by this name.
 find_token_spans = token_spans
 
+# Default overlap of consecutive windows, as a fraction of the content window. Notebook 10's
+# frontier chose it with ``default_window`` (README, "The window default"); it was 1/4 before.
+DEFAULT_OVERLAP_FRACTION = 1 / 16
+
 __all__ = [
     "WindowPlan",
     "DocumentEmbedding",
+    "DEFAULT_OVERLAP_FRACTION",
+    "default_window",
     "content_window",
     "text_window",
     "default_batch_tokens",
@@ -86,16 +92,32 @@ class WindowPlan:
         return sum(b - a for a, b in self.windows)
 
 
+def default_window(model: EmbeddingModel) -> tuple[int, str]:
+    """``(positions, why)``: the window a pass uses when none is given.
+
+    The model's trained length (sentence-transformers' ``max_seq_length``, or the registry's)
+    where it declares one below its position limit, else the position limit. Notebook 10's
+    cost/quality frontier chose it: for all-MiniLM-L6-v2, 256-position windows were never
+    significantly worse than 512-position ones and computed fewer tokens (README, "The window
+    default"). Naive chunks and queries are cut at the same length (``text_window``).
+    """
+    trained = getattr(model, "trained_length", None)
+    if trained and trained < model.max_length:
+        return int(trained), "the length it was trained on"
+    return model.max_length, "its position limit"
+
+
 def content_window(model: EmbeddingModel, window: int | None = None) -> tuple[int, int]:
     """``(window, content_window)``: positions per pass, and the content tokens that leave room for.
 
-    ``window`` defaults to ``model.max_length``; the content window is ``window`` minus the
-    model's special tokens ([CLS] and [SEP] for BERT). Raises ``ValueError`` for a window above
-    the model's limit or one with no room for text. Introduced in notebook 02_token_embeddings.
+    ``window`` defaults to ``default_window(model)``: the model's trained length where it declares
+    one, else ``model.max_length``. The content window is ``window`` minus the model's special
+    tokens ([CLS] and [SEP] for BERT). Raises ``ValueError`` for a window above the model's limit
+    or one with no room for text. Introduced in notebook 02_token_embeddings.
     """
     before, after = model.special_token_ids
     n_special = len(before) + len(after)
-    window = model.max_length if window is None else check_integer("window", window)
+    window = default_window(model)[0] if window is None else check_integer("window", window)
     if window > model.max_length:
         raise ValueError(
             f"window={window} exceeds {model.name}'s maximum length of {model.max_length} "
@@ -112,13 +134,14 @@ def content_window(model: EmbeddingModel, window: int | None = None) -> tuple[in
 def plan_windows(n_tokens: int, content_window: int, overlap: int | None = None) -> WindowPlan:
     """Plan overlapping windows over ``n_tokens`` content tokens (see the module docstring).
 
-    ``overlap`` defaults to a quarter of the content window. Raises ``ValueError`` unless
+    ``overlap`` defaults to 1/16 of the content window (``DEFAULT_OVERLAP_FRACTION``, chosen by
+    notebook 10's frontier together with ``default_window``). Raises ``ValueError`` unless
     ``0 <= overlap < content_window``. Introduced in notebook 02_token_embeddings.
     """
     n_tokens = check_integer("n_tokens", n_tokens, minimum=0)
     content_window = check_integer("content_window", content_window, minimum=1)
     if overlap is None:
-        overlap = content_window // 4
+        overlap = int(content_window * DEFAULT_OVERLAP_FRACTION)
     overlap = check_integer("overlap", overlap)
     if not 0 <= overlap < content_window:
         raise ValueError(
@@ -373,9 +396,10 @@ def late_chunking(
         chunks: ``Chunk`` objects or ``(start, end)`` character spans of ``text``, sorted and
             disjoint (as ``chunk_text`` returns them).
         window: positions per forward pass, special tokens included (default
+            ``default_window(model)``: the trained length where declared, else
             ``model.max_length``). Longer documents run in overlapping windows.
-        overlap: content tokens shared by consecutive windows (default: a quarter of the
-            content window).
+        overlap: content tokens shared by consecutive windows (default: 1/16 of the content
+            window).
         batch_tokens: padded tokens per forward batch (default 2048 on CPU, 65536 on GPU).
     Returns:
         float32 ``(len(chunks), model.dim)``. Chunk ``i``'s row is the mean of the final hidden
@@ -444,15 +468,12 @@ def _texts_of(items, what: str, argument: str) -> list[str]:
 
 def text_window(model: EmbeddingModel, max_tokens: int | None = None) -> tuple[int, int, str]:
     """``(positions, content tokens, why)`` for one text embedded alone, as ``naive_chunking`` and
-    ``embed_queries`` cut it: ``max_tokens`` positions, by default the model's trained length
-    where it declares one below its position limit. ``why`` names the limit that applied."""
+    ``embed_queries`` cut it: ``max_tokens`` positions, by default ``default_window(model)`` (the
+    model's trained length where it declares one). ``why`` names the limit that applied."""
     if max_tokens is None:
-        trained = getattr(model, "trained_length", None)
-        if trained and trained < model.max_length:
-            positions, content = content_window(model, trained)
-            return positions, content, "the length it was trained on"
-    positions, content = content_window(model, max_tokens)
-    return positions, content, "max_tokens" if max_tokens is not None else "its position limit"
+        positions, why = default_window(model)
+        return (*content_window(model, positions), why)
+    return (*content_window(model, max_tokens), "max_tokens")
 
 
 def _embed_texts(

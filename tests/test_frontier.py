@@ -24,9 +24,9 @@ def test_the_default_grid_is_trained_length_and_limit_times_four_overlaps(minilm
     assert [s.label for s in grid] == [
         "256/0", "256/15", "256/31", "256/63", "512/0", "512/31", "512/63", "512/127",
     ]  # fmt: skip
-    # A quarter of the content window is the library's own default overlap.
-    default_plan = lc.plan_windows(2000, lc.content_window(minilm)[1])
-    assert grid[-1].overlap == default_plan.overlap
+    # The library's own default plan is one of the grid's settings: the trained length, 1/16.
+    window, content = lc.content_window(minilm)
+    assert f"{window}/{lc.plan_windows(2000, content).overlap}" == grid[1].label == "256/15"
     # A model that declares no trained length gets its limit only.
     assert [s.window for s in window_settings(tiny_model)] == [512] * 4
     assert [

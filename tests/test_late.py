@@ -414,6 +414,20 @@ def test_text_that_is_not_a_str_or_holds_a_lone_surrogate_is_named(tiny_model):
         lc.embed_queries(tiny_model, bad)
 
 
+def test_the_default_window_is_the_trained_length_with_a_sixteenth_overlap(minilm, tiny_model):
+    # MiniLM declares max_seq_length 256 below its 512 positions; the tiny model declares none.
+    assert lc.default_window(minilm) == (256, "the length it was trained on")
+    assert lc.default_window(tiny_model) == (512, "its position limit")
+    assert lc.content_window(minilm) == (256, 254)
+    assert lc.content_window(minilm, minilm.max_length) == (512, 510)
+    assert lc.plan_windows(1000, 254).overlap == 15 and lc.plan_windows(1000, 510).overlap == 31
+    # The window a document runs in is the one naive chunks are cut at.
+    assert lc.text_window(minilm)[:2] == lc.content_window(minilm)
+    document = " ".join(["word"] * 600)
+    plan = lc.encode_document(minilm, document).plan
+    assert (plan.content_window, plan.overlap, len(plan.windows)) == (254, 15, 3)
+
+
 def test_naive_truncates_at_the_trained_length_by_default(tiny_model):
     """A model that declares a trained length (sentence-transformers' max_seq_length) is cut
     there, as sentence-transformers cuts it; max_tokens=model.max_length uses every position."""
