@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 ## Execute every notebook into outputs/<run>/ and write a report. Pass ARGS="-p NAME VALUE ...".
-## About half an hour on 2 CPU cores (README "Two commands"); the console shows each
+## About 10-15 minutes on 2 CPU cores (README "Two commands"); the console shows each
 ## notebook's progress bars.
 run: $(STAMP)
 	$(PY) -m lc_utils.runner $(ARGS)
