@@ -204,3 +204,22 @@ def test_no_installs_or_sys_path_edits(path: Path) -> None:
         f"{path.name}: cells {offending} install packages or edit sys.path; the package is "
         "installed with `make venv` (pip install -e .), never from inside a notebook"
     )
+
+
+@each_notebook
+def test_a_thin_notebook_calls_the_library(path: Path) -> None:
+    """One lesson each: under 150 lines of code, and no function, lambda or class of its own
+    (logic that a notebook needs lives in lc_utils, where it is tested)."""
+    code = [c.source for c in _read(path).cells if c.cell_type == "code"]
+    lines = [
+        line
+        for source in code
+        for line in source.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    assert len(lines) < 150, f"{path.name} has {len(lines)} lines of code; move logic to lc_utils"
+    for source in code:
+        for node in ast.walk(ast.parse(source)):
+            assert not isinstance(
+                node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef
+            ), f"{path.name} defines {type(node).__name__} at line {node.lineno} of a cell"
