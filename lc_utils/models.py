@@ -196,26 +196,27 @@ def _read_json(path: Path) -> dict:
 
 
 def _sentence_transformers_settings(directory: Path | None) -> dict:
-    """Pooling, trained length and prompts from a sentence-transformers model directory."""
-    settings = {"pooling": "mean", "trained_length": None, "prompts": {}}
-    if directory is None:
-        return settings
-    for module in _read_json(directory / "modules.json") or []:
-        if module.get("type", "").endswith("Pooling"):
-            config = _read_json(directory / module.get("path", "") / "config.json")
-            if config.get("pooling_mode_cls_token"):
-                settings["pooling"] = "cls"
-            elif config.get("pooling_mode_lasttoken"):
-                settings["pooling"] = "lasttoken"
-            elif config.get("pooling_mode_max_tokens"):
-                settings["pooling"] = "max"
-    settings["trained_length"] = _read_json(directory / "sentence_bert_config.json").get(
-        "max_seq_length"
-    )
-    settings["prompts"] = _read_json(directory / "config_sentence_transformers.json").get(
-        "prompts", {}
-    )
-    return settings
+    """``EmbeddingModel`` fields from a sentence-transformers model directory: ``pooling``,
+    ``trained_length``, ``query_prefix`` and ``document_prefix`` (defaults where absent)."""
+    pooling, trained_length, prompts = "mean", None, {}
+    if directory is not None:
+        for module in _read_json(directory / "modules.json") or []:
+            if module.get("type", "").endswith("Pooling"):
+                config = _read_json(directory / module.get("path", "") / "config.json")
+                if config.get("pooling_mode_cls_token"):
+                    pooling = "cls"
+                elif config.get("pooling_mode_lasttoken"):
+                    pooling = "lasttoken"
+                elif config.get("pooling_mode_max_tokens"):
+                    pooling = "max"
+        trained_length = _read_json(directory / "sentence_bert_config.json").get("max_seq_length")
+        prompts = _read_json(directory / "config_sentence_transformers.json").get("prompts", {})
+    return {
+        "pooling": pooling,
+        "trained_length": trained_length,
+        "query_prefix": prompts.get("query", ""),
+        "document_prefix": prompts.get("document", prompts.get("passage", "")),
+    }
 
 
 def _pick_device(device) -> torch.device:
@@ -384,21 +385,16 @@ def _load_native_jina(target: str, source: str, device, dtype) -> EmbeddingModel
         advice = "" if source == "local" else " " + _offline_advice(target)
         raise ModelLoadError(f"{error}.{advice}") from error
     tokenizer = _load_tokenizer(str(directory), {"local_files_only": True})
-    settings = _sentence_transformers_settings(directory)
     positions = SimpleNamespace(max_position_embeddings=config.max_position_embeddings)
-    prompts = settings["prompts"]
     return EmbeddingModel(
         name=target,
         tokenizer=tokenizer,
         model=network,
         max_length=_max_length(tokenizer, positions),
         dim=config.hidden_size,
-        pooling=settings["pooling"],
-        trained_length=settings["trained_length"],
-        query_prefix=prompts.get("query", ""),
-        document_prefix=prompts.get("document", prompts.get("passage", "")),
         source=source,
         device=torch_device,
+        **_sentence_transformers_settings(directory),
     )
 
 
@@ -446,20 +442,15 @@ def _load_transformers(target, source, trust_remote_code, device, dtype, known):
     torch_device = _pick_device(device)
     model.to(torch_device).eval()
     directory = Path(target) if offline and Path(target).is_dir() else _cached_snapshot(target)
-    settings = _sentence_transformers_settings(directory)
-    prompts = settings["prompts"]
     return EmbeddingModel(
         name=PACKAGED_MINILM if source == "package" else target,
         tokenizer=tokenizer,
         model=model,
         max_length=_max_length(tokenizer, config),
         dim=int(config.hidden_size),
-        pooling=settings["pooling"],
-        trained_length=settings["trained_length"],
-        query_prefix=prompts.get("query", ""),
-        document_prefix=prompts.get("document", prompts.get("passage", "")),
         source=source,
         device=torch_device,
+        **_sentence_transformers_settings(directory),
     )
 
 

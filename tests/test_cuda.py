@@ -15,16 +15,11 @@ import pytest
 import torch
 
 import lc_utils as lc
+from lc_utils.evaluation import row_cosine
 
 from .jina_checkpoints import write_checkpoint
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
-
-def _rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return (a * b).sum(1)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +59,7 @@ def test_jina_on_cuda_equals_cpu_in_float32(jina_dir, document, window):
     assert (len(cpu_states.plan.windows) == 1) == (window is None)
     # TF32 is off by default for matmuls in torch, so float32 on the GPU is float32.
     assert np.abs(cpu_states.token_embeddings - gpu_states.token_embeddings).max() < 1e-3
-    assert _rowwise_cosine(cpu_vectors, gpu_vectors).min() > 0.99999
+    assert row_cosine(cpu_vectors, gpu_vectors).min() > 0.99999
     assert len(gpu_vectors) == len(chunks)
 
 
@@ -75,9 +70,9 @@ def test_jina_half_precision_on_cuda_follows_float32(jina_dir, document, dtype, 
     _, full_states, full_vectors = _late(full, document)
     _, half_states, half_vectors = _late(half, document)
     assert np.isfinite(half_states.token_embeddings).all()
-    token_cosine = _rowwise_cosine(full_states.token_embeddings, half_states.token_embeddings)
+    token_cosine = row_cosine(full_states.token_embeddings, half_states.token_embeddings)
     assert token_cosine.min() > floor
-    assert _rowwise_cosine(full_vectors, half_vectors).min() > floor
+    assert row_cosine(full_vectors, half_vectors).min() > floor
     # The ranking a user sees: each chunk's nearest neighbour among the chunks is unchanged.
     full_nn = np.argsort(-(full_vectors @ full_vectors.T), axis=1)[:, 1]
     half_nn = np.argsort(-(half_vectors @ half_vectors.T), axis=1)[:, 1]
@@ -90,10 +85,10 @@ def test_minilm_on_cuda_equals_cpu_for_late_naive_and_queries(document):
     chunks, cpu_states, cpu_late = _late(cpu, document)
     _, gpu_states, gpu_late = _late(gpu, document)
     assert len(cpu_states.plan.windows) > 1  # the long document runs in overlapping windows
-    assert _rowwise_cosine(cpu_late, gpu_late).min() > 0.99999
+    assert row_cosine(cpu_late, gpu_late).min() > 0.99999
     cpu_naive = lc.naive_chunking(cpu, chunks, progress=False)
     gpu_naive = lc.naive_chunking(gpu, chunks, progress=False)
-    assert _rowwise_cosine(cpu_naive, gpu_naive).min() > 0.99999
+    assert row_cosine(cpu_naive, gpu_naive).min() > 0.99999
     questions = ["How do I open a file?", "What does the with statement do?"]
     on_cpu, on_gpu = lc.embed_queries(cpu, questions), lc.embed_queries(gpu, questions)
-    assert _rowwise_cosine(on_cpu, on_gpu).min() > 0.99999
+    assert row_cosine(on_cpu, on_gpu).min() > 0.99999

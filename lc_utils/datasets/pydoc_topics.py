@@ -537,20 +537,21 @@ def chunkings(
         raise TypeError(f"strategies={strategies!r} is one str; pass a list, e.g. [{strategies!r}]")
     labelled: dict[str, dict[str, list]] = {}
     for strategy in strategies:
-        if strategy == "semantic":
+        if strategy == "fixed":
+            if not chunk_sizes:
+                raise ValueError("chunk_sizes is empty; give at least one size for 'fixed'")
+            for size in chunk_sizes:
+                labelled[f"fixed-{int(size)}"] = chunk_documents(
+                    documents, "fixed", tokenizer=tokenizer, chunk_size=int(size)
+                )
+        elif strategy == "semantic":
             if model is None:
                 raise ValueError("the 'semantic' strategy needs model=: its sentence vectors")
             labelled[strategy] = chunk_documents(
                 documents, strategy, model=model, percentile=percentile
             )
-        elif strategy != "fixed":
+        else:
             labelled[strategy] = chunk_documents(documents, strategy)
-        elif not chunk_sizes:
-            raise ValueError("chunk_sizes is empty; give at least one size for 'fixed'")
-        for size in chunk_sizes if strategy == "fixed" else ():
-            labelled[f"fixed-{int(size)}"] = chunk_documents(
-                documents, "fixed", tokenizer=tokenizer, chunk_size=int(size)
-            )
     return labelled
 
 
