@@ -17,10 +17,10 @@ rewrites ``tests/expected/<notebook>.json`` from this run and prints every value
 review the diff (``git diff tests/expected``) before committing it. ``LC_NOTEBOOKS=07_chunk_size``
 (comma-separated names) runs only those notebooks and skips the others' tests.
 
-The README's "What they found" quotes the default (full-parameter) run. Those metrics are committed
-under ``tests/expected/full/`` (too slow to re-run in the suite: about 15-20 minutes on 2 cores),
-and ``test_readme_findings_match_the_full_run`` checks every number the section quotes against
-them. Refresh them from a default run (``make run``) with::
+docs/findings.md, "What the default run found", quotes the default (full-parameter) run. Those
+metrics are committed under ``tests/expected/full/`` (too slow to re-run in the suite), and
+``test_findings_match_the_full_run`` checks every number the section quotes against them. Refresh
+them from a default run (``make run``) with::
 
     python tests/test_notebooks.py --refresh-full outputs/latest
 """
@@ -420,12 +420,15 @@ def test_nbval_reproduces_the_checked_cells(executed):
 
 
 # ---------------------------------------------------------------------------------------------
-# README's findings, against the committed metrics of the default run
+# docs/findings.md, against the committed metrics of the default run
 # ---------------------------------------------------------------------------------------------
 
-# Every number that README's "What they found" quotes: (text in README, notebook, path in that
-# notebook's full-run metrics.json, how it is written). Formats: "+.3f" a signed difference,
-# ".3f" / ".4f" a value, "interval" the "[low, high]" of a difference at 3 decimals.
+FINDINGS_PAGE = ROOT / "docs" / "findings.md"
+
+# Every number that docs/findings.md's "What the default run found" quotes: (text on the page,
+# notebook, path in that notebook's full-run metrics.json, how it is written). Formats: "+.3f" a
+# signed difference, ".3f" / ".4f" a value, "interval" the "[low, high]" of a difference at 3
+# decimals.
 S = "06_chunking_strategies"
 FINDINGS: list[tuple[str, str, str, str]] = [
     ("+0.373", "04_naive_vs_late", "release_mean_gain_after_first", "+.3f"),
@@ -479,10 +482,10 @@ def full_run_value(notebook: str, path: str):
 
 
 def written(value, style: str, digits: int = 3) -> str:
-    """How README writes a value. ``"interval"``: ``[0.034, −0.021]``; ``"signed interval"``:
-    ``[+0.012, −0.049]``; ``"abs .3f"``: the magnitude ("drops by 0.047"); ``"points ..."``: a
-    fraction in percent points with two decimals (nDCG as the paper prints it); any other style
-    is a format spec (``"+.3f"``, ``".0%"``)."""
+    """How docs/findings.md writes a value. ``"interval"``: ``[0.034, −0.021]``;
+    ``"signed interval"``: ``[+0.012, −0.049]``; ``"abs .3f"``: the magnitude ("drops by
+    0.047"); ``"points ..."``: a fraction in percent points with two decimals (nDCG as the paper
+    prints it); any other style is a format spec (``"+.3f"``, ``".0%"``)."""
     if style.startswith("abs "):
         return written(abs(value), style.removeprefix("abs "), digits)
     if style.startswith("points "):
@@ -495,10 +498,11 @@ def written(value, style: str, digits: int = 3) -> str:
     return f"{value:{style}}".replace("-", "−")
 
 
-def readme_findings_section() -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    match = re.search(r"^### What they found.*?(?=^## |^### )", text, re.S | re.M)
-    assert match, "README.md has no '### What they found' section"
+def findings_section(heading: str) -> str:
+    """The text of docs/findings.md under ``## heading``, up to the next ``## `` heading."""
+    text = FINDINGS_PAGE.read_text(encoding="utf-8")
+    match = re.search(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", text, re.S | re.M)
+    assert match, f"docs/findings.md has no '## {heading}' section"
     return match.group(0)
 
 
@@ -515,17 +519,19 @@ def check_quotes(section: str, findings, allowed: str = "") -> None:
         else:
             value = full_run_value(notebook, path)
         assert written(value, style) == quoted, (
-            f"{notebook} {path} is {value}, README says {quoted}"
+            f"{notebook} {path} is {value}, docs/findings.md says {quoted}"
         )
-        assert quoted in section, f"README no longer quotes {quoted} ({notebook} {path})"
+        assert quoted in section, f"docs/findings.md no longer quotes {quoted} ({notebook} {path})"
     pinned = " ".join(quoted for quoted, *_ in findings) + " " + allowed
     for number in re.findall(r"[+−-]?\d+\.\d{2,}", section):
-        assert number.lstrip("+−-") in pinned, f"README quotes {number}, which no test pins"
+        assert number.lstrip("+−-") in pinned, (
+            f"docs/findings.md quotes {number}, which no test pins"
+        )
 
 
-@pytest.mark.skipif(not FINDINGS, reason="README quotes no number yet")
-def test_readme_findings_match_the_full_run():
-    check_quotes(readme_findings_section(), FINDINGS)
+@pytest.mark.skipif(not FINDINGS, reason="docs/findings.md quotes no number yet")
+def test_findings_match_the_full_run():
+    check_quotes(findings_section("What the default run found"), FINDINGS)
 
 
 def main(argv: list[str]) -> int:

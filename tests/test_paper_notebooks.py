@@ -281,10 +281,10 @@ def check_10(m: dict, output_dir: Path):
 
 
 # ---------------------------------------------------------------------------------------------
-# README's "Paper benchmarks and long documents" quotes three larger runs of notebooks 10 and 11.
-# Their metrics.json files are committed under tests/expected/full/ (to refresh one, run the
-# command README gives and copy its metrics.json there): 10_long_documents.json (20 queries per
-# length), 10_frontier_evidence.json (the frontier behind the window default) and
+# docs/findings.md's "Paper benchmarks and long documents" quotes three larger runs of notebooks
+# 10 and 11. Their metrics.json files are committed under tests/expected/full/ (to refresh one,
+# run the command the page gives and copy its metrics.json there): 10_long_documents.json (20
+# queries per length), 10_frontier_evidence.json (the frontier behind the window default) and
 # 11_paper_benchmarks.json (the default run). Every number the section quotes is checked here.
 # ---------------------------------------------------------------------------------------------
 
@@ -352,13 +352,10 @@ PAPER_FINDINGS = [
 ]
 
 
-def test_readme_quotes_of_notebooks_10_and_11_match_their_runs():
-    from .test_notebooks import check_quotes
+def test_findings_of_notebooks_10_and_11_match_their_runs():
+    from .test_notebooks import check_quotes, findings_section
 
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text[
-        text.index("## Paper benchmarks and long documents") : text.index("## Performance")
-    ]
+    section = findings_section("Paper benchmarks and long documents")
     published = [f"{value:.2f}" for row in lc.paper.PAPER_NDCG10.values() for value in row.values()]
     check_quotes(section, PAPER_FINDINGS, allowed=" ".join([*published, "2409.04701"]))
     frontier = json.loads((EXPECTED / "full" / f"{F}.json").read_text())
