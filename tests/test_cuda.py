@@ -1,7 +1,7 @@
 """The CUDA path: the same vectors on a GPU as on the CPU, and half precision close to float32.
 
 Skipped where torch sees no CUDA device, which includes CI. It runs on a GPU machine with
-``benchmarks/gpu_check.sh`` (the README's model table quotes the last such run).
+``benchmarks/gpu_check.sh`` (docs/performance.md, "GPU", quotes the last such run).
 
 The models are the tiny random jina-embeddings-v2 checkpoint of ``tests/jina_checkpoints.py``
 (8192 positions, so an 8,000-token document fits one pass) and the packaged all-MiniLM-L6-v2.
