@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # No download bars from the hub and no tokenizers fork warnings in the executed notebooks.
-# Offline, the model choice falls back to the packaged MiniLM: README "Models".
+# Offline, the model choice falls back to the packaged MiniLM: docs/models.md.
 export HF_HUB_DISABLE_PROGRESS_BARS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
@@ -22,10 +22,10 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 ## Execute every notebook into outputs/<run>/ and write a report. Pass ARGS="-p NAME VALUE ...".
-## About 10-15 minutes on 2 CPU cores (README "Two commands"); the console shows each
+## About 11 minutes on 2 quiet CPU cores (README "Two commands"); the console shows each
 ## notebook's progress bars.
 run: $(STAMP)
-	$(PY) -m lc_utils.runner $(ARGS)
+	$(PY) -m lc_utils.run $(ARGS)
 
 ## The whole test suite: library, notebooks (papermill + nbval), then the real Milvus server
 ## (its own venv, started inside a loopback-only network namespace; see scripts/test_server.sh).

@@ -98,7 +98,7 @@ def build_model(arch: dict, device: str, dtype: str):
     import torch
 
     import lc_utils as lc
-    from lc_utils.jina_v2 import JinaV2Config, JinaV2Model
+    from lc_utils.models.jina_v2 import JinaV2Config, JinaV2Model
 
     config = JinaV2Config(
         vocab_size=30528,
@@ -161,7 +161,8 @@ def pass_lengths(model, text: str, chunks, path: dict) -> list[int]:
         ]
         return [len(x) for x in ids]
     tokens = lc.tokenize_document(model.tokenizer, text)
-    window, content = lc.content_window(model, path["window"])
+    shape = model.window(path["window"])
+    window, content = shape.positions, shape.content_tokens
     plan = lc.plan_windows(len(tokens), content)
     return [b - a + (window - content) for a, b in plan.windows]
 

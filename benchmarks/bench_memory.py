@@ -115,14 +115,14 @@ def worker(n_tokens: int, strategy: str) -> dict:
     )
     vectors = stage(
         "late_pool (windows, forward, pooling)",
-        lambda: lc.late_pool(model, [(tokens, in_tokens)], progress=False)[0],
+        lambda: lc.late.pooling.pool_prepared(model, [(tokens, in_tokens)], progress=False)[0],
     )
     return {
         "tokens": len(tokens),
         "characters": len(text),
         "chunks": len(chunks),
         "vectors": list(vectors.shape),
-        "windows": len(lc.plan_windows(len(tokens), lc.content_window(model)[1]).windows),
+        "windows": len(lc.plan_windows(len(tokens), model.window().content_tokens).windows),
         "stages": stages,
         "peak": max(s["peak"] for s in stages),
     }

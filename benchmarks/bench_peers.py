@@ -223,7 +223,7 @@ def agreement(model, documents, ours, results, content_window, n_tokens):
                 continue
             spans = [(c.start_index, c.end_index) for c in kept]
             tokens, _, in_tokens = lc.prepare_document(model, text, spans, strict=False)
-            mine = lc.late_pool(model, [(tokens, in_tokens)], progress=False)[0]
+            mine = lc.late.pooling.pool_prepared(model, [(tokens, in_tokens)], progress=False)[0]
             theirs = np.stack([np.asarray(c.embedding) for c in kept])
             keep = ~np.isnan(mine).any(axis=1)
             cosines[fits[doc_id]].extend(cosine_rows(theirs[keep], mine[keep]))
@@ -246,7 +246,7 @@ def main(argv=None) -> int:
         documents = dict(list(documents.items())[: args.docs])
     n_tokens = {d: len(lc.tokenize_document(model.tokenizer, t)) for d, t in documents.items()}
     total = sum(n_tokens.values())
-    content_window = lc.content_window(model)[1]
+    content_window = model.window().content_tokens
     chunks = {
         d: lc.chunk_text(t, "fixed", tokenizer=model.tokenizer, chunk_size=CHUNK_SIZE)
         for d, t in documents.items()

@@ -35,7 +35,7 @@ import numpy as np
 import lc_utils as lc
 
 # The library's own batching defaults, so that the raw path batches exactly as the pipeline.
-from lc_utils.late import default_batch_tokens, pass_cost
+from lc_utils.models.batching import default_batch_tokens, pass_cost
 
 CHUNK_SIZE = 64
 DOCUMENTS_PER_GROUP = 32  # embed_corpus's default documents_per_batch, mirrored by the raw path
@@ -61,7 +61,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='chunkings for table 2: "sentences", "paragraphs" or "fixed-N"',
     )
     parser.add_argument(
-        "--window", type=int, default=None, help="default: lc.default_window (trained length)"
+        "--window", type=int, default=None, help="default: model.window() (trained length)"
     )
     parser.add_argument("--overlap", type=int, default=None, help="default: 1/16 of the window")
     parser.add_argument(
@@ -96,7 +96,7 @@ def load(args):
 def raw_batches(model, tokenized: dict, window: int | None, overlap: int | None, budget: int):
     """The id sequences the pipeline's forward passes see, grouped into the same batches."""
     before, after = (np.asarray(ids, np.int64) for ids in model.special_token_ids)
-    content_window = lc.content_window(model, window)[1]
+    content_window = model.window(window).content_tokens
     doc_ids = list(tokenized)
     batches = []
     for first in range(0, len(doc_ids), DOCUMENTS_PER_GROUP):
@@ -105,7 +105,9 @@ def raw_batches(model, tokenized: dict, window: int | None, overlap: int | None,
             ids = tokenized[doc_id]
             plan = lc.plan_windows(len(ids), content_window, overlap)
             sequences.extend(np.concatenate([before, ids[a:b], after]) for a, b in plan.windows)
-        plan = lc.plan_batches([len(s) for s in sequences], budget, pass_cost(model))
+        plan = lc.models.batching.plan_batches(
+            [len(s) for s in sequences], budget, pass_cost(model)
+        )
         batches.extend([sequences[i] for i in batch] for batch in plan)
     return batches
 
@@ -131,7 +133,8 @@ def main(argv=None) -> int:
         for doc_id, text in documents.items()
     }
     n_tokens = {doc_id: len(ids) for doc_id, ids in tokenized.items()}
-    window, content_window = lc.content_window(model, args.window)
+    shape = model.window(args.window)
+    window, content_window = shape.positions, shape.content_tokens
     special = window - content_window
     subsets = {
         "fit one window": [d for d in documents if n_tokens[d] <= content_window],

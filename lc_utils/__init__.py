@@ -8,8 +8,13 @@ The notebooks in ``notebooks/`` introduce each function; users call the same API
     late = lc.late_chunking(model, text, chunks)     # (len(chunks), model.dim) float32
     naive = lc.naive_chunking(model, chunks)         # each chunk embedded alone
 
-The names below load on first use (PEP 562), so ``import lc_utils.runner`` needs neither torch
+The names below load on first use (PEP 562), so ``import lc_utils.run`` needs neither torch
 nor a working library: the runner can still run, and report, while a module here is broken.
+
+The package follows the data: ``text`` (chunks and token spans) -> ``models`` (the networks) ->
+``late`` (token states to chunk vectors) -> ``corpus`` -> ``store`` (Milvus) and ``scale`` (Ray);
+``eval`` scores methods on a task, ``studies`` holds what the notebooks investigate, ``show``
+what they display, and ``run`` executes them.
 """
 
 from __future__ import annotations
@@ -20,52 +25,16 @@ from typing import Any
 
 # Public name -> the submodule that defines it.
 _EXPORTS = {
-    "chunking": [
-        "STRATEGIES",
+    "text.chunking": [
         "Chunk",
         "chunk_fixed",
         "chunk_paragraphs",
         "chunk_sentences",
-        "chunk_text",
         "validate_chunks",
     ],
-    "corpus": [
-        "CorpusEmbeddings",
-        "as_documents",
-        "embed_corpus",
-        "iter_documents",
-        "iter_embed_corpus",
-    ],
-    "late": [
-        "DocumentEmbedding",
-        "WindowPlan",
-        "content_window",
-        "default_window",
-        "embed_queries",
-        "encode_document",
-        "late_chunking",
-        "late_pool",
-        "naive_chunking",
-        "plan_batches",
-        "plan_windows",
-        "pool_spans",
-        "prepare_document",
-        "text_window",
-    ],
-    "models": [
-        "LONG_CONTEXT_DEFAULT",
-        "PACKAGED_MINILM",
-        "EmbeddingModel",
-        "ModelLoadError",
-        "SUPPORTED_POOLING",
-        "hub_reachable",
-        "load_model",
-        "packaged_minilm_path",
-    ],
-    "registry": ["KNOWN_MODELS", "KnownModel", "known_model"],
-    "outputs": ["load_metrics", "prepare_output_dir", "save_figure", "save_metrics", "set_seed"],
-    "semantic": ["chunk_semantic"],
-    "tokens": [
+    "text.semantic": ["chunk_semantic"],
+    "text.strategies": ["STRATEGIES", "chunk_text", "chunking_label"],
+    "text.tokens": [
         "TokenizedDocument",
         "chunk_of_tokens",
         "token_offsets",
@@ -73,23 +42,50 @@ _EXPORTS = {
         "tokenize_document",
         "whitespace_mask",
     ],
+    "models.loading": [
+        "LONG_CONTEXT_DEFAULT",
+        "PACKAGED_MINILM",
+        "ModelLoadError",
+        "SUPPORTED_POOLING",
+        "hub_reachable",
+        "load_model",
+        "packaged_minilm_path",
+    ],
+    "models.model": ["EmbeddingModel", "Window"],
+    "models.registry": ["KNOWN_MODELS", "KnownModel", "known_model"],
+    "late.windows": ["WindowPlan", "plan_windows"],
+    "late.pooling": [
+        "DocumentEmbedding",
+        "encode_document",
+        "late_chunking",
+        "pool_records",
+        "pool_spans",
+        "prepare_document",
+    ],
+    "late.naive": ["embed_queries", "naive_chunking"],
+    "corpus": [
+        "CorpusEmbeddings",
+        "as_documents",
+        "embed_corpus",
+        "iter_documents",
+        "iter_embed_corpus",
+    ],
+    "outputs": ["load_metrics", "prepare_output_dir", "save_figure", "save_metrics", "set_seed"],
 }
-# Submodules that are part of the public API (lc.store, lc.vectors, ...). lc.scale is reachable
-# too, but left out of __all__: it needs the optional extra "scale" (Ray).
+# Submodules and subpackages that are part of the public API (lc.store, lc.eval, ...). lc.scale
+# is reachable too, but left out of __all__: it needs the optional extra "scale" (Ray).
 _SUBMODULES = [
-    "blog",
-    "chunking",
+    "corpus",
     "datasets",
-    "evaluation",
-    "frontier",
-    "jina_v2",
-    "long_documents",
-    "metrics",
-    "paper",
-    "registry",
-    "semantic",
+    "eval",
+    "late",
+    "models",
+    "outputs",
+    "progress",
+    "show",
     "store",
-    "tokens",
+    "studies",
+    "text",
     "vectors",
 ]
 _ORIGIN = {name: module for module, names in _EXPORTS.items() for name in names}

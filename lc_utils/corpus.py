@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .chunking import Chunk, check_integer, chunk_text, chunking_label
-from .late import late_pool, naive_chunking, prepare_document, warn_unknown_chunks
-from .models import EmbeddingModel
-from .tokens import mostly_unknown
+from .late.naive import naive_chunking
+from .late.pooling import pool_prepared, prepare_document
+from .models.model import EmbeddingModel
+from .progress import progress_bar
+from .text.chunking import Chunk, check_integer
+from .text.strategies import chunk_text, chunking_label
+from .text.tokens import mostly_unknown, warn_unknown_chunks
 
 __all__ = [
     "CorpusEmbeddings",
@@ -133,13 +136,15 @@ def _groups(pairs: Iterator, size: int) -> Iterator[list]:
         yield group
 
 
-def _chunker(strategy, tokenizer, options) -> Callable[[str], list[Chunk]]:
+def chunker(strategy, tokenizer, options: dict) -> Callable[[str], list[Chunk]]:
+    """``text -> list[Chunk]``: ``strategy`` itself if it is a callable, else ``chunk_text`` with
+    that strategy, the model's tokenizer and ``options``."""
     if callable(strategy):
         return strategy
     return lambda text: chunk_text(text, strategy, tokenizer=tokenizer, **options)
 
 
-def _chunking(strategy, options: dict, chunks, chunking: str | None) -> str | None:
+def corpus_chunking(strategy, options: dict, chunks, chunking: str | None) -> str | None:
     """The chunking label of a corpus: derived from a named strategy, else the one given."""
     if chunking is not None and (not isinstance(chunking, str) or not chunking):
         raise ValueError(f"chunking={chunking!r}; must be a non-empty label such as 'fixed-64'")
@@ -199,14 +204,12 @@ def iter_embed_corpus(
         raise ValueError(f"method={method!r}; valid: {METHODS}")
     check_integer("documents_per_batch", documents_per_batch, minimum=1)
     _check_given_chunks(chunks, documents)
-    label = _chunking(strategy, chunk_options or {}, chunks, chunking)
-    chunk = _chunker(strategy, model.tokenizer, chunk_options or {})
+    label = corpus_chunking(strategy, chunk_options or {}, chunks, chunking)
+    chunk = chunker(strategy, model.tokenizer, chunk_options or {})
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         total = len(documents) if hasattr(documents, "__len__") else None
-        bar = tqdm(total=total, desc=f"{method} chunking", unit="doc")
+        bar = progress_bar(total, f"{method} chunking", "doc")
     try:
         settings = dict(
             method=method, chunk=chunk, given_chunks=chunks, window=window, overlap=overlap,
@@ -255,7 +258,7 @@ def _embed_group(
         # The group's token bar (shown for groups of many passes) is what moves while a long
         # group runs; the runner echoes it to the console.
         shown = None if progress else False
-        vectors = late_pool(model, prepared, window, overlap, batch_tokens, progress=shown)
+        vectors = pool_prepared(model, prepared, window, overlap, batch_tokens, progress=shown)
         matrix = np.concatenate(vectors) if vectors else np.empty((0, model.dim), np.float32)
     else:
         texts = [r["text"] for r in records]
@@ -325,7 +328,7 @@ def embed_corpus(
         )
     )
     if not parts:
-        label = _chunking(strategy, chunk_options or {}, chunks, chunking)
+        label = corpus_chunking(strategy, chunk_options or {}, chunks, chunking)
         empty = np.empty((0, model.dim), np.float32)
         return CorpusEmbeddings([], empty, method, model.name, chunking=label)
     return CorpusEmbeddings.concatenate(parts)

@@ -2,7 +2,7 @@
 
 A notebook seeds everything with `set_seed`, writes its numbers with `save_metrics` to
 ``OUTPUT_DIR/metrics.json`` and its plots with `save_figure` to ``OUTPUT_DIR/<name>.png``. The
-runner (`lc_utils.runner`) gives each notebook its own ``OUTPUT_DIR`` and gathers these files into
+runner (`lc_utils.run`) gives each notebook its own ``OUTPUT_DIR`` and gathers these files into
 the run's report, and the notebook tests assert on the recorded ``metrics.json``.
 
 This module imports nothing heavy at import time: torch and matplotlib are only touched when a
@@ -19,8 +19,6 @@ import math
 import os
 import random
 import re
-import sys
-import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,7 +35,6 @@ __all__ = [
     "load_metrics",
     "save_figure",
     "to_jsonable",
-    "progress_bar",
 ]
 
 METRICS_FILE = "metrics.json"
@@ -46,9 +43,6 @@ FIGURE_DPI = 120
 # far finer than any difference the notebooks interpret (cosines, nDCG, timings).
 _SIGNIFICANT_DIGITS = 6
 _FIGURE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-# lc_utils.runner names the notebook it runs in this variable of the kernel's environment.
-RUNNER_LABEL = "LC_UTILS_RUNNER_LABEL"
-PROGRESS_EVERY_S = 10.0  # seconds between two console lines of one bar under the runner
 
 
 def set_seed(seed: int, *, deterministic: bool = True) -> np.random.Generator:
@@ -100,7 +94,7 @@ def prepare_output_dir(path: str | os.PathLike[str]) -> Path:
     if path is None or str(path).strip() == "":
         raise ValueError(
             "OUTPUT_DIR is empty; set it in the notebook's parameters cell or run the notebook "
-            "through `python -m lc_utils.runner`, which sets it for you"
+            "through `python -m lc_utils.run`, which sets it for you"
         )
     output_dir = Path(path).expanduser().resolve()
     if output_dir.exists() and not output_dir.is_dir():
@@ -266,39 +260,3 @@ def save_figure(fig: Any, output_dir: str | os.PathLike[str], name: str) -> Path
     path = prepare_output_dir(output_dir) / f"{stem}.png"
     figure.savefig(path, dpi=FIGURE_DPI, bbox_inches="tight")
     return path
-
-
-def progress_bar(total: int | None, desc: str, unit: str, **options: Any) -> Any:
-    """A ``tqdm.auto`` bar: a widget in Jupyter, text in a terminal.
-
-    Under the runner, which names the notebook in the kernel's ``LC_UTILS_RUNNER_LABEL``, the bar
-    also writes a line to the runner's console every `PROGRESS_EVERY_S` seconds (``    [4/11]
-    04_naive_vs_late | late chunking:  45%|####5     | 61.2k/136k [00:20<00:24, 3.05ktok/s]``),
-    while the widget alone goes into the notebook.
-    """
-    from tqdm.auto import tqdm
-
-    label = os.environ.get(RUNNER_LABEL)
-
-    class Bar(tqdm):
-        echoed = time.monotonic()  # the bar's start: a bar younger than PROGRESS_EVERY_S is quiet
-
-        def update(self, n: float | None = 1) -> bool | None:
-            displayed = super().update(n)
-            if label and not self.disable and time.monotonic() - self.echoed >= PROGRESS_EVERY_S:
-                self.echoed = time.monotonic()
-                _to_console(f"    {label} | {self}")
-            return displayed
-
-    return Bar(total=total, desc=desc, unit=unit, **options)
-
-
-def _to_console(line: str) -> None:
-    """Write a line to the console the process started from, past ipykernel's capture of fd 1:
-    a kernel's ``sys.stdout.fileno()`` is the copy of fd 1 it kept (without a capture: fd 1)."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError):  # io.UnsupportedOperation is an OSError
-        fd = sys.__stdout__.fileno()
-    clear = "\r\x1b[K" if os.isatty(fd) else ""  # over the runner's bar of cells, if drawn
-    os.write(fd, f"{clear}{line}\n".encode())

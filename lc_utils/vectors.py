@@ -1,5 +1,9 @@
 """Unit vectors and cosine similarity: the one place the package normalises and compares vectors.
 
+Besides scoring queries against items (``cosine_scores``) it measures how vectors relate to each
+other: the same items computed two ways (``row_cosine``) and the chunks of one document
+(``within_document_cosine``).
+
 Every vector this package produces (late, naive, query) is compared by cosine similarity, in
 Milvus (metric COSINE), in the brute-force check, and in the evaluation. Two policies exist for a
 degenerate vector, and callers choose one by name:
@@ -12,9 +16,12 @@ degenerate vector, and callers choose one by name:
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Mapping, Sequence
 
-__all__ = ["unit_vectors", "cosine_scores"]
+import numpy as np
+import pandas as pd
+
+__all__ = ["unit_vectors", "cosine_scores", "row_cosine", "within_document_cosine"]
 
 
 def unit_vectors(vectors, *, strict: bool = False, label: str = "vectors") -> np.ndarray:
@@ -73,3 +80,59 @@ def cosine_scores(query_vectors, item_vectors, *, strict: bool = False) -> np.nd
     queries = unit_vectors(queries, strict=strict, label="query vectors")
     items = unit_vectors(items, strict=strict, label="item vectors")
     return queries @ items.T
+
+
+def row_cosine(first, second) -> np.ndarray:
+    """Cosine of each row of ``first`` with the same row of ``second``: how far vectors moved.
+
+    Args:
+        first / second: float ``(n, dim)``, the same items computed two ways (token embeddings
+            with and without a preface, chunk vectors under two window plans).
+    Returns:
+        float64 ``(n,)``; a zero row has cosine 0.
+    Introduced in notebook 08_windows.
+    """
+    a, b = np.asarray(first), np.asarray(second)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(
+            f"first has shape {a.shape} and second {b.shape}; pass two (n, dim) arrays of the "
+            "same shape, row i of each describing the same item"
+        )
+    product = unit_vectors(a, label="first") * unit_vectors(b, label="second")
+    return product.sum(axis=1, dtype=np.float64)
+
+
+def within_document_cosine(records: Sequence[Mapping], vectors) -> pd.Series:
+    """Mean cosine between the chunks of each document: how alike one document's vectors are.
+
+    Late chunking mixes the whole document into every chunk, so its chunks resemble each other
+    more than naive ones do; that helps a query about the document find any of its chunks and
+    makes it harder to pick one chunk out of a long document.
+
+    Args:
+        records: chunk records with ``doc_id``, row for row with ``vectors``.
+        vectors: float ``(len(records), dim)``.
+    Returns:
+        float64 Series indexed by ``doc_id`` (in order of first appearance): the mean cosine over
+        all pairs of distinct chunks of the document (a zero vector counts as cosine 0).
+        Documents with a single chunk are left out.
+    Introduced in notebook 10_long_documents.
+    """
+    matrix = np.asarray(vectors)
+    if matrix.ndim != 2 or len(matrix) != len(records):
+        raise ValueError(
+            f"vectors has shape {matrix.shape} for {len(records)} records; give one row per record"
+        )
+    unit = unit_vectors(matrix, label="chunk vectors").astype(np.float64)
+    rows_of: dict = {}
+    for row, record in enumerate(records):
+        rows_of.setdefault(record["doc_id"], []).append(row)
+    means = {}
+    for doc, rows in rows_of.items():
+        if len(rows) < 2:
+            continue
+        # The sum over all pairs from the sum vector, so a long document needs no n x n matrix.
+        total = unit[rows].sum(axis=0)
+        squared = (unit[rows] ** 2).sum()
+        means[doc] = float((total @ total - squared) / (len(rows) * (len(rows) - 1)))
+    return pd.Series(means, dtype=np.float64, name="within_document_cosine")

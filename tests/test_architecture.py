@@ -1,13 +1,13 @@
-"""The library's imports follow the data: text -> chunks -> tokens -> token states -> chunk vectors
--> store -> evaluation, with no cycle, and no module reaches into another module's private names.
+"""The library's imports follow the data: text -> models -> late -> corpus -> store and scale ->
+evaluation -> studies -> presentation, with no cycle, no import against that direction, and no
+module reaching into another module's private names.
 
 The scan reads every module of ``lc_utils`` with ``ast``: imports at module level and inside
 functions alike (a lazy import is still a dependency), relative and absolute. The package's
 ``__init__`` is left out: it only names the public API and loads it on first use.
 
-One inversion is deliberate and not an import: the semantic chunker needs embeddings (``late``),
-which need ``chunking``, so ``lc_utils.semantic`` registers its strategy in
-``chunking.STRATEGIES``, and ``chunk_text`` loads that module by name when "semantic" is asked for.
+The semantic chunker needs a model, yet ``text`` comes before ``models``: it takes the model as an
+argument and calls its ``encode``, so no import runs against the data's direction.
 """
 
 from __future__ import annotations
@@ -88,8 +88,88 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_scan_sees_imports():
     edges = graph()
-    assert "lc_utils.tokens" in edges["lc_utils.chunking"]
-    assert "lc_utils.chunking" in edges["lc_utils.late"]
+    assert "lc_utils.text.tokens" in edges["lc_utils.text.chunking"]
+    assert "lc_utils.text.chunking" in edges["lc_utils.late.windows"]
+    assert "lc_utils.models.batching" in edges["lc_utils.late.pooling"]
+
+
+# What each part of the package may import, besides itself: the data's direction. The method
+# (text to chunk vectors) knows nothing of Milvus, evaluation, presentation or the runner; the data
+# stages never import evaluation or presentation; the runner imports nothing of the method, so
+# that it can still report a broken library.
+LEAVES = {"progress", "vectors"}
+METHOD = {"text", "models", "late", "corpus"} | LEAVES
+ALLOWED = {
+    "progress": set(),
+    "vectors": set(),
+    "outputs": set(),
+    "text": LEAVES,
+    "models": {"text"} | LEAVES,
+    "late": {"text", "models"} | LEAVES,
+    "corpus": METHOD,
+    "store": LEAVES,
+    "datasets": {"text"} | LEAVES,
+    "scale": METHOD | {"store", "datasets"},
+    "eval": METHOD | {"datasets"},
+    "studies": METHOD | {"datasets", "store", "eval"},
+    "show": METHOD | {"datasets", "store", "eval", "studies"},
+    "run": {"progress", "outputs"},
+}
+
+
+def part_of(module: str) -> str:
+    return module.split(".")[1]
+
+
+def against_the_direction(edges: dict[str, set[str]]) -> list[str]:
+    """Every import from one part of the package to a part it may not import."""
+    wrong = []
+    for module, targets in sorted(edges.items()):
+        source = part_of(module)
+        for target in sorted(targets):
+            if part_of(target) != source and part_of(target) not in ALLOWED[source]:
+                wrong.append(f"{module} imports {target}")
+    return wrong
+
+
+def test_every_part_of_the_package_has_a_rule():
+    assert {part_of(m) for m in MODULES if m != "lc_utils"} == set(ALLOWED)
+
+
+def test_imports_follow_the_data():
+    wrong = against_the_direction(graph())
+    assert not wrong, "imports against the data's direction:\n" + "\n".join(wrong)
+
+
+def test_the_direction_check_finds_a_planted_import():
+    """A planted import from late chunking into the presentation module must be refused."""
+    edges = graph()
+    planted = {**edges, "lc_utils.late.pooling": edges["lc_utils.late.pooling"] | {
+        "lc_utils.show.tables"}}  # fmt: skip
+    assert against_the_direction(planted) == ["lc_utils.late.pooling imports lc_utils.show.tables"]
+    into_outputs = {**edges, "lc_utils.corpus": edges["lc_utils.corpus"] | {"lc_utils.outputs"}}
+    assert against_the_direction(into_outputs) == ["lc_utils.corpus imports lc_utils.outputs"]
+
+
+def test_no_import_inside_a_function_but_optional_heavy_ones():
+    """Imports sit at the top of a module, where a reader sees what it depends on. Inside a
+    function only optional dependencies (Ray, pymilvus, papermill, ...), heavy ones that one path
+    needs (spaCy, matplotlib for a figure) and the standard library are imported, with a comment."""
+    lazy = []
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for function in ast.walk(tree):
+            if not isinstance(function, ast.FunctionDef):
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, ast.ImportFrom) and node.level:
+                    lazy.append(f"{module}:{node.lineno} imports .{node.module} in a function")
+                elif isinstance(node, ast.ImportFrom | ast.Import):
+                    names = [node.module] if isinstance(node, ast.ImportFrom) else [
+                        a.name for a in node.names]  # fmt: skip
+                    if any(n and n.split(".")[0] == "lc_utils" for n in names):
+                        lazy.append(f"{module}:{node.lineno} imports lc_utils in a function")
+    assert not lazy, "\n".join(lazy)
 
 
 def test_no_import_cycle():

@@ -5,7 +5,7 @@ import lc_utils as lc
 
 def test_sentence_word_spans_are_spacy_word_indices_not_tokens():
     text = "Late chunking pools tokens.  Word indices are not positions! Really."
-    spans = lc.blog.sentence_word_spans(text)
+    spans = lc.studies.blog.sentence_word_spans(text)
     sentences = lc.chunk_text(text, "sentences")
     assert len(spans) == len(sentences) == 3
     # Words, not characters: the first sentence is 5 words (4 words and the full stop).
@@ -13,5 +13,5 @@ def test_sentence_word_spans_are_spacy_word_indices_not_tokens():
     assert all(a < b for a, b in spans) and all(
         p[1] <= q[0] for p, q in zip(spans, spans[1:], strict=False)
     )
-    assert lc.blog.sentence_word_spans("   ") == []
+    assert lc.studies.blog.sentence_word_spans("   ") == []
     assert not hasattr(lc, "sentence_word_spans")  # not part of the package's real API

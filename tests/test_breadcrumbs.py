@@ -2,7 +2,7 @@
 
 Hand-written breadcrumbs drift when notebooks are split or renumbered. This test derives the truth
 from the notebooks themselves: it reads their code cells in order, resolves every ``lc.<name>``
-chain (``lc.late_chunking``, ``lc.evaluation.compare_naive_late``) to the object it names, and so
+chain (``lc.late_chunking``, ``lc.eval.compare_naive_late``) to the object it names, and so
 finds the first notebook that uses each function, class, constant and module. A breadcrumb must
 name that notebook. A name that no notebook uses by name (a helper behind a public call, a class
 that a call returns) takes the first notebook that uses its module; a breadcrumb in a module that
@@ -43,7 +43,7 @@ def module_name(path: Path) -> str:
 def first_uses() -> tuple[dict, dict]:
     """``({key: notebook}, {method name: [notebooks in order]})`` from the notebooks' code.
 
-    A key is a module name (``"lc_utils.evaluation"``) or ``(module, qualified name)``.
+    A key is a module name (``"lc_utils.eval.compare"``) or ``(module, qualified name)``.
     """
     first: dict = {}
     method_calls: dict[str, list[str]] = {}
@@ -143,9 +143,9 @@ def test_breadcrumbs_name_the_first_notebook_that_uses_it(path):
 def test_the_scan_resolves_what_the_notebooks_call():
     """The scan itself, on names whose first notebook is beyond doubt."""
     first, _ = first_uses()
-    assert first[("lc_utils.chunking", "chunk_text")] == "01_chunking"
-    assert first["lc_utils.chunking"] == "01_chunking"
-    assert first[("lc_utils.late", "late_chunking")] == "03_late_pooling"
-    assert first[("lc_utils.evaluation", "compare_naive_late")] == "04_naive_vs_late"
+    assert first[("lc_utils.text.strategies", "chunk_text")] == "01_chunking"
+    assert first["lc_utils.text.strategies"] == "01_chunking"
+    assert first[("lc_utils.late.pooling", "late_chunking")] == "03_late_pooling"
+    assert first[("lc_utils.eval.compare", "compare_naive_late")] == "04_naive_vs_late"
     assert first[("lc_utils.datasets", "RELEASE_NOTES")] == "04_naive_vs_late"
-    assert ("lc_utils.chunking", "no_such_name") not in first
+    assert ("lc_utils.text.chunking", "no_such_name") not in first

@@ -202,14 +202,14 @@ def test_a_lone_surrogate_is_named_on_every_chunking_path(tiny_model):
 
 
 def test_chunking_labels_name_strategy_and_size():
-    assert lc.chunking.chunking_label("fixed", chunk_size=64) == "fixed-64"
-    assert lc.chunking.chunking_label("fixed") == "fixed-64"
-    assert lc.chunking.chunking_label("sentences") == "sentences"
-    assert lc.chunking.chunking_label("sentences", sentences_per_chunk=3) == "sentences-3"
-    assert lc.chunking.chunking_label("paragraphs", paragraphs_per_chunk=1) == "paragraphs"
+    assert lc.chunking_label("fixed", chunk_size=64) == "fixed-64"
+    assert lc.chunking_label("fixed") == "fixed-64"
+    assert lc.chunking_label("sentences") == "sentences"
+    assert lc.chunking_label("sentences", sentences_per_chunk=3) == "sentences-3"
+    assert lc.chunking_label("paragraphs", paragraphs_per_chunk=1) == "paragraphs"
     with pytest.raises(ValueError, match="unknown chunking strategy 'words'"):
-        lc.chunking.chunking_label("words")
+        lc.chunking_label("words")
     with pytest.raises(TypeError, match="chunk_size"):
-        lc.chunking.chunking_label("sentences", chunk_size=3)
+        lc.chunking_label("sentences", chunk_size=3)
     with pytest.raises(TypeError, match="chunk_size='64'"):
-        lc.chunking.chunking_label("fixed", chunk_size="64")
+        lc.chunking_label("fixed", chunk_size="64")

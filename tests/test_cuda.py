@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import lc_utils as lc
-from lc_utils.evaluation import row_cosine
+from lc_utils.vectors import row_cosine
 
 from .jina_checkpoints import write_checkpoint
 

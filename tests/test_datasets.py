@@ -12,7 +12,7 @@ import pytest
 
 import lc_utils as lc
 from lc_utils import datasets as ds
-from lc_utils.evaluation import chunk_keys, chunk_qrels
+from lc_utils.eval import chunk_keys, chunk_qrels
 
 # ---------------------------------------------------------------------------------------------
 # BEIR
@@ -81,7 +81,7 @@ def test_beir_data_runs_through_the_naive_late_comparison(tmp_path, tiny_model):
     assert spans == {"q1": [("d1", 0, len(text), 2)]}
     documents = data.documents()
     chunks = {d: lc.chunk_text(t, "sentences") for d, t in documents.items()}
-    result = lc.evaluation.compare_naive_late(
+    result = lc.eval.compare_naive_late(
         tiny_model, documents, chunks, data.queries, qrels_spans=spans, progress=False
     )
     # One query, one relevant document: document-level recall@5 over 3 documents is 1.

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 import lc_utils as lc
-from lc_utils import evaluation as ev
+from lc_utils import eval as ev
 
 # ---------------------------------------------------------------------------------------------
 # Comparing methods: paired differences, evaluate_methods, pool_records, compare_naive_late
@@ -71,8 +71,8 @@ def test_evaluate_methods_matches_evaluate_levels():
     # d3 holds a span but no chunk: documents outside the records are not judged.
     assert comparison.doc_qrels == {"q": {"d1": 1}, "r": {"d2": 1}}
     for method, vectors in (("good", good), ("bad", bad)):
-        expected = lc.metrics.evaluate_levels(
-            lc.metrics.cosine_scores(queries, vectors),
+        expected = lc.eval.metrics.evaluate_levels(
+            lc.vectors.cosine_scores(queries, vectors),
             query_ids=["q", "r"],
             chunk_keys=["d1#0", "d1#1", "d2#0", "d2#1"],
             chunk_doc_ids=["d1", "d1", "d2", "d2"],
@@ -133,13 +133,13 @@ def test_pool_records_equals_late_embed_corpus(tiny_model):
         d: lc.encode_document(tiny_model, t, window=48, overlap=8) for d, t in documents.items()
     }
     assert len(encoded["long"].plan.windows) > 5  # the long document really runs in windows
-    pooled = ev.pool_records(encoded, late.records)
+    pooled = lc.pool_records(encoded, late.records)
     np.testing.assert_allclose(pooled, late.vectors, atol=1e-5)
     with pytest.raises(KeyError, match="document 'long'.*not in encoded"):
-        ev.pool_records({"short": encoded["short"]}, late.records)
+        lc.pool_records({"short": encoded["short"]}, late.records)
     empty = [{"doc_id": "short", "start": 5, "end": 6}]  # the space between two words
     with pytest.raises(ValueError, match="record 0 .* holds no model token"):
-        ev.pool_records(encoded, empty)
+        lc.pool_records(encoded, empty)
 
 
 def test_compare_naive_late_with_and_without_encoded(tiny_model):
@@ -174,7 +174,7 @@ def test_compare_naive_late_with_and_without_encoded(tiny_model):
     assert direct.methods == ["naive", "late"] and direct.records == reused.records
     np.testing.assert_allclose(direct.vectors["late"], reused.vectors["late"], atol=1e-5)
     for method in ("naive", "late"):
-        for level in lc.metrics.LEVELS:
+        for level in lc.eval.metrics.LEVELS:
             for name, value in direct.results[method][level].items():
                 assert reused.results[method][level][name] == pytest.approx(value, abs=1e-6)
     with pytest.raises(ValueError, match="already fixed"):
@@ -198,15 +198,15 @@ def test_within_document_cosine_matches_all_pairs():
     vectors = rng.normal(size=(7, 5))
     vectors[2] = 0.0  # a zero vector has cosine 0 with everything
     records = [{"doc_id": d} for d in ["a", "a", "a", "b", "c", "c", "c"]]
-    result = ev.within_document_cosine(records, vectors)
+    result = lc.vectors.within_document_cosine(records, vectors)
     assert list(result.index) == ["a", "c"]  # b has one chunk
     for doc in ("a", "c"):
         rows = [i for i, r in enumerate(records) if r["doc_id"] == doc]
-        similarity = lc.metrics.cosine_scores(vectors[rows], vectors[rows]).astype(float)
+        similarity = lc.vectors.cosine_scores(vectors[rows], vectors[rows]).astype(float)
         off_diagonal = ~np.eye(len(rows), dtype=bool)
         assert result[doc] == pytest.approx(similarity[off_diagonal].mean(), abs=1e-6)
     with pytest.raises(ValueError, match="one row per record"):
-        ev.within_document_cosine(records, vectors[:3])
+        lc.vectors.within_document_cosine(records, vectors[:3])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,8 +266,8 @@ def test_differences_by_kind_with_a_mapping_and_split_by_relevant_text():
         queries, ["q", "r"], records, {"naive": bad, "late": good}, qrels_spans=spans
     )
     both = comparison.differences(metric="mrr", n_resamples=50, seed=1)
-    assert set(both) == set(lc.metrics.LEVELS)
-    for level in lc.metrics.LEVELS:
+    assert set(both) == set(lc.eval.metrics.LEVELS)
+    for level in lc.eval.metrics.LEVELS:
         assert both[level] == comparison.difference(
             metric="mrr", level=level, n_resamples=50, seed=1
         )
@@ -289,14 +289,14 @@ def test_row_cosine():
     rng = np.random.default_rng(2)
     a, b = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
     b[3] = 0.0
-    result = ev.row_cosine(a, b)
+    result = lc.vectors.row_cosine(a, b)
     for i in range(5):
         norm = np.linalg.norm(a[i]) * np.linalg.norm(b[i])
         expected = a[i] @ b[i] / norm if norm else 0.0
         assert result[i] == pytest.approx(expected, abs=1e-6)
-    assert ev.row_cosine(a, 3 * a) == pytest.approx(np.ones(5), abs=1e-6)
+    assert lc.vectors.row_cosine(a, 3 * a) == pytest.approx(np.ones(5), abs=1e-6)
     with pytest.raises(ValueError, match="same shape"):
-        ev.row_cosine(a, b[:4])
+        lc.vectors.row_cosine(a, b[:4])
 
 
 @pytest.fixture(scope="module")
@@ -334,9 +334,9 @@ def test_compare_chunkings_equals_one_compare_naive_late_each(tiny_model, study)
             progress=False,
         )
         assert comparisons[label].results == alone.results
-    lengths = ev.chunk_lengths(tiny_model, comparisons)
+    lengths = lc.show.chunk_lengths(tiny_model, comparisons)
     assert list(lengths.index) == ["sentences", "fixed-8"]
-    assert lengths.loc["fixed-8", "max_tokens"] == 8
+    assert lengths.loc["fixed-8", "longest_tokens"] == 8
     assert lengths.loc["fixed-8", "n_chunks"] == len(comparisons["fixed-8"].records)
     assert lengths.loc["sentences", "truncated_by_naive"] == 0
     with pytest.raises(ValueError, match="chunkings is empty"):
@@ -381,8 +381,8 @@ def test_evaluate_document_vectors_scores_whole_documents(tiny_model, study):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         vectors = lc.naive_chunking(tiny_model, list(documents.values()))
-    expected = lc.metrics.evaluate(
-        lc.metrics.cosine_scores(query_vectors, vectors),
+    expected = lc.eval.metrics.evaluate(
+        lc.vectors.cosine_scores(query_vectors, vectors),
         qrels_doc,
         query_ids=list(queries),
         item_ids=list(documents),
@@ -390,7 +390,7 @@ def test_evaluate_document_vectors_scores_whole_documents(tiny_model, study):
     assert baseline.results == expected
     n_long = len(lc.tokenize_document(tiny_model.tokenizer, LONG_TEXT))
     n_other = len(lc.tokenize_document(tiny_model.tokenizer, documents["other"]))
-    _, content = lc.content_window(tiny_model)
+    content = tiny_model.window().content_tokens
     assert n_long > content  # the long document is truncated
     assert baseline.token_coverage == pytest.approx((content + n_other) / (n_long + n_other))
 
@@ -419,10 +419,10 @@ def test_compare_window_plans_keeps_naive_and_late_and_adds_the_new_plan(tiny_mo
     rows = [i for i, r in enumerate(comparison.records) if r["doc_id"] == "long"]
     np.testing.assert_array_equal(plans.vectors["late"], comparison.vectors["late"][rows])
     np.testing.assert_allclose(
-        plans.vectors["no overlap"], ev.pool_records(blind, plans.records), atol=0
+        plans.vectors["no overlap"], lc.pool_records(blind, plans.records), atol=0
     )
     # Another window plan really moves the vectors of a long document.
-    assert ev.row_cosine(plans.vectors["late"], plans.vectors["no overlap"]).min() < 0.999
+    assert lc.vectors.row_cosine(plans.vectors["late"], plans.vectors["no overlap"]).min() < 0.999
     assert plans.doc_qrels == {"q3": {"long": 1}, "q9": {}}
     with pytest.raises(ValueError, match="is taken"):
         ev.compare_window_plans(comparison, blind, query_vectors, qrels_spans=spans, name="late")

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import lc_utils as lc
-from lc_utils.frontier import (
+from lc_utils.studies.frontier import (
     WindowSetting,
     choose_setting,
     encode_settings,
@@ -25,7 +25,7 @@ def test_the_default_grid_is_trained_length_and_limit_times_four_overlaps(minilm
         "256/0", "256/15", "256/31", "256/63", "512/0", "512/31", "512/63", "512/127",
     ]  # fmt: skip
     # The library's own default plan is one of the grid's settings: the trained length, 1/16.
-    window, content = lc.content_window(minilm)
+    window, content = minilm.window().positions, minilm.window().content_tokens
     assert f"{window}/{lc.plan_windows(2000, content).overlap}" == grid[1].label == "256/15"
     # A model that declares no trained length gets its limit only.
     assert [s.window for s in window_settings(tiny_model)] == [512] * 4
@@ -71,7 +71,7 @@ def test_costs_count_the_tokens_of_every_window_plan(tiny_model, run):
     n_tokens = {d: len(lc.tokenize_document(tiny_model.tokenizer, t)) for d, t in documents.items()}
     assert (costs["n_tokens"] == sum(n_tokens.values())).all()
     for setting in settings:
-        content = lc.content_window(tiny_model, setting.window)[1]
+        content = tiny_model.window(setting.window).content_tokens
         plans = [lc.plan_windows(n, content, setting.overlap) for n in n_tokens.values()]
         row = costs.loc[setting.label]
         assert row["tokens_computed"] == sum(p.tokens_computed for p in plans)
@@ -97,7 +97,7 @@ def comparison_of(per_setting_scores, n_queries=60, seed=0):
         vectors[label] = np.eye(n_queries, dtype=np.float32) + noise * rng.random(
             (n_queries, n_queries), dtype=np.float32
         )
-    return lc.evaluation.evaluate_methods(queries, list(qrels), records, vectors, qrels_spans=qrels)
+    return lc.eval.evaluate_methods(queries, list(qrels), records, vectors, qrels_spans=qrels)
 
 
 def costs_of(labels_tokens):

@@ -27,7 +27,8 @@ import pytest
 import torch
 
 import lc_utils as lc
-from lc_utils import jina_v2, models
+from lc_utils.models import jina_v2
+from lc_utils.models import loading as models
 
 from .jina_checkpoints import random_tensors, tiny_config, write_checkpoint
 

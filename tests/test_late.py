@@ -79,19 +79,19 @@ def test_document_within_the_window_gives_exactly_the_single_pass(tiny_model):
 
 
 @settings(max_examples=300, deadline=None)
-@given(n=st.integers(0, 3000), content_window=st.integers(1, 600), data=st.data())
-def test_window_plan_tiles_the_document(n, content_window, data):
-    overlap = data.draw(st.integers(0, content_window - 1))
-    plan = lc.plan_windows(n, content_window, overlap)
+@given(n=st.integers(0, 3000), content_tokens=st.integers(1, 600), data=st.data())
+def test_window_plan_tiles_the_document(n, content_tokens, data):
+    overlap = data.draw(st.integers(0, content_tokens - 1))
+    plan = lc.plan_windows(n, content_tokens, overlap)
     kept = np.array(plan.kept).reshape(-1, 2)
     windows = np.array(plan.windows).reshape(-1, 2)
     # Kept ranges tile [0, n) in order, each inside its own window.
     assert kept[0, 0] == 0 and kept[-1, 1] == n
     assert (kept[1:, 0] == kept[:-1, 1]).all()
     assert ((windows[:, 0] <= kept[:, 0]) & (kept[:, 1] <= windows[:, 1])).all()
-    assert ((windows[:, 1] - windows[:, 0]) <= content_window).all()
-    if n > content_window:
-        assert ((windows[:, 1] - windows[:, 0]) == content_window).all()
+    assert ((windows[:, 1] - windows[:, 0]) <= content_tokens).all()
+    if n > content_tokens:
+        assert ((windows[:, 1] - windows[:, 0]) == content_tokens).all()
         # Every window after the first gives each kept token >= overlap tokens of left context.
         assert (kept[1:, 0] - windows[1:, 0] >= overlap).all()
         assert (kept[1:, 1] > kept[1:, 0]).all()
@@ -127,7 +127,7 @@ def _batch_cost(batches, lengths, pass_cost):
     pass_cost=st.integers(0, 500),
 )
 def test_batch_plan_covers_every_sequence_within_the_budget(lengths, batch_tokens, pass_cost):
-    batches = lc.plan_batches(lengths, batch_tokens, pass_cost)
+    batches = lc.models.batching.plan_batches(lengths, batch_tokens, pass_cost)
     assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
     for batch in batches:
         padded = len(batch) * max(lengths[i] for i in batch)
@@ -152,18 +152,22 @@ def test_batch_plan_is_as_cheap_as_the_best_partition(lengths, batch_tokens, pas
         for p in _partitions(list(range(len(lengths))))
         if allowed(p)
     )
-    plan = lc.plan_batches(lengths, batch_tokens, pass_cost)
+    plan = lc.models.batching.plan_batches(lengths, batch_tokens, pass_cost)
     assert _batch_cost(plan, lengths, pass_cost) == best
 
 
 def test_batch_plan_trades_padding_against_passes():
     # Without a pass cost any padding is waste: ragged sequences run alone.
-    assert lc.plan_batches([500, 300, 100], 4096, pass_cost=0) == [[0], [1], [2]]
+    assert lc.models.batching.plan_batches([500, 300, 100], 4096, pass_cost=0) == [[0], [1], [2]]
     # Equal lengths fill the budget; a ragged tail is padded only when a pass costs more.
-    assert sorted(map(len, lc.plan_batches([64] * 5, 128, pass_cost=10))) == [1, 2, 2]
-    assert lc.plan_batches([500, 60, 64], 4096, pass_cost=10) == [[0], [2, 1]]
-    assert lc.plan_batches([500, 480], 4096, pass_cost=64) == [[0, 1]]
-    assert lc.plan_batches([], 2048) == []
+    assert sorted(map(len, lc.models.batching.plan_batches([64] * 5, 128, pass_cost=10))) == [
+        1,
+        2,
+        2,
+    ]
+    assert lc.models.batching.plan_batches([500, 60, 64], 4096, pass_cost=10) == [[0], [2, 1]]
+    assert lc.models.batching.plan_batches([500, 480], 4096, pass_cost=64) == [[0, 1]]
+    assert lc.models.batching.plan_batches([], 2048) == []
 
 
 def test_windowed_tokens_come_from_their_own_window(tiny_model):
@@ -213,7 +217,9 @@ def test_batched_documents_match_one_at_a_time(tiny_model):
     prepared = [
         lc.prepare_document(tiny_model, d, lc.chunk_text(d, "sentences"))[::2] for d in documents
     ]
-    together = lc.late_pool(tiny_model, prepared, window=100, overlap=10, batch_tokens=10_000)
+    together = lc.late.pooling.pool_prepared(
+        tiny_model, prepared, window=100, overlap=10, batch_tokens=10_000
+    )
     for document, batched in zip(documents, together, strict=True):
         alone = lc.late_chunking(
             tiny_model, document, lc.chunk_text(document, "sentences"), window=100, overlap=10
@@ -264,7 +270,7 @@ def test_naive_is_a_masked_mean_unaffected_by_padding(tiny_model):
 
 def test_naive_truncates_long_texts_with_a_warning(tiny_model):
     long_text = "word " * 2000
-    with pytest.warns(UserWarning, match="1 of 2 chunks exceed .* truncated"):
+    with pytest.warns(UserWarning, match="1 of 2 chunks hold more than 510 tokens .* truncated"):
         vectors = lc.naive_chunking(tiny_model, [long_text, "ok"])
     assert np.isfinite(vectors).all()
 
@@ -416,16 +422,15 @@ def test_text_that_is_not_a_str_or_holds_a_lone_surrogate_is_named(tiny_model):
 
 def test_the_default_window_is_the_trained_length_with_a_sixteenth_overlap(minilm, tiny_model):
     # MiniLM declares max_seq_length 256 below its 512 positions; the tiny model declares none.
-    assert lc.default_window(minilm) == (256, "the length it was trained on")
-    assert lc.default_window(tiny_model) == (512, "its position limit")
-    assert lc.content_window(minilm) == (256, 254)
-    assert lc.content_window(minilm, minilm.max_length) == (512, 510)
+    assert minilm.window() == lc.Window(256, 254, "the length it was trained on")
+    assert tiny_model.window() == lc.Window(512, 510, "its position limit")
+    assert minilm.window(minilm.max_length) == lc.Window(512, 510, "window")
     assert lc.plan_windows(1000, 254).overlap == 15 and lc.plan_windows(1000, 510).overlap == 31
     # The window a document runs in is the one naive chunks are cut at.
-    assert lc.text_window(minilm)[:2] == lc.content_window(minilm)
+    assert minilm.window(argument="max_tokens") == minilm.window()
     document = " ".join(["word"] * 600)
     plan = lc.encode_document(minilm, document).plan
-    assert (plan.content_window, plan.overlap, len(plan.windows)) == (254, 15, 3)
+    assert (plan.content_tokens, plan.overlap, len(plan.windows)) == (254, 15, 3)
 
 
 def test_naive_truncates_at_the_trained_length_by_default(tiny_model):
@@ -433,7 +438,9 @@ def test_naive_truncates_at_the_trained_length_by_default(tiny_model):
     there, as sentence-transformers cuts it; max_tokens=model.max_length uses every position."""
     trained = dataclasses.replace(tiny_model, trained_length=40)
     text = " ".join(f"word{i}" for i in range(60))  # well over 40 tokens, under 512
-    with pytest.warns(UserWarning, match="exceed 40 tokens \\(the length it was trained on"):
+    with pytest.warns(
+        UserWarning, match="more than 38 tokens .* set by the length it was trained on"
+    ):
         default = lc.naive_chunking(trained, [text])
     cut = lc.naive_chunking(tiny_model, [text], max_tokens=40)
     np.testing.assert_allclose(default, cut, atol=1e-6)
@@ -442,7 +449,7 @@ def test_naive_truncates_at_the_trained_length_by_default(tiny_model):
     assert not np.allclose(default, full, atol=1e-3)
     with pytest.warns(UserWarning, match="pass max_tokens=512"):
         lc.embed_queries(trained, text)
-    with pytest.raises(TypeError, match="window=40.5"):
+    with pytest.raises(TypeError, match="max_tokens=40.5"):
         lc.naive_chunking(tiny_model, [text], max_tokens=40.5)
 
 
@@ -468,7 +475,7 @@ def test_naive_matches_sentence_transformers_past_the_trained_length(minilm):
     n_tokens = len(lc.tokenize_document(minilm.tokenizer, text))
     assert 280 <= n_tokens <= 320, n_tokens  # a 300-token chunk
     reference = SentenceTransformer(str(lc.packaged_minilm_path()), device="cpu").encode([text])
-    with pytest.warns(UserWarning, match="exceed 256 tokens"):
+    with pytest.warns(UserWarning, match="more than 254 tokens .* 256 positions"):
         ours = lc.naive_chunking(minilm, [text])
     assert cosine(ours, reference).min() >= 0.9999
     full = lc.naive_chunking(minilm, [text], max_tokens=minilm.max_length)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, ndcg_score
 
-from lc_utils import metrics as ev
+from lc_utils.eval import metrics as ev
 
 ITEMS = ["a", "b", "c", "d", "e"]
 

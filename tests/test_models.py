@@ -8,7 +8,7 @@ import types
 import pytest
 
 import lc_utils as lc
-from lc_utils import models
+from lc_utils.models import loading as models
 
 from .conftest import build_tiny_bert
 

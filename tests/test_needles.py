@@ -112,7 +112,7 @@ def test_evaluate_needles_scores_each_pool_on_its_own(tiny_model):
     tasks = build_needle_tasks(
         tiny_model.tokenizer, lengths=[96], depths=(0.0, 1.0), documents_per_depth=2, seed=1
     )
-    results = lc.long_documents.evaluate_needles(
+    results = lc.studies.long_documents.evaluate_needles(
         tiny_model, tasks, chunk_options={"chunk_size": 16}
     )
     frame = results.per_query

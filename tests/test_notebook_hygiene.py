@@ -16,8 +16,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lc_utils.parameters import NOTEBOOK_PATTERN, PARAMETERS_TAG, notebook_parameters
-from lc_utils.runner import KERNEL_NAME
+from lc_utils.run.parameters import NOTEBOOK_PATTERN, PARAMETERS_TAG, notebook_parameters
+from lc_utils.run.report import KERNEL_NAME
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))

@@ -114,11 +114,20 @@ def test_license_is_an_spdx_expression_with_its_file():
     assert all((ROOT / name).is_file() for name in PROJECT["license-files"])
 
 
-def test_report_templates_ship_with_the_package():
+def test_every_subpackage_and_the_report_templates_ship_with_the_package():
+    """setuptools lists packages by hand: a new folder of modules left out of the list would
+    install without it, and the report templates are data that must be listed too."""
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert "lc_utils.templates" in setuptools["packages"]
-    assert setuptools["package-data"]["lc_utils.templates"] == ["*.j2"]
-    assert sorted(p.suffix for p in (ROOT / "lc_utils" / "templates").iterdir()) == [".j2"] * 3
+    folders = {
+        ".".join(path.parent.relative_to(ROOT).parts)
+        for path in (ROOT / "lc_utils").rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
+    assert folders <= set(setuptools["packages"]), sorted(folders - set(setuptools["packages"]))
+    assert "lc_utils.run.templates" in setuptools["packages"]
+    assert setuptools["package-data"]["lc_utils.run.templates"] == ["*.j2"]
+    templates = ROOT / "lc_utils" / "run" / "templates"
+    assert sorted(p.suffix for p in templates.iterdir()) == [".j2"] * 3
 
 
 def test_torch_is_a_range_and_the_makefile_installs_the_cpu_wheel_first():

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import lc_utils as lc
-from lc_utils import runner
+from lc_utils.run import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = Path(__file__).resolve().parent / "expected"
@@ -88,25 +88,29 @@ def cosine(a, b):
 
 
 def test_load_benchmark_reads_a_beir_folder_and_keeps_judged_queries(tmp_path):
-    bench = lc.paper.load_benchmark(str(write_beir(tmp_path / "mini")))
+    bench = lc.studies.paper.load_benchmark(str(write_beir(tmp_path / "mini")))
     assert bench.source == "folder" and bench.name == "mini" and bench.paper is None
     assert list(bench.queries) == ["q1", "q2", "q3", "q4"]  # q5 is not judged
     assert bench.qrels_doc["q1"] == {"d1": 2, "d3": 1} and bench.qrels_doc["q4"] == {"d4": 1}
     assert bench.documents["d1"].startswith("Tides\n\nThe moon") and bench.documents["d2"][:9] == (
         "Sourdough"
     )
-    small = lc.paper.load_benchmark(str(tmp_path / "mini"), n_documents=2, max_queries=1, seed=1)
+    small = lc.studies.paper.load_benchmark(
+        str(tmp_path / "mini"), n_documents=2, max_queries=1, seed=1
+    )
     assert list(small.documents) == ["d1", "d2"] and len(small.queries) == 1
     assert all(set(g) <= {"d1", "d2"} for g in small.qrels_doc.values())
 
 
 def test_load_benchmark_knows_the_papers_values_and_reads_pydoc(tmp_path):
     folder = write_beir(tmp_path / "cache" / "scifact")
-    bench = lc.paper.load_benchmark("scifact", data_dir=tmp_path / "cache")  # cached: no network
+    bench = lc.studies.paper.load_benchmark(
+        "scifact", data_dir=tmp_path / "cache"
+    )  # cached: no network
     assert bench.source == "beir" and bench.path == folder
     assert bench.paper == {"naive": 64.20, "late": 66.10, "no_chunking": 63.89}
-    assert lc.paper.PAPER_NDCG10["nfcorpus"]["late"] == 29.98
-    pydoc = lc.paper.load_benchmark("pydoc", n_documents=5, max_queries=10)
+    assert lc.studies.paper.PAPER_NDCG10["nfcorpus"]["late"] == 29.98
+    pydoc = lc.studies.paper.load_benchmark("pydoc", n_documents=5, max_queries=10)
     assert len(pydoc.documents) == 5 and len(pydoc.queries) == 10 and pydoc.paper is None
 
 
@@ -124,15 +128,15 @@ def test_a_beir_name_offline_fails_within_seconds_saying_how_to_get_the_files(
     offline(monkeypatch)
     began = time.monotonic()
     with pytest.raises(ConnectionError) as error:
-        lc.paper.load_benchmark("scifact", data_dir=tmp_path)
+        lc.studies.paper.load_benchmark("scifact", data_dir=tmp_path)
     assert time.monotonic() - began < 15
     message = str(error.value)
     assert "scifact.zip" in message and f"{tmp_path / 'scifact'}/corpus.jsonl" in message
     assert "DATASET" in message
     with pytest.raises(ValueError, match="dataset=''"):
-        lc.paper.load_benchmark("")
+        lc.studies.paper.load_benchmark("")
     with pytest.raises(FileNotFoundError, match="corpus.jsonl"):
-        lc.paper.load_benchmark(str(tmp_path / "no-such-folder"))
+        lc.studies.paper.load_benchmark(str(tmp_path / "no-such-folder"))
 
 
 # ----------------------------------------------------------------------------- the notebooks
@@ -356,7 +360,9 @@ def test_findings_of_notebooks_10_and_11_match_their_runs():
     from .test_notebooks import check_quotes, findings_section
 
     section = findings_section("Paper benchmarks and long documents")
-    published = [f"{value:.2f}" for row in lc.paper.PAPER_NDCG10.values() for value in row.values()]
+    published = [
+        f"{value:.2f}" for row in lc.studies.paper.PAPER_NDCG10.values() for value in row.values()
+    ]
     check_quotes(section, PAPER_FINDINGS, allowed=" ".join([*published, "2409.04701"]))
     frontier = json.loads((EXPECTED / "full" / f"{F}.json").read_text())
     assert frontier["choice"]["setting"] == frontier["default_setting"] == "256/15"

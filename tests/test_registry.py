@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import lc_utils as lc
-from lc_utils import jina_v2, models
+from lc_utils.models import jina_v2
+from lc_utils.models import loading as models
 
 from .jina_checkpoints import write_checkpoint
 

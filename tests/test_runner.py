@@ -1,4 +1,4 @@
-"""Tests for the one-command runner (`lc_utils.runner`) and the notebook output helpers
+"""Tests for the one-command runner (`lc_utils.run`) and the notebook output helpers
 (`lc_utils.outputs`).
 
 The runner is exercised on tiny throwaway notebooks written into a temporary directory, so these
@@ -25,7 +25,8 @@ import nbformat
 import numpy as np
 import pytest
 
-from lc_utils import outputs, parameters, report, runner
+from lc_utils import outputs, progress
+from lc_utils.run import parameters, report, runner
 
 KERNELSPEC = {"name": "lc-utils", "display_name": "Python (lc-utils)", "language": "python"}
 
@@ -260,7 +261,7 @@ def _fake_run(run_dir: Path, summary: dict | None = SUMMARY, **environment: obje
         "started_at": "2025-01-01T00:00:00+00:00",
         "finished_at": "2025-01-01T00:01:00+00:00",
         "duration_s": 60.0,
-        "command": "python -m lc_utils.runner -p SEED 3",
+        "command": "python -m lc_utils.run -p SEED 3",
         "kernel": "lc-utils",
         "overrides": {"SEED": "3"},
         "environment": {
@@ -328,7 +329,7 @@ def test_write_report_needs_run_json(tmp_path: Path) -> None:
 
 def test_importing_the_runner_needs_neither_torch_nor_the_library() -> None:
     code = (
-        "import sys, lc_utils.runner\n"
+        "import sys, lc_utils.run\n"
         "heavy = [m for m in ('torch', 'transformers', 'lc_utils.late') if m in sys.modules]\n"
         "assert not heavy, heavy"
     )
@@ -341,10 +342,10 @@ def test_importing_the_runner_needs_neither_torch_nor_the_library() -> None:
 def test_progress_bar_echoes_to_the_console_under_the_runner(
     capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(outputs, "PROGRESS_EVERY_S", 0.2)
+    monkeypatch.setattr(progress, "PROGRESS_EVERY_S", 0.2)
     monkeypatch.setenv(runner.RUNNER_LABEL, "[1/2] 04_x")
-    assert outputs.RUNNER_LABEL == runner.RUNNER_LABEL  # one name, written twice on purpose
-    bar = outputs.progress_bar(100, "late chunking", "tok")
+    assert progress.RUNNER_LABEL is runner.RUNNER_LABEL  # one name, defined once
+    bar = progress.progress_bar(100, "late chunking", "tok")
     bar.update(45)  # a bar younger than PROGRESS_EVERY_S is not printed yet
     assert capfd.readouterr().out == ""
     time.sleep(0.25)
@@ -354,12 +355,12 @@ def test_progress_bar_echoes_to_the_console_under_the_runner(
         capfd.readouterr().out,
     )
     bar.update(1)  # within PROGRESS_EVERY_S of the last line: quiet
-    hidden = outputs.progress_bar(10, "sentences chunking", "doc", disable=True)
+    hidden = progress.progress_bar(10, "sentences chunking", "doc", disable=True)
     time.sleep(0.25)
     hidden.update(5)  # a disabled bar says nothing, under the runner too
     assert capfd.readouterr().out == ""
     monkeypatch.delenv(runner.RUNNER_LABEL)
-    quiet = outputs.progress_bar(10, "elsewhere", "doc")
+    quiet = progress.progress_bar(10, "elsewhere", "doc")
     time.sleep(0.25)
     quiet.update(5)  # not under the runner: only tqdm's own bar, on stderr
     bar.close()
@@ -606,7 +607,7 @@ def test_a_broken_library_is_named_in_the_report_and_fails_the_run(tmp_path: Pat
     cells = ["import lc_utils as lc", "lc.chunk_text('One. Two.', 'sentences')"]
     make_notebook(directory, "01_uses_library.ipynb", 'SEED = 0\nOUTPUT_DIR = "x"', cells)
     result = subprocess.run(
-        [sys.executable, "-m", "lc_utils.runner", "--notebooks", str(directory),
+        [sys.executable, "-m", "lc_utils.run", "--notebooks", str(directory),
          "--output-root", str(tmp_path / "out"), "--run-name", "broken", "--no-progress"],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(package.parent)},
@@ -630,8 +631,8 @@ def test_progress_bars_are_widgets_in_the_notebook_and_lines_on_the_console(
     papermill keeps their state, nbconvert puts it in the HTML, and, under the runner, the bar
     writes lines to the console that started the kernel, not into the notebook."""
     cells = [
-        "import time\nfrom lc_utils import outputs\noutputs.PROGRESS_EVERY_S = 0.5\n"
-        "bar = outputs.progress_bar(8, 'documents', 'doc')\n"
+        "import time\nfrom lc_utils import progress\nprogress.PROGRESS_EVERY_S = 0.5\n"
+        "bar = progress.progress_bar(8, 'documents', 'doc')\n"
         "for _ in range(8):\n    time.sleep(0.25)\n    bar.update()\nbar.close()"
     ]
     directory = tmp_path / "notebooks"

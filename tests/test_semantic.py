@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lc_utils as lc
-from lc_utils.semantic import neighbour_distances, semantic_breakpoints
+from lc_utils.text.semantic import neighbour_distances, semantic_breakpoints
 
 from .test_chunking import assert_chunk_invariants, covered_mask, text_strategy
 
@@ -120,5 +120,5 @@ def test_a_corpus_can_be_embedded_with_semantic_chunks(tiny_model):
         progress=False,
     )  # fmt: skip
     assert [r["text"] for r in corpus.records] == [CATS, DATABASES, "One sentence only."]
-    assert lc.chunking.chunking_label("semantic", **options) == "semantic-50"
-    assert lc.chunking.chunking_label("semantic", model=tiny_model) == "semantic-90"
+    assert lc.chunking_label("semantic", **options) == "semantic-50"
+    assert lc.chunking_label("semantic", model=tiny_model) == "semantic-90"

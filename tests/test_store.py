@@ -742,7 +742,7 @@ class StoreContract:
         )
         rows = sorted(rows, key=lambda r: (r["doc_id"], r["chunk_index"]))
         assert [r["id"] for r in rows] == store.chunk_ids(last)
-        assert [{k: r[k] for k in store.collection.RECORD_KEYS} for r in rows] == last.records
+        assert [{k: r[k] for k in store.schema.RECORD_KEYS} for r in rows] == last.records
         if rows:
             stored = np.array([r["vector"] for r in rows], dtype=np.float32)
             np.testing.assert_allclose(stored, last.vectors, atol=1e-6)

@@ -13,7 +13,7 @@ Three sources, none of which downloads anything unless the user calls ``download
 
 Spans are half-open character offsets ``(start, end)`` into a document, the package's one
 currency, so judgments made here apply to every chunking strategy; which chunks a span makes
-relevant is evaluation's business (``lc_utils.evaluation.chunk_qrels``).
+relevant is evaluation's business (``lc_utils.eval.chunk_qrels``).
 
 The BEIR loader is in ``beir``, the reference topics, their queries and the corpus chunking
 helpers in ``pydoc_topics``; everything is importable from here.

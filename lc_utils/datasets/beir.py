@@ -67,7 +67,7 @@ class BeirDataset:
         }
 
     def document_spans(self, separator: str = "\n\n") -> dict[str, list[tuple[str, int, int, int]]]:
-        """The judgments as span judgments over whole documents, for ``lc_utils.evaluation``.
+        """The judgments as span judgments over whole documents, for ``lc_utils.eval``.
 
         BEIR judges documents, not passages, so each relevant document (grade > 0, present in
         the corpus) becomes one span ``(doc_id, 0, len(text), grade)`` over the text that

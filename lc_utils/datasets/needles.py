@@ -36,8 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..chunking import chunk_sentences
-from ..tokens import token_offsets
+from ..text.chunking import chunk_sentences
+from ..text.tokens import token_offsets
 from .pydoc_topics import load_pydoc_topics
 
 __all__ = ["NEEDLE_KINDS", "NeedleTasks", "build_needle_tasks"]
@@ -87,7 +87,7 @@ class NeedleTasks:
         documents: ``{doc_id: text}``; ids ``"<kind>-<length>-<index>"``.
         queries: ``{query_id: text}``; ids ``"q-<kind>-<length>-<index>"``, one per document.
         qrels_spans: ``{query_id: [(doc_id, start, end)]}``: the needle's half-open character
-            span, for ``lc_utils.evaluation`` (a chunk is relevant when it overlaps it).
+            span, for ``lc_utils.eval`` (a chunk is relevant when it overlaps it).
         qrels_doc: ``{query_id: {doc_id: 1}}``.
         needles: one row per query, indexed by query id, with columns ``doc_id``, ``kind``,
             ``length`` (the target in tokens), ``n_tokens`` (the document's actual content

@@ -20,8 +20,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..chunking import chunk_text, strip_span
-from ..outputs import progress_bar
+from ..progress import progress_bar
+from ..text.chunking import strip_span
+from ..text.strategies import chunk_text
 
 
 def load_pydoc_topics(min_chars: int = 0, limit: int | None = None) -> dict[str, str]:
@@ -528,7 +529,7 @@ def chunkings(
         tokenizer: the model's tokenizer (for ``"fixed"``).
         chunk_sizes: the sizes of ``"fixed"``, each labelled ``"fixed-<size>"``.
         model: the embedding model that places ``"semantic"`` boundaries (its sentence vectors).
-        percentile: ``"semantic"``'s breakpoint threshold (see ``lc_utils.semantic``).
+        percentile: ``"semantic"``'s breakpoint threshold (see ``lc_utils.text.semantic``).
     Returns:
         ``{label: {doc_id: [Chunk, ...]}}``: the strategy's name as label, or ``"fixed-<size>"``.
     Introduced in notebook 06_chunking_strategies.

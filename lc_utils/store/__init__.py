@@ -20,28 +20,29 @@ A thin layer over ``pymilvus.MilvusClient``; anything not wrapped here is called
   at once, and searches do not wait for the server's clock as ``Strong`` ones do (about 200 ms on
   Milvus 2.3). Counts, deletions and validation ask for ``Strong`` explicitly.
 
-The package has three modules: ``connection``, ``collection`` (schema, ids, ingestion) and
-``retrieval`` (search, counts, deletion, brute-force validation). Import everything from here.
+The package has four modules: ``connection``, ``schema`` (the collection, its layout, filter
+expressions), ``ingest`` (ids and ingestion) and ``search`` (search, counts, deletion, brute-force
+validation). Import everything from here.
 
 Introduced in notebook 05_milvus_validation.
 """
 
-from .collection import INDEX_TYPES as INDEX_TYPES
-from .collection import OUTPUT_FIELDS as OUTPUT_FIELDS
-from .collection import TEXT_MAX_BYTES as TEXT_MAX_BYTES
-from .collection import chunk_id as chunk_id
-from .collection import chunk_ids as chunk_ids
-from .collection import create_collection as create_collection
-from .collection import filter_expression as filter_expression
-from .collection import ingest as ingest
-from .collection import ingest_batches as ingest_batches
 from .connection import DEFAULT_LITE_PATH as DEFAULT_LITE_PATH
 from .connection import MilvusConnectionError as MilvusConnectionError
 from .connection import close as close
 from .connection import connect as connect
-from .retrieval import brute_force_search as brute_force_search
-from .retrieval import count_chunks as count_chunks
-from .retrieval import delete_document as delete_document
-from .retrieval import search as search
-from .retrieval import validate_against_brute_force as validate_against_brute_force
-from .retrieval import validation_tables as validation_tables
+from .ingest import chunk_id as chunk_id
+from .ingest import chunk_ids as chunk_ids
+from .ingest import ingest as ingest
+from .ingest import ingest_batches as ingest_batches
+from .schema import INDEX_TYPES as INDEX_TYPES
+from .schema import OUTPUT_FIELDS as OUTPUT_FIELDS
+from .schema import TEXT_MAX_BYTES as TEXT_MAX_BYTES
+from .schema import create_collection as create_collection
+from .schema import filter_expression as filter_expression
+from .search import brute_force_search as brute_force_search
+from .search import count_chunks as count_chunks
+from .search import delete_document as delete_document
+from .search import search as search
+from .search import validate_against_brute_force as validate_against_brute_force
+from .search import validation_tables as validation_tables

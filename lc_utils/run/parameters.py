@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from lc_utils.report import OUTPUT_DIR_PARAMETER, RunnerError
+from .report import OUTPUT_DIR_PARAMETER, RunnerError
 
 PARAMETERS_TAG = "parameters"
 NOTEBOOK_PATTERN = re.compile(r"^(?P<number>\d{2}[a-z]?)_[A-Za-z0-9_-]+\.ipynb$")

@@ -1,9 +1,9 @@
 """Run every numbered notebook headlessly with papermill and write one report.
 
-``python -m lc_utils.runner`` executes ``notebooks/NN_*.ipynb`` in order into ``outputs/<run>/``,
+``python -m lc_utils.run`` executes ``notebooks/NN_*.ipynb`` in order into ``outputs/<run>/``,
 each with its own ``OUTPUT_DIR`` (``outputs/<run>/<stem>/``), renders each executed copy to HTML,
 writes ``run.json``, ``report.md`` and ``report.html``, and points ``outputs/latest`` at the run.
-Runner, parameters and report import nothing else from ``lc_utils`` (which loads lazily): the
+Runner, parameters and report import nothing of the method (``lc_utils`` loads lazily): the
 runner reports a broken library.
 """
 
@@ -24,14 +24,13 @@ from typing import Any
 
 import nbformat
 
-from lc_utils import parameters, report
-from lc_utils.parameters import find_notebooks, notebook_parameters
-from lc_utils.report import KERNEL_NAME, OUTPUT_DIR_PARAMETER, RunnerError, write_report
+from ..progress import RUNNER_LABEL
+from . import parameters, report
+from .parameters import find_notebooks, notebook_parameters
+from .report import KERNEL_NAME, OUTPUT_DIR_PARAMETER, RunnerError, write_report
 
 # The hub's download bars and tokenizers' fork warnings clutter every executed notebook.
 KERNEL_ENVIRONMENT = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TOKENIZERS_PARALLELISM": "false"}
-# The library's bars echo to the console, labelled with its value (lc_utils.outputs.RUNNER_LABEL).
-RUNNER_LABEL = "LC_UTILS_RUNNER_LABEL"
 
 
 class NotebookExecutionError(RuntimeError):
@@ -176,14 +175,14 @@ def _point_latest_at(run_dir: Path) -> Path:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m lc_utils.runner",
+        prog="python -m lc_utils.run",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Execute the numbered notebooks in order with papermill into "
         "OUTPUT_ROOT/RUN/, then write an HTML copy of each, report.md, report.html and run.json.",
-        epilog="examples:\n  python -m lc_utils.runner\n"
-        "  python -m lc_utils.runner --only 01,03 -p SEED 1 --run-name seed1\n"
-        "  python -m lc_utils.runner -p MILVUS_URI http://127.0.0.1:19530 --only 05\n"
-        "  python -m lc_utils.runner --list",
+        epilog="examples:\n  python -m lc_utils.run\n"
+        "  python -m lc_utils.run --only 01,03 -p SEED 1 --run-name seed1\n"
+        "  python -m lc_utils.run -p MILVUS_URI http://127.0.0.1:19530 --only 05\n"
+        "  python -m lc_utils.run --list",
     )
     options = [
         ("-p", "--parameter", dict(nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
@@ -244,7 +243,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         "started_at": started_at.isoformat(timespec="seconds"),
         "finished_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "duration_s": round(time.perf_counter() - started, 2),
-        "command": shlex.join(["python", "-m", "lc_utils.runner", *argv]),
+        "command": shlex.join(["python", "-m", "lc_utils.run", *argv]),
         "kernel": args.kernel,
         "overrides": params,
         "environment": probe.result(),
@@ -268,7 +267,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m lc_utils.runner`` and ``lc-run``. Returns 0 when every notebook
+    """Entry point of ``python -m lc_utils.run`` and ``lc-run``. Returns 0 when every notebook
     ran, 1 when one failed (the run stops there; the report covers what ran), 2 for bad options
     or parameters (nothing runs), 130 when interrupted."""
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -38,7 +38,7 @@ Metric definitions (``R`` relevant items for the query, ``rel_i`` whether rank `
   (or its top ``k``; dividing by ``R`` as trec_eval's ``map_cut`` does). Without ties this equals
   scikit-learn's ``average_precision_score``.
 
-Introduced in notebook 04_naive_vs_late; ``lc_utils.evaluation`` compares methods with them.
+Introduced in notebook 10_long_documents; ``lc_utils.eval.scoring`` compares methods with them.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from collections.abc import Hashable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .vectors import cosine_scores
+from ..vectors import cosine_scores
 
 __all__ = [
     "METRICS",
@@ -175,7 +175,7 @@ def relevance_matrix(
         each judged item and 0 elsewhere (negative grades are clipped to 0), and for each query
         the list of positive grades of judged items missing from ``item_ids`` (empty unless
         ``unknown_items="count"``).
-    Introduced in notebook 04_naive_vs_late.
+    Introduced in notebook 10_long_documents.
     """
     _check_choice(unknown_items, "unknown_items", _UNKNOWN_ITEMS)
     if not isinstance(qrels, Mapping):
@@ -230,7 +230,7 @@ def rank_items(scores) -> np.ndarray:
         scores: float ``(n_queries, n_items)``, no NaN.
     Returns:
         int64 ``(n_queries, n_items)``: row ``q`` lists item columns from best to worst.
-    Introduced in notebook 04_naive_vs_late.
+    Introduced in notebook 10_long_documents.
     """
     scores = _check_scores(scores)
     # Negating and sorting ascending with a stable sort is what gives "ties keep item order":
@@ -332,7 +332,7 @@ def ndcg_at_k(scores, relevance, k: int, *, gain: str = "linear") -> np.ndarray:
         gain: ``"linear"`` (grade) or ``"exponential"`` (``2**grade - 1``).
     Returns:
         float64 ``(n_queries,)``; NaN for a query with no relevant item.
-    Introduced in notebook 04_naive_vs_late.
+    Introduced in notebook 10_long_documents.
     """
     (k,) = _check_k(k)
     _check_choice(gain, "gain", _GAINS)
@@ -344,7 +344,7 @@ def recall_at_k(scores, relevance, k: int) -> np.ndarray:
     """Recall@k of each query: relevant items in the top ``k`` over all relevant items.
 
     Args and ties as ``ndcg_at_k``. Returns float64 ``(n_queries,)``; NaN for a query with no
-    relevant item. Introduced in notebook 04_naive_vs_late.
+    relevant item. Introduced in notebook 10_long_documents.
     """
     (k,) = _check_k(k)
     ranked, grades = _ranked_grades(scores, relevance)
@@ -355,7 +355,7 @@ def precision_at_k(scores, relevance, k: int) -> np.ndarray:
     """Precision@k of each query: relevant items in the top ``k`` over ``k``.
 
     Args and ties as ``ndcg_at_k``. Returns float64 ``(n_queries,)``; NaN for a query with no
-    relevant item. Introduced in notebook 04_naive_vs_late.
+    relevant item. Introduced in notebook 10_long_documents.
     """
     (k,) = _check_k(k)
     ranked, grades = _ranked_grades(scores, relevance)
@@ -367,7 +367,7 @@ def reciprocal_rank(scores, relevance, k: int | None = None) -> np.ndarray:
 
     Args and ties as ``ndcg_at_k``; ``k=None`` looks at the whole ranking. Returns float64
     ``(n_queries,)``: ``1 / rank``, 0 when no relevant item is in the top ``k``, NaN for a query
-    with no relevant item. Introduced in notebook 04_naive_vs_late.
+    with no relevant item. Introduced in notebook 10_long_documents.
     """
     if k is not None:
         (k,) = _check_k(k)
@@ -381,7 +381,7 @@ def average_precision(scores, relevance, k: int | None = None) -> np.ndarray:
     ``sum_i rel_i * precision@i / R``: grades only count as relevant or not. With ``k`` the sum
     stops at rank ``k`` but still divides by all ``R`` relevant items (trec_eval ``map_cut``).
     Args and ties as ``ndcg_at_k``. Returns float64 ``(n_queries,)``; NaN for a query with no
-    relevant item. Introduced in notebook 04_naive_vs_late.
+    relevant item. Introduced in notebook 10_long_documents.
     """
     if k is not None:
         (k,) = _check_k(k)
@@ -489,7 +489,7 @@ def evaluate(
         where ``num_queries`` is how many queries the means are over.
     Raises:
         ValueError when no query can be scored (every query lacks relevant items).
-    Introduced in notebook 04_naive_vs_late.
+    Introduced in notebook 10_long_documents.
     """
     _check_choice(no_relevant, "no_relevant", _NO_RELEVANT)
     frame = evaluate_per_query(
@@ -553,7 +553,7 @@ def document_scores(chunk_scores, chunk_doc_ids: Sequence) -> tuple[np.ndarray, 
         ``(doc_scores, doc_ids)``: ``doc_scores`` is ``(n_queries, n_documents)`` in the dtype of
         ``chunk_scores``; ``doc_ids`` lists the documents in order of their first chunk, so with
         the usual document-ordered chunk records the documents keep the corpus order.
-    Introduced in notebook 04_naive_vs_late.
+    Introduced in notebook 10_long_documents.
     """
     scores = np.asarray(chunk_scores)
     _check_scores(scores, "chunk_scores")
@@ -599,13 +599,13 @@ def evaluate_levels(
     Args:
         chunk_scores: float ``(len(query_ids), len(chunk_keys))``.
         chunk_keys: the chunk key ``"doc_id#chunk_index"`` of each column (see
-            ``lc_utils.evaluation.chunk_keys``; not the store's hashed ``chunk_ids``).
+            ``lc_utils.eval.chunk_keys``; not the store's hashed ``chunk_ids``).
         chunk_doc_ids: the document id of each column.
         chunk_qrels: ``{query_id: {chunk_key: grade}}``; doc_qrels: ``{query_id: {doc_id: grade}}``.
         k, metrics, unknown_items, no_relevant: as in ``evaluate``.
     Returns:
         ``{"chunk": evaluate(...), "document": evaluate(...)}``.
-    Introduced in notebook 04_naive_vs_late.
+    Introduced in notebook 10_long_documents.
     """
     options = dict(k=k, metrics=metrics, unknown_items=unknown_items, no_relevant=no_relevant)
     chunk_level = evaluate(

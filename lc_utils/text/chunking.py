@@ -1,16 +1,15 @@
-"""Chunking a document into character spans.
+"""Chunking a document into character spans: sentences, paragraphs, fixed token counts.
 
 Every chunker here returns `Chunk` objects whose `start` and `end` are half-open character offsets
 into the original string, so `text[chunk.start:chunk.end] == chunk.text` always holds. Character
 spans are the one currency of the package: token positions are derived from them later through the
-tokenizer's offset mapping (see `lc_utils.late`), never from a chunker's own word indices.
+tokenizer's offset mapping (see `lc_utils.text.tokens`), never from a chunker's own word indices.
 
 Introduced in notebook 01_chunking.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,15 +21,13 @@ from .tokens import check_encodable, token_offsets
 
 __all__ = [
     "Chunk",
-    "STRATEGIES",
     "check_integer",
-    "chunking_label",
-    "chunk_text",
     "chunk_sentences",
     "chunk_fixed",
     "chunk_paragraphs",
     "validate_chunks",
     "strip_span",
+    "sentencizer",
 ]
 
 
@@ -90,7 +87,12 @@ def _chunks_from_spans(text: str, spans: Sequence[tuple[int, int]]) -> list[Chun
 
 
 @lru_cache(maxsize=1)
-def _sentencizer():
+def sentencizer():
+    """spaCy's blank English pipeline with the rule-based ``sentencizer``, made once per process.
+
+    spaCy is imported here, not at the top of the module, because it takes about a second to
+    import and only sentence chunking needs it.
+    """
     import spacy
 
     nlp = spacy.blank("en")
@@ -110,7 +112,7 @@ def chunk_sentences(text: str, *, sentences_per_chunk: int = 1) -> list[Chunk]:
     check_encodable(text)
     if not text.strip():
         return []
-    nlp = _sentencizer()
+    nlp = sentencizer()
     # The sentencizer is rule-based and cheap, so the usual 1M-character guard (which protects
     # the parser and NER from running out of memory) does not apply to it.
     nlp.max_length = max(nlp.max_length, len(text) + 1)
@@ -188,86 +190,6 @@ def chunk_fixed(text: str, tokenizer, *, chunk_size: int = 64) -> list[Chunk]:
         first_tokens.append(int(new_character[k]))
     boundaries = starts[first_tokens].tolist() + [len(text)]
     return _chunks_from_spans(text, list(zip(boundaries[:-1], boundaries[1:], strict=True)))
-
-
-STRATEGIES = {
-    "sentences": chunk_sentences,
-    "paragraphs": chunk_paragraphs,
-    "fixed": chunk_fixed,
-}
-# "semantic" is added by lc_utils.semantic when it is imported (chunk_text imports it on first
-# use): it needs a model, and the model code imports this module, so registering it from there
-# keeps the imports one-way.
-
-
-def chunk_text(text: str, strategy: str = "sentences", *, tokenizer=None, **options) -> list[Chunk]:
-    """Split ``text`` into ordered, non-overlapping chunks with exact character spans.
-
-    Strategies:
-      - ``"sentences"``: spaCy sentencizer over the whole text; option ``sentences_per_chunk``.
-      - ``"fixed"``: ``chunk_size`` model tokens per chunk; needs ``tokenizer``.
-      - ``"paragraphs"``: split on blank lines; option ``paragraphs_per_chunk``.
-      - ``"semantic"``: runs of sentences split where neighbouring sentences are least alike;
-        needs ``model`` (an ``EmbeddingModel``), option ``percentile`` (see
-        ``lc_utils.semantic.chunk_semantic``).
-
-    Every chunk satisfies ``text[c.start:c.end] == c.text``, holds no leading or trailing
-    whitespace, and chunks are sorted and disjoint. Empty or whitespace-only text gives ``[]``.
-    Introduced in notebook 01_chunking.
-    """
-    check_encodable(text)
-    if strategy == "semantic" and strategy not in STRATEGIES:
-        importlib.import_module(f"{__package__}.semantic")  # registers itself; see STRATEGIES
-    if not isinstance(strategy, str) or strategy not in STRATEGIES:
-        raise ValueError(f"unknown chunking strategy {strategy!r}; valid: {sorted(STRATEGIES)}")
-    function = STRATEGIES[strategy]
-    try:
-        if strategy == "fixed":
-            return function(text, tokenizer, **options)
-        return function(text, **options)
-    except TypeError as error:
-        if "unexpected keyword argument" in str(error):
-            import inspect
-
-            valid = [
-                name
-                for name, p in inspect.signature(function).parameters.items()
-                if p.kind == p.KEYWORD_ONLY
-            ]
-            raise TypeError(
-                f"chunk_text: {error}; options valid for strategy {strategy!r}: {valid}"
-            ) from None
-        raise
-
-
-_SIZE_OPTIONS = {
-    "sentences": "sentences_per_chunk",
-    "paragraphs": "paragraphs_per_chunk",
-    "fixed": "chunk_size",
-}
-
-
-def chunking_label(strategy: str, **options) -> str:
-    """A short name for a chunking, as the Milvus store records it: ``"fixed-64"``,
-    ``"sentences"``, ``"sentences-3"`` (three sentences a chunk), ``"paragraphs"``.
-
-    Takes the arguments of ``chunk_text`` (without the text and tokenizer); the size defaults to
-    the strategy's own. Introduced in notebook 05_milvus_validation.
-    """
-    if strategy == "semantic":  # "semantic-90": its model is an input, not part of the name
-        unknown = sorted(set(options) - {"model", "percentile"})
-        if unknown:
-            raise TypeError(f"chunking_label: options {unknown} are not valid for 'semantic'")
-        return f"semantic-{options.get('percentile', 90):g}"
-    if not isinstance(strategy, str) or strategy not in STRATEGIES:
-        raise ValueError(f"unknown chunking strategy {strategy!r}; valid: {sorted(STRATEGIES)}")
-    option = _SIZE_OPTIONS[strategy]
-    unknown = sorted(set(options) - {option})
-    if unknown:
-        raise TypeError(f"chunking_label: options {unknown} are not valid for {strategy!r}")
-    default = 64 if strategy == "fixed" else 1
-    size = check_integer(option, options.get(option, default), minimum=1)
-    return strategy if strategy != "fixed" and size == 1 else f"{strategy}-{size}"
 
 
 def validate_chunks(text: str, chunks: Sequence) -> np.ndarray:

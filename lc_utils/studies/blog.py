@@ -11,6 +11,8 @@ Introduced in notebook 01_chunking.
 
 from __future__ import annotations
 
+from ..text.chunking import sentencizer
+
 __all__ = ["sentence_word_spans"]
 
 
@@ -31,9 +33,6 @@ def sentence_word_spans(text: str) -> list[tuple[int, int]]:
     """
     if not text.strip():
         return []
-    import spacy
-
-    nlp = spacy.blank("en")
-    nlp.add_pipe("sentencizer")
+    nlp = sentencizer()
     nlp.max_length = max(nlp.max_length, len(text) + 1)
     return [(s.start, s.end) for s in nlp(text).sents if s.text.strip()]

@@ -1,12 +1,12 @@
 """Naive against late chunking on the passkey and needle tasks, pool by pool.
 
-``evaluate_needles`` runs ``lc_utils.evaluation.compare_naive_late`` on every ``(kind, length)``
+``evaluate_needles`` runs ``lc_utils.eval.compare.compare_naive_late`` on every ``(kind, length)``
 pool of ``lc_utils.datasets.needles.NeedleTasks`` (a query competes only with its own pool's
 documents) and gathers, per query, nDCG@10 at chunk and document level and the cosine between the
 query and its best relevant chunk, the quantity that explains who wins. ``NeedleResults.gains``
 gives late − naive by length, depth or kind with paired bootstrap intervals.
 ``build_needle_tasks`` (from ``lc_utils.datasets.needles``) is re-exported here, so that
-``lc.long_documents`` alone gives the tasks and their evaluation.
+``lc.studies.long_documents`` alone gives the tasks and their evaluation.
 """
 
 from __future__ import annotations
@@ -16,24 +16,23 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .chunking import chunk_text
-from .datasets.needles import NeedleTasks, build_needle_tasks
-from .evaluation import MethodComparison, compare_naive_late, paired_difference
-from .judgments import chunk_keys
-from .late import embed_queries
-from .metrics import LEVELS
-from .models import EmbeddingModel
-from .vectors import cosine_scores
+from ..corpus import METHODS
+from ..datasets.needles import NeedleTasks, build_needle_tasks
+from ..eval.compare import compare_naive_late
+from ..eval.judgments import chunk_keys
+from ..eval.metrics import LEVELS
+from ..eval.scoring import MethodComparison
+from ..eval.stats import paired_difference
+from ..late.naive import embed_queries
+from ..models.model import EmbeddingModel
+from ..text.strategies import chunk_text
+from ..vectors import cosine_scores
 
 __all__ = [
     "NeedleResults",
     "build_needle_tasks",
     "evaluate_needles",
-    "plot_gains",
-    "plot_gain_heatmap",
 ]
-
-_METHODS = ("naive", "late")
 
 
 @dataclass
@@ -132,7 +131,7 @@ def evaluate_needles(
         comparisons[kind, length] = comparison
         query_vectors = embed_queries(model, [pool.queries[q] for q in comparison.query_ids])
         column = {key: i for i, key in enumerate(chunk_keys(comparison.records))}
-        for method in _METHODS:
+        for method in METHODS:
             cosine = cosine_scores(query_vectors, comparison.vectors[method])
             best = {
                 query_id: max(
@@ -148,62 +147,3 @@ def evaluate_needles(
                 rows.append(frame)
     per_query = pd.concat(rows).rename_axis("query_id").reset_index()
     return NeedleResults(per_query, comparisons)
-
-
-def plot_gains(gains: pd.DataFrame, *, title: str):
-    """Late − naive with its intervals: one panel per grouping, one line per level.
-
-    Args:
-        gains: rows with ``by`` (the grouping: ``"length"`` is drawn on a log scale), ``value``
-            (the group), ``level``, ``mean``, ``low`` and ``high``, e.g. ``NeedleResults.gains``
-            of several groupings concatenated with the grouping's column renamed to ``value``.
-        title: the figure's title.
-    Returns:
-        the matplotlib ``Figure``.
-    """
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    groupings = list(dict.fromkeys(gains["by"]))
-    fig, axes = plt.subplots(1, len(groupings), figsize=(6 * len(groupings), 4), sharey=True)
-    for ax, by in zip(np.atleast_1d(axes), groupings, strict=True):
-        part = gains[gains["by"] == by]
-        ticks = sorted(part["value"].unique())
-        position = dict(zip(ticks, range(len(ticks)), strict=True))
-        for i, (level, rows) in enumerate(part.groupby("level", sort=False)):
-            x = rows["value"].map(position) + 0.08 * (i - 0.5)  # levels side by side
-            errors = [rows["mean"] - rows["low"], rows["high"] - rows["mean"]]
-            ax.errorbar(x, rows["mean"], yerr=errors, marker="o", capsize=4, label=f"{level} level")
-        ax.set_xticks(range(len(ticks)), [f"{t:g}" for t in ticks])
-        ax.axhline(0, color="grey", linewidth=1)
-        ax.set(title=f"by {by}", xlabel=by, ylabel="late − naive (95% interval)")
-        ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def plot_gain_heatmap(cells: pd.DataFrame, *, title: str, label: str = "late − naive"):
-    """A heat map per level of the mean difference by document length (rows) and depth (columns).
-
-    Args:
-        cells: ``NeedleResults.gains(["length", "depth"])``.
-        title / label: the figure's title and the colour bar's label.
-    Returns:
-        the matplotlib ``Figure``.
-    """
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    table = cells.pivot_table(index=["level", "length"], columns="depth", values="mean")
-    levels = list(dict.fromkeys(cells["level"]))
-    fig, axes = plt.subplots(1, len(levels), figsize=(6 * len(levels), 3.8), squeeze=False)
-    for ax, level in zip(axes[0], levels, strict=True):
-        sns.heatmap(
-            table.loc[level], annot=True, fmt="+.2f", center=0, vmin=-1, vmax=1, cmap="vlag_r",
-            cbar_kws={"label": label}, ax=ax,
-        )  # fmt: skip
-        ax.set(title=f"{level} level", xlabel="depth of the fact", ylabel="document length")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig

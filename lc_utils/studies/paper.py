@@ -5,7 +5,7 @@ Models", arXiv 2409.04701, report nDCG@10 on four BEIR datasets with jina-embedd
 and fixed chunks of 256 tokens, for naive chunking, late chunking and no chunking (one vector per
 document). ``PAPER_NDCG10`` holds those published values as facts, in percent.
 
-``load_benchmark`` gives one dataset in the shape ``lc_utils.evaluation`` takes: Python's own
+``load_benchmark`` gives one dataset in the shape ``lc_utils.eval`` takes: Python's own
 reference topics (``"pydoc"``, offline, with the queries of ``build_pydoc_queries``), a BEIR
 folder on disk, or a BEIR dataset by name, downloaded on first use through
 ``lc_utils.datasets.download_beir`` into a cache folder and read from there afterwards.
@@ -18,8 +18,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from .datasets.beir import download_beir, load_beir
-from .datasets.pydoc_topics import build_pydoc_queries, load_pydoc_topics
+from ..datasets.beir import download_beir, load_beir
+from ..datasets.pydoc_topics import build_pydoc_queries, load_pydoc_topics
 
 __all__ = ["PAPER_NDCG10", "PAPER_SETTINGS", "Benchmark", "load_benchmark"]
 
@@ -39,7 +39,7 @@ PAPER_SETTINGS = {"model": "jinaai/jina-embeddings-v2-small-en", "chunk_size": 2
 
 @dataclass(repr=False)
 class Benchmark:
-    """One retrieval dataset, ready for ``lc_utils.evaluation.compare_naive_late``.
+    """One retrieval dataset, ready for ``lc_utils.eval.compare_naive_late``.
 
     Attributes:
         name: ``"pydoc"``, the BEIR name, or the folder's name.

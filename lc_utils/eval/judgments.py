@@ -5,8 +5,7 @@ spans answer a query; this module says which chunks of a given chunking that mak
 names each chunk in the judgments by its **chunk key** ``"doc_id#chunk_index"``. A chunk key is
 not a store id: ``lc_utils.store.chunk_ids`` hashes document, chunk index, method and model into
 Milvus primary keys, while a chunk key names the chunk the same way for every method, so that one
-set of judgments scores naive and late vectors alike. ``lc_utils.evaluation`` re-exports all three
-names.
+set of judgments scores naive and late vectors alike.
 """
 
 from __future__ import annotations

@@ -10,10 +10,10 @@ sentences gives about ``1 + 0.1 (n - 1)`` chunks whatever the model's cosine sca
 Chunks are character spans like every other strategy's: ``text[c.start:c.end] == c.text``,
 sorted, disjoint and stripped, and each chunk is a run of whole sentences.
 
-This module registers the strategy ``"semantic"`` in ``lc_utils.chunking.STRATEGIES``, so
 ``chunk_text(text, "semantic", model=model, percentile=90)`` calls ``chunk_semantic``. The
-registration lives here rather than in ``chunking`` because a semantic chunker needs a model,
-and the model code (``lc_utils.late``) already depends on ``chunking``: the imports stay one-way.
+sentences are embedded through the model object's own ``encode`` (``EmbeddingModel.encode``, the
+model's pooling over each text alone), so this module imports no model code: text stays the
+first stage of the package, and the model is an argument.
 """
 
 from __future__ import annotations
@@ -22,10 +22,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .chunking import STRATEGIES, Chunk, chunk_sentences
-from .late import naive_chunking
-from .models import EmbeddingModel
-from .vectors import unit_vectors
+from ..vectors import unit_vectors
+from .chunking import Chunk, chunk_sentences
 
 __all__ = ["chunk_semantic", "neighbour_distances", "semantic_breakpoints"]
 
@@ -71,8 +69,11 @@ def _check_percentile(percentile) -> None:
 
 
 def _embedder(model) -> Callable[[list[str]], np.ndarray]:
-    if isinstance(model, EmbeddingModel):
-        return lambda texts: naive_chunking(model, texts, progress=False)
+    encode = getattr(model, "encode", None)
+    if callable(encode) and hasattr(model, "document_prefix"):  # an EmbeddingModel
+        return lambda texts: encode(
+            texts, prefix=model.document_prefix, progress=False, what="sentences"
+        )
     if callable(model):
         return model
     raise TypeError(
@@ -85,7 +86,7 @@ def _embedder(model) -> Callable[[list[str]], np.ndarray]:
 def chunk_semantic(
     text: str,
     *,
-    model: EmbeddingModel | Callable[[list[str]], np.ndarray] | None = None,
+    model=None,
     percentile: float = 90.0,
 ) -> list[Chunk]:
     """Runs of whole sentences, split where neighbouring sentences are least alike.
@@ -93,7 +94,7 @@ def chunk_semantic(
     Args:
         text: the document.
         model: embeds the sentences, each on its own: an ``EmbeddingModel`` (its own pooling, as
-            ``naive_chunking``; sentences beyond its limit are truncated with a warning) or a
+            ``naive_chunking``; sentences beyond its window are truncated with a warning) or a
             callable ``list[str] -> float (n, dim)``.
         percentile: in ``[0, 100]``; a chunk ends after a sentence whose cosine distance to the
             next is above this percentile of all neighbour distances in ``text``. Lower values
@@ -124,6 +125,3 @@ def _span(text: str, sentences: Sequence[Chunk], first: int, last: int) -> Chunk
     # Sentences are already stripped, so the run from one's start to another's end is too.
     start, end = sentences[first].start, sentences[last].end
     return Chunk(text[start:end], start, end)
-
-
-STRATEGIES["semantic"] = chunk_semantic

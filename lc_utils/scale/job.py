@@ -31,35 +31,33 @@ Introduced in notebook 09_scaling_out.
 
 from __future__ import annotations
 
-import hashlib
-import json
+import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import torch
 
-__all__ = [
-    "embed_to_milvus",
-    "read_documents",
-    "start_ray",
-    "ScaleStats",
-    "DuplicateDocumentError",
-]
+from .. import store
+from ..corpus import METHODS, corpus_chunking, embed_corpus
+from ..corpus import chunker as corpus_chunker
+from ..late.pooling import prepare_document
+from ..models.loading import load_model
+from ..models.model import EmbeddingModel
+from ..store.connection import is_lite
+from ..text.chunking import Chunk
+from .resume import fingerprint, stored_fingerprints, stored_layouts
+from .sources import count_unique_documents, read_documents
+
+__all__ = ["embed_to_milvus", "start_ray", "ScaleStats"]
 
 WRITERS = ("auto", "driver", "actors")
-ID_COLUMNS = ("doc_id", "_id", "id")
 # Seconds between two progress lines.
 PROGRESS_EVERY = 5.0
-# A Milvus query returns at most this many rows; larger answers are asked document by document.
-_QUERY_LIMIT = 16_384
-
-
-class DuplicateDocumentError(ValueError):
-    """A document id appears more than once in the input; the message names it."""
 
 
 @dataclass
@@ -127,202 +125,12 @@ class ScaleStats:
         )
 
 
-# ----------------------------------------------------------------------------- reading
-
-
-def read_documents(source, *, id_column: str | None = None, text_column: str = "text"):
-    """The documents of ``source`` as a Ray Dataset with string columns ``doc_id`` and ``text``.
-
-    Args:
-        source: a ``ray.data.Dataset``; a path (or list of paths) to JSON Lines (``.jsonl``,
-            ``.json``) or Parquet (``.parquet``) files; a BEIR dataset folder (its
-            ``corpus.jsonl`` is read); or an in-memory ``{doc_id: text}`` mapping or list of
-            ``(doc_id, text)`` pairs.
-        id_column: the id column; by default the first of ``doc_id``, ``_id``, ``id`` present.
-        text_column: the text column. A ``title`` column, where present and non-empty, is joined
-            before the text with a blank line, as ``lc.datasets.load_beir(...).documents()`` does.
-    Returns:
-        ``ray.data.Dataset`` with ``doc_id`` (str) and ``text`` (str; ``""`` for a missing text).
-    Introduced in notebook 09_scaling_out.
-    """
-    import ray.data
-
-    if isinstance(source, ray.data.Dataset):
-        dataset = source
-    elif isinstance(source, Mapping) or (
-        isinstance(source, list | tuple) and source and isinstance(source[0], tuple | list)
-    ):
-        from .corpus import iter_documents
-
-        items = [{"doc_id": d, "text": t} for d, t in iter_documents(source)]
-        dataset = ray.data.from_items(items) if items else ray.data.from_items([])
-    else:
-        dataset = _read_files(source)
-    columns = dataset.columns() or []
-    if id_column is None:
-        id_column = next((c for c in ID_COLUMNS if c in columns), None)
-    if id_column not in columns or text_column not in columns:
-        raise ValueError(
-            f"the documents have columns {columns}; need an id column (id_column=, default one of "
-            f"{ID_COLUMNS}) and a text column (text_column={text_column!r})"
-        )
-    has_title = "title" in columns and text_column != "title"
-
-    def normalise(batch):
-        ids = [str(d) for d in batch[id_column]]
-        texts = ["" if t is None else str(t) for t in batch[text_column]]
-        if has_title:
-            texts = [
-                f"{title}\n\n{text}" if title else text
-                for title, text in zip(batch["title"], texts, strict=True)
-            ]
-        return {"doc_id": np.array(ids, dtype=object), "text": np.array(texts, dtype=object)}
-
-    return dataset.map_batches(normalise, batch_format="numpy")
-
-
-def _read_files(source):
-    import ray.data
-
-    paths = [Path(p) for p in (source if isinstance(source, list | tuple) else [source])]
-    if not paths or not all(isinstance(p, Path) for p in paths):
-        raise TypeError(f"source={source!r}; {_SOURCE_FORMS}")
-    resolved = []
-    for path in paths:
-        if path.is_dir() and (path / "corpus.jsonl").is_file():
-            path = path / "corpus.jsonl"  # a BEIR dataset folder
-        if not path.exists():
-            raise FileNotFoundError(f"source {str(path)!r} does not exist; {_SOURCE_FORMS}")
-        resolved.append(path)
-    kinds = {_file_kind(p) for p in resolved}
-    if len(kinds) != 1 or None in kinds:
-        raise ValueError(f"source={[str(p) for p in resolved]}; {_SOURCE_FORMS}")
-    files = [str(p.resolve()) for p in resolved]
-    if kinds == {"parquet"}:
-        return ray.data.read_parquet(files)
-    return ray.data.read_json(files, lines=True)
-
-
-_SOURCE_FORMS = (
-    "valid: a ray.data.Dataset, .jsonl/.json (JSON Lines) or .parquet files or folders of them, "
-    "a BEIR folder holding corpus.jsonl, or a {doc_id: text} mapping"
-)
-
-
-def _file_kind(path: Path) -> str | None:
-    if path.is_dir():
-        kinds = {_file_kind(p) for p in path.iterdir() if p.is_file()} - {None}
-        return kinds.pop() if len(kinds) == 1 else None
-    if path.suffix in (".jsonl", ".json"):
-        return "json"
-    if path.suffix == ".parquet":
-        return "parquet"
-    return None
-
-
-def _check_unique_ids(dataset) -> int:
-    """Count the documents and refuse a repeated id, reading only the id column.
-
-    Ids are kept as 64-bit hashes (8 bytes a document); a repeated hash is confirmed on the ids
-    themselves in a second pass, so a hash collision never refuses a valid corpus.
-    """
-    import pandas as pd
-
-    hashes = []
-    for batch in dataset.select_columns(["doc_id"]).iter_batches(
-        batch_size=65_536, batch_format="numpy"
-    ):
-        hashes.append(pd.util.hash_array(batch["doc_id"].astype(object)))
-    if not hashes:
-        return 0
-    every = np.sort(np.concatenate(hashes))
-    repeated = set(every[1:][every[1:] == every[:-1]].tolist())
-    if repeated:
-        seen = set()
-        for batch in dataset.select_columns(["doc_id"]).iter_batches(
-            batch_size=65_536, batch_format="numpy"
-        ):
-            ids = batch["doc_id"].astype(object)
-            for doc_id, h in zip(ids, pd.util.hash_array(ids).tolist(), strict=True):
-                if h in repeated:
-                    if doc_id in seen:
-                        raise DuplicateDocumentError(
-                            f"document id {doc_id!r} appears more than once in the input; ids "
-                            "must be unique (nothing was embedded or written)"
-                        )
-                    seen.add(doc_id)
-    return int(every.size)
-
-
-# ----------------------------------------------------------------------------- stored chunks
-
-
-def _fingerprint(rows) -> str:
-    """A document's stored chunk layout, independent of row order: (chunk_index, start, end)."""
-    layout = sorted((int(i), int(a), int(b)) for i, a, b in rows)
-    return hashlib.blake2b(json.dumps(layout).encode(), digest_size=8).hexdigest()
-
-
-def _stored_fingerprints(
-    client, collection, method, model, chunking, doc_ids=None
-) -> dict[str, str]:
-    """``{doc_id: fingerprint}`` of what the collection holds for this method, model and
-    chunking."""
-    from .store import filter_expression
-
-    expression = filter_expression(method=method, model=model, chunking=chunking, doc_id=doc_ids)
-    fields = ["doc_id", "chunk_index", "start", "end"]
-    rows: dict[str, list] = {}
-    # Milvus Lite reopens collections released; reading needs them loaded.
-    if "NotLoad" in str(client.get_load_state(collection).get("state")):
-        client.load_collection(collection)
-    if doc_ids is None:
-        iterator = client.query_iterator(
-            collection, batch_size=4096, filter=expression, output_fields=fields
-        )
-        try:
-            while page := iterator.next():
-                for r in page:
-                    rows.setdefault(r["doc_id"], []).append(
-                        (r["chunk_index"], r["start"], r["end"])
-                    )
-        finally:
-            iterator.close()
-    else:
-        found = client.query(
-            collection,
-            filter=expression,
-            output_fields=fields,
-            limit=_QUERY_LIMIT,
-            consistency_level="Strong",
-        )
-        if len(found) >= _QUERY_LIMIT and len(doc_ids) > 1:
-            merged = {}
-            for doc_id in doc_ids:
-                merged.update(
-                    _stored_fingerprints(client, collection, method, model, chunking, [doc_id])
-                )
-            return merged
-        for r in found:
-            rows.setdefault(r["doc_id"], []).append((r["chunk_index"], r["start"], r["end"]))
-    return {doc_id: _fingerprint(layout) for doc_id, layout in rows.items()}
-
-
-# ----------------------------------------------------------------------------- the Ray stages
-
-
-# Per worker process: Milvus clients opened by chunking tasks, by URI (tasks reuse processes).
-_TASK_CLIENTS: dict = {}
-
-
 def _chunk_batch(batch: dict, *, tokenizer, document_prefix, chunker, stored, target) -> dict:
     """Ray CPU task: chunk each document, map chunks to tokens, and decide what to embed.
 
     A document's status becomes ``"embed"``, ``"empty"`` (no text) or ``"stored"`` (its chunk
     layout is already in Milvus for this model and method).
     """
-    from .late import prepare_document
-
     # prepare_document reads only these two attributes of the model.
     model = SimpleNamespace(tokenizer=tokenizer, document_prefix=document_prefix)
     out = {k: [] for k in ("doc_id", "text", "status", "starts", "ends", "tokens", "tokenless")}
@@ -334,7 +142,7 @@ def _chunk_batch(batch: dict, *, tokenizer, document_prefix, chunker, stored, ta
             kept = in_tokens[:, 1] > in_tokens[:, 0]
             starts, ends = spans[kept, 0].tolist(), spans[kept, 1].tolist()
             n_tokens, tokenless = len(tokens), int((~kept).sum())
-            layouts[doc_id] = _fingerprint(
+            layouts[doc_id] = fingerprint(
                 (i, a, b) for i, (a, b) in enumerate(zip(starts, ends, strict=True))
             )
         out["doc_id"].append(doc_id)
@@ -345,35 +153,12 @@ def _chunk_batch(batch: dict, *, tokenizer, document_prefix, chunker, stored, ta
         out["tokens"].append(n_tokens)
         out["tokenless"].append(tokenless)
     if layouts:
-        found = _stored_layouts(list(layouts), stored, target)
+        found = stored_layouts(list(layouts), stored, target)
         for row, doc_id in enumerate(out["doc_id"]):
             if doc_id in layouts and found.get(doc_id) == layouts[doc_id]:
                 out["status"][row] = "stored"
                 out["text"][row] = ""
     return {k: _column(v) for k, v in out.items()}
-
-
-def _stored_layouts(doc_ids: list[str], stored, target) -> dict[str, str]:
-    if stored is not None:  # known up front (Milvus Lite: only the driver may open it)
-        import ray
-
-        stored = ray.get(stored)
-        return {d: stored[d] for d in doc_ids if d in stored}
-    client = _TASK_CLIENTS.get((target["uri"], target["token"]))
-    if client is None:
-        from .store import connect
-
-        client = _TASK_CLIENTS[(target["uri"], target["token"])] = connect(
-            target["uri"], target["token"]
-        )
-    return _stored_fingerprints(
-        client,
-        target["collection"],
-        target["method"],
-        target["model"],
-        target["chunking"],
-        doc_ids,
-    )
 
 
 def _chunking_task_resources() -> dict:
@@ -390,10 +175,6 @@ class _Embedder:
     """Ray actor: one model; embeds a batch of chunked documents and writes or returns them."""
 
     def __init__(self, model_name, model_options, settings, target, threads):
-        import torch
-
-        from .models import load_model
-
         if threads:
             torch.set_num_threads(threads)
         self.model = load_model(model_name, verbose=False, **model_options)
@@ -401,15 +182,9 @@ class _Embedder:
         self.target = target
         self.client = None
         if target["writers"] == "actors":
-            from .store import connect
-
-            self.client = connect(target["uri"], target["token"])
+            self.client = store.connect(target["uri"], target["token"])
 
     def __call__(self, batch: dict) -> dict:
-        from .chunking import Chunk
-        from .corpus import embed_corpus
-        from .store import ingest
-
         todo = [i for i, status in enumerate(batch["status"]) if status == "embed"]
         documents, chunks = [], {}
         for i in todo:
@@ -427,7 +202,7 @@ class _Embedder:
         for row, record in enumerate(part.records):
             per_document.setdefault(record["doc_id"], []).append(row)
         if self.client is not None and len(part):
-            ingest(
+            store.ingest(
                 self.client, self.target["collection"], part.records, part.vectors,
                 method=part.method, model=part.model, chunking=self.target["chunking"],
                 progress=False, flush=False,
@@ -453,10 +228,8 @@ class _Embedder:
         return {k: _column(v) for k, v in out.items()}
 
 
-# ----------------------------------------------------------------------------- the job
-
-
 def _import_ray():
+    # Ray is optional (the extra "scale"), so it is imported only when a job runs.
     try:
         import ray
         import ray.data
@@ -504,18 +277,9 @@ def start_ray(
     return True
 
 
-def _make_chunker(strategy, tokenizer, options) -> Callable:
-    """``text -> list[Chunk]``: ``strategy`` itself if callable, else ``chunk_text`` with it."""
-    if callable(strategy):
-        return strategy
-    from .chunking import chunk_text
-
-    return lambda text: chunk_text(text, strategy, tokenizer=tokenizer, **options)
-
-
 def _pool_shape(actors, gpus_per_actor):
     """Actors, their resources and torch threads, from what the cluster offers."""
-    import ray
+    import ray  # optional: the extra "scale"
 
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
@@ -602,12 +366,6 @@ def embed_to_milvus(
         ValueError: bad options (named), before any work.
     Introduced in notebook 09_scaling_out.
     """
-    from . import store
-    from .chunking import chunking_label
-    from .corpus import METHODS
-    from .models import EmbeddingModel, load_model
-    from .store.connection import is_lite
-
     if method not in METHODS:
         raise ValueError(f"method={method!r}; valid: {METHODS}")
     if writers not in WRITERS:
@@ -618,20 +376,12 @@ def embed_to_milvus(
         or documents_per_batch < 1
     ):
         raise ValueError(f"documents_per_batch={documents_per_batch!r}; must be an int >= 1")
-    if callable(strategy):
-        if not isinstance(chunking, str) or not chunking:
-            raise ValueError(
-                "a callable strategy needs chunking=, the label its rows are stored under "
-                "(e.g. chunking='my-splitter-v1')"
-            )
-        label = chunking
-    else:
-        label = chunking_label(strategy, **dict(chunk_options or {}))
-        if chunking is not None and chunking != label:
-            raise ValueError(
-                f"chunking={chunking!r} contradicts strategy={strategy!r} with options "
-                f"{chunk_options or {}}, which is {label!r}; leave chunking out to use that"
-            )
+    label = corpus_chunking(strategy, dict(chunk_options or {}), None, chunking)
+    if label is None:
+        raise ValueError(
+            "a callable strategy needs chunking=, the label its rows are stored under "
+            "(e.g. chunking='my-splitter-v1')"
+        )
     _import_ray()
     started = time.perf_counter()
     client = store.connect(uri, token, timeout=connect_timeout)
@@ -651,9 +401,7 @@ def embed_to_milvus(
             object_store_memory=object_store_memory,
             runtime_env=runtime_env,
         )
-        import logging
-
-        import ray
+        import ray  # optional: the extra "scale"
 
         # Ray Data logs every execution at INFO; our own progress line says what matters.
         logging.getLogger("ray.data").setLevel(logging.WARNING)
@@ -661,7 +409,7 @@ def embed_to_milvus(
         context.enable_progress_bars = False
         context.print_on_execution_start = False
         dataset = read_documents(source, id_column=id_column, text_column=text_column)
-        n_documents = _check_unique_ids(dataset)
+        n_documents = count_unique_documents(dataset)
 
         options = dict(model_options or {})
         if isinstance(model, EmbeddingModel):
@@ -682,8 +430,8 @@ def embed_to_milvus(
         }  # fmt: skip
         stored = None
         if lite:
-            stored = ray.put(_stored_fingerprints(client, collection, method, model_name, label))
-        chunker = _make_chunker(strategy, loaded.tokenizer, dict(chunk_options or {}))
+            stored = ray.put(stored_fingerprints(client, collection, method, model_name, label))
+        chunker = corpus_chunker(strategy, loaded.tokenizer, dict(chunk_options or {}))
         n_actors, resources, threads = _pool_shape(actors, gpus_per_actor)
         stats.actors = n_actors
         settings = {
@@ -760,6 +508,6 @@ def embed_to_milvus(
     finally:
         store.close(client)
         if ray_started:
-            import ray
+            import ray  # optional: the extra "scale"
 
             ray.shutdown()

@@ -2,7 +2,7 @@
 
 `write_report` renders ``report.md`` and ``report.html`` from ``run.json``, each notebook's
 ``metrics.json`` (its ``"summary"`` opens the report) and figures, with the Jinja2 templates in
-``lc_utils/templates/``. Like the runner, this module imports nothing else from lc_utils.
+``lc_utils/run/templates/``. Like the runner, this module imports nothing of the method.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..outputs import METRICS_FILE
+
 KERNEL_NAME = "lc-utils"
 OUTPUT_DIR_PARAMETER = "OUTPUT_DIR"
 RUN_FILE = "run.json"
-METRICS_FILE = "metrics.json"  # as lc_utils.outputs.METRICS_FILE; not imported, on purpose
 # Versions that change numbers or behaviour; the report lists them next to the results.
 REPORT_PACKAGES = ("torch", "transformers", "tokenizers", "spacy", "numpy", "pymilvus")
 REPORT_PACKAGES += ("milvus-lite", "papermill", "ipywidgets")
@@ -135,7 +136,7 @@ def write_report(run_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
         return f"data:image/png;base64,{data}"
 
     templates = jinja2.Environment(
-        loader=jinja2.PackageLoader("lc_utils", "templates"),
+        loader=jinja2.PackageLoader("lc_utils.run", "templates"),
         autoescape=jinja2.select_autoescape(["html.j2"]),
         trim_blocks=True,
         lstrip_blocks=True,

@@ -11,6 +11,7 @@ pooling both build on it.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,7 @@ __all__ = [
     "token_spans",
     "chunk_of_tokens",
     "mostly_unknown",
+    "warn_unknown_chunks",
 ]
 
 # Codepoints for which str.isspace() is true. Kept as an array so whitespace tests over a whole
@@ -166,3 +168,16 @@ def mostly_unknown(input_ids: np.ndarray, token_spans: np.ndarray, unknown_id) -
     counts = unknown[token_spans[:, 1]] - unknown[token_spans[:, 0]]
     lengths = token_spans[:, 1] - token_spans[:, 0]
     return (lengths > 0) & (2 * counts > lengths)
+
+
+def warn_unknown_chunks(n_unknown: int, n_chunks: int, model, stacklevel: int):
+    """Warn that ``n_unknown`` of ``n_chunks`` chunks are mostly ``model``'s unknown token, if any
+    (``model``: an ``EmbeddingModel``, for its name and tokenizer)."""
+    if n_unknown:
+        warnings.warn(
+            f"{n_unknown} of {n_chunks} chunk(s) are mostly {model.tokenizer.unk_token} tokens "
+            f"({model.name}'s tokenizer turns a run of over 100 characters without a space, such "
+            "as a URL or a long identifier, into one unknown token), so their vectors say little "
+            "and are alike",
+            stacklevel=stacklevel + 1,
+        )

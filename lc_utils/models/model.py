@@ -1,0 +1,227 @@
+"""The loaded embedding model: its tokenizer, its network, its limits, and its own pooling.
+
+``EmbeddingModel.forward`` runs complete id sequences; ``EmbeddingModel.encode`` embeds texts each
+on its own with the model's own pooling (what naive chunking, queries and the semantic chunker
+use); ``EmbeddingModel.window`` says how many positions one pass holds and why.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from ..text.chunking import check_integer
+from ..text.tokens import warn_unknown_chunks
+from .batching import Job, forward_batches
+
+__all__ = ["EmbeddingModel", "Window"]
+
+
+@dataclass(frozen=True)
+class Window:
+    """The positions of one forward pass, and why there are that many.
+
+    Attributes:
+        positions: positions per pass, special tokens included.
+        content_tokens: the positions left for text: ``positions`` minus the special tokens.
+        reason: what set ``positions``: ``"the length it was trained on"``, ``"its position
+            limit"``, or the argument that was given (``"window"``, ``"max_tokens"``).
+    """
+
+    positions: int
+    content_tokens: int
+    reason: str
+
+
+@dataclass
+class EmbeddingModel:
+    """A loaded embedding model and what the pipeline needs to know about it.
+
+    Attributes:
+        name: what the model was loaded as (a hub id or a local path).
+        tokenizer: a *fast* Hugging Face tokenizer (offsets are required).
+        model: the ``torch.nn.Module`` returning final hidden states, in eval mode (for
+            jina-embeddings-v2 an ``lc_utils.jina_v2.JinaV2Model``).
+        max_length: the most positions one forward pass may hold, special tokens included.
+        dim: the embedding dimension.
+        pooling: the model's own pooling, ``"mean"`` or ``"cls"`` (from the registry for
+            known models, else from its sentence-transformers config where present, else
+            ``"mean"``; other poolings are refused at load time).
+        trained_length: sentence-transformers' ``max_seq_length`` when the model declares one,
+            the length it was trained on; ``None`` otherwise.
+        query_prefix / document_prefix: text prepended to queries / documents, for models
+            trained with instructions (from the sentence-transformers ``prompts``).
+        source: where the weights came from: ``"package"``, ``"local"``, ``"cache"`` or ``"hub"``.
+    """
+
+    name: str
+    tokenizer: object
+    model: torch.nn.Module
+    max_length: int
+    dim: int
+    pooling: str = "mean"
+    trained_length: int | None = None
+    query_prefix: str = ""
+    document_prefix: str = ""
+    source: str = "local"
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def __repr__(self) -> str:
+        return (
+            f"EmbeddingModel(name={self.name!r}, dim={self.dim}, max_length={self.max_length}, "
+            f"pooling={self.pooling!r}, trained_length={self.trained_length}, "
+            f"device={str(self.device)!r}, source={self.source!r})"
+        )
+
+    @property
+    def special_token_ids(self) -> tuple[list[int], list[int]]:
+        """The ids the tokenizer puts before and after a text, e.g. ``([101], [102])`` for BERT."""
+        return _special_affixes(self.tokenizer)
+
+    def window(self, positions: int | None = None, *, argument: str = "window") -> Window:
+        """The ``Window`` of a pass of ``positions`` positions (default: the model's own).
+
+        The default is the model's trained length (sentence-transformers' ``max_seq_length``, or
+        the registry's) where it declares one below its position limit, else the position limit.
+        Notebook 10's cost/quality frontier chose it: for all-MiniLM-L6-v2, 256-position windows
+        were never significantly worse than 512-position ones and computed fewer tokens. Late
+        chunking's windows, naive chunks and queries all default to it. ``argument`` names the
+        caller's parameter in errors and in ``reason``. Raises ``ValueError`` for more positions
+        than the model takes or too few to hold any text.
+        """
+        before, after = self.special_token_ids
+        n_special = len(before) + len(after)
+        if positions is None:
+            trained = self.trained_length
+            if trained and trained < self.max_length:
+                positions, reason = int(trained), "the length it was trained on"
+            else:
+                positions, reason = self.max_length, "its position limit"
+        else:
+            positions, reason = check_integer(argument, positions), argument
+        if positions > self.max_length:
+            raise ValueError(
+                f"{argument}={positions} exceeds {self.name}'s maximum length of "
+                f"{self.max_length} positions; use {argument} <= {self.max_length}"
+            )
+        if positions <= n_special:
+            raise ValueError(
+                f"{argument}={positions} leaves no room for text next to {n_special} special "
+                f"tokens; use {argument} > {n_special}"
+            )
+        return Window(positions, positions - n_special, reason)
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        prefix: str = "",
+        max_tokens: int | None = None,
+        batch_tokens: int | None = None,
+        progress: bool | None = None,
+        what: str = "texts",
+    ) -> np.ndarray:
+        """Embed each text on its own with the model's own pooling.
+
+        For mean-pooling models that is the attention-masked mean over all positions, special
+        tokens included (what sentence-transformers computes); for CLS models the first state.
+        Texts are batched by length, so padding never changes a vector.
+
+        Args:
+            texts: a list of str (checked by the callers, ``naive_chunking`` and
+                ``embed_queries``).
+            prefix: prepended to every text (the model's query or document prompt).
+            max_tokens: positions per text, special tokens included; default ``window()``.
+                Longer texts are cut there, with a warning that says where.
+            what: what the texts are, for the warnings and the progress bar ("chunks").
+        Returns:
+            float32 ``(len(texts), dim)``.
+        """
+        window = self.window(max_tokens, argument="max_tokens")
+        content_tokens = window.content_tokens
+        encoded = self.tokenizer(
+            [prefix + t for t in texts],
+            add_special_tokens=False,
+            truncation=False,
+            verbose=False,
+            split_special_tokens=True,
+        )["input_ids"]
+        too_long = [i for i, ids in enumerate(encoded) if len(ids) > content_tokens]
+        if too_long:
+            hint = (
+                f"; pass max_tokens={self.max_length} to use all {self.max_length} positions"
+                if window.positions < self.max_length
+                else ""
+            )
+            special = window.positions - content_tokens
+            warnings.warn(
+                f"{len(too_long)} of {len(texts)} {what} hold more than {content_tokens} tokens "
+                f"and were truncated to {content_tokens} (a pass of {window.positions} positions, "
+                f"set by {window.reason} of {self.name}, less {special} special tokens; first: "
+                f"item {too_long[0]}, {len(encoded[too_long[0]])} tokens){hint}",
+                stacklevel=3,
+            )
+        jobs = [
+            Job(i, np.asarray(ids[:content_tokens], dtype=np.int64), 0, (0, 0))
+            for i, ids in enumerate(encoded)
+        ]
+        unknown_id = self.tokenizer.unk_token_id
+        if unknown_id is not None:
+            n_unknown = sum(
+                2 * int((job.ids == unknown_id).sum()) > len(job.ids)
+                for job in jobs
+                if len(job.ids)
+            )
+            warn_unknown_chunks(n_unknown, len(jobs), self, stacklevel=3)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        # Short texts batch well, so the progress bar only appears for large collections.
+        shown = progress if progress is not None else len(jobs) > 512
+        for batch, hidden, mask in forward_batches(self, jobs, batch_tokens, shown, what):
+            if self.pooling == "cls":
+                pooled = hidden[:, 0]
+            else:
+                weights = mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * weights).sum(1) / weights.sum(1)
+            out[[j.document for j in batch]] = pooled.cpu().numpy()
+        return out
+
+    def forward(self, sequences: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the model on complete id sequences (special tokens included), right-padded.
+
+        Args:
+            sequences: ``B`` int arrays, each at most ``max_length`` long.
+        Returns:
+            ``(hidden, mask)``: float32 final hidden states ``(B, L, dim)`` on the model's device,
+            and the bool attention mask ``(B, L)``, where ``L`` is the longest sequence.
+        """
+        longest = max(len(s) for s in sequences)
+        if longest > self.max_length:
+            raise ValueError(
+                f"a sequence of {longest} tokens exceeds the model's limit of {self.max_length}"
+            )
+        pad_id = self.tokenizer.pad_token_id or 0
+        input_ids = np.full((len(sequences), longest), pad_id, dtype=np.int64)
+        mask = np.zeros((len(sequences), longest), dtype=bool)
+        for row, ids in enumerate(sequences):
+            input_ids[row, : len(ids)] = ids
+            mask[row, : len(ids)] = True
+        input_ids_t = torch.from_numpy(input_ids).to(self.device)
+        mask_t = torch.from_numpy(mask).to(self.device)
+        with torch.inference_mode():
+            output = self.model(input_ids=input_ids_t, attention_mask=mask_t.long())
+        hidden = output[0] if isinstance(output, tuple) else output.last_hidden_state
+        return hidden.float(), mask_t
+
+
+@lru_cache(maxsize=64)
+def _special_affixes(tokenizer) -> tuple[list[int], list[int]]:
+    ids = tokenizer("x", add_special_tokens=True, return_special_tokens_mask=True)
+    mask = ids["special_tokens_mask"]
+    content = [i for i, m in enumerate(mask) if not m]
+    first, last = content[0], content[-1]
+    return list(ids["input_ids"][:first]), list(ids["input_ids"][last + 1 :])

@@ -1,0 +1,92 @@
+"""What a collection already holds, so that a re-run of a scale-out job resumes where it stopped.
+
+A document's *fingerprint* is a hash of its stored chunk layout; a document whose fingerprint is
+already stored for this model, method and chunking is not embedded again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from ..store import connect, filter_expression
+
+__all__ = ["QUERY_LIMIT", "fingerprint", "stored_fingerprints", "stored_layouts"]
+
+# A Milvus query returns at most this many rows; larger answers are asked document by document.
+QUERY_LIMIT = 16_384
+# Per worker process: Milvus clients opened by chunking tasks, by URI (tasks reuse processes).
+_TASK_CLIENTS: dict = {}
+
+
+def fingerprint(rows) -> str:
+    """A document's stored chunk layout, independent of row order: (chunk_index, start, end)."""
+    layout = sorted((int(i), int(a), int(b)) for i, a, b in rows)
+    return hashlib.blake2b(json.dumps(layout).encode(), digest_size=8).hexdigest()
+
+
+def stored_fingerprints(
+    client, collection, method, model, chunking, doc_ids=None
+) -> dict[str, str]:
+    """``{doc_id: fingerprint}`` of what the collection holds for this method, model and
+    chunking."""
+    expression = filter_expression(method=method, model=model, chunking=chunking, doc_id=doc_ids)
+    fields = ["doc_id", "chunk_index", "start", "end"]
+    rows: dict[str, list] = {}
+    # Milvus Lite reopens collections released; reading needs them loaded.
+    if "NotLoad" in str(client.get_load_state(collection).get("state")):
+        client.load_collection(collection)
+    if doc_ids is None:
+        iterator = client.query_iterator(
+            collection, batch_size=4096, filter=expression, output_fields=fields
+        )
+        try:
+            while page := iterator.next():
+                for r in page:
+                    rows.setdefault(r["doc_id"], []).append(
+                        (r["chunk_index"], r["start"], r["end"])
+                    )
+        finally:
+            iterator.close()
+    else:
+        found = client.query(
+            collection,
+            filter=expression,
+            output_fields=fields,
+            limit=QUERY_LIMIT,
+            consistency_level="Strong",
+        )
+        if len(found) >= QUERY_LIMIT and len(doc_ids) > 1:
+            merged = {}
+            for doc_id in doc_ids:
+                merged.update(
+                    stored_fingerprints(client, collection, method, model, chunking, [doc_id])
+                )
+            return merged
+        for r in found:
+            rows.setdefault(r["doc_id"], []).append((r["chunk_index"], r["start"], r["end"]))
+    return {doc_id: fingerprint(layout) for doc_id, layout in rows.items()}
+
+
+def stored_layouts(doc_ids: list[str], stored, target) -> dict[str, str]:
+    """``{doc_id: fingerprint}`` stored for ``doc_ids``: from ``stored`` (a Ray object of all
+    fingerprints, for Milvus Lite) or by asking the ``target`` collection (one client per worker
+    process)."""
+    if stored is not None:  # known up front (Milvus Lite: only the driver may open it)
+        import ray  # optional: the extra "scale"
+
+        stored = ray.get(stored)
+        return {d: stored[d] for d in doc_ids if d in stored}
+    client = _TASK_CLIENTS.get((target["uri"], target["token"]))
+    if client is None:
+        client = _TASK_CLIENTS[(target["uri"], target["token"])] = connect(
+            target["uri"], target["token"]
+        )
+    return stored_fingerprints(
+        client,
+        target["collection"],
+        target["method"],
+        target["model"],
+        target["chunking"],
+        doc_ids,
+    )
