@@ -63,7 +63,7 @@ def cosine_scores(query_vectors, item_vectors, *, strict: bool = False) -> np.nd
         strict: passed to ``unit_vectors``; by default a zero vector has cosine 0 with everything
             rather than NaN, so that a degenerate chunk ranks low instead of breaking a table.
     Returns:
-        float32 ``(n_queries, n_items)``.
+        float32 ``(n_queries, n_items)``; identical item vectors get identical scores.
     """
     queries = np.asarray(query_vectors, dtype=np.float32)
     items = np.asarray(item_vectors, dtype=np.float32)
@@ -79,7 +79,12 @@ def cosine_scores(query_vectors, item_vectors, *, strict: bool = False) -> np.nd
         )
     queries = unit_vectors(queries, strict=strict, label="query vectors")
     items = unit_vectors(items, strict=strict, label="item vectors")
-    return queries @ items.T
+    # A float32 matrix product gives two identical item vectors scores that differ in the last
+    # bit, depending on where each column falls in the BLAS kernel's tiles (so, on the machine):
+    # a tie between duplicate chunks would then be broken differently on every CPU. In float64
+    # the difference is far below float32's resolution, so the rounded scores tie exactly and
+    # the ranking's tie rule (the order of the items) decides, the same everywhere.
+    return (queries.astype(np.float64) @ items.T.astype(np.float64)).astype(np.float32)
 
 
 def row_cosine(first, second) -> np.ndarray:

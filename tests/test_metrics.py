@@ -303,6 +303,20 @@ def test_cosine_scores():
         ev.cosine_scores(queries, np.ones((1, 3)))
 
 
+def test_identical_items_get_identical_scores_wherever_their_columns_fall():
+    """A float32 matrix product scores two copies of one vector differently in the last bit,
+    depending on their columns' place in the BLAS tiles; a tie between duplicate chunks must stay
+    a tie, so that the ranking's tie rule (item order) decides it on every machine."""
+    rng = np.random.default_rng(0)
+    items = rng.standard_normal((300, 384)).astype(np.float32)
+    items[235] = items[59]
+    items[299] = items[0]
+    queries = rng.standard_normal((80, 384)).astype(np.float32)
+    scores = ev.cosine_scores(queries, items)
+    np.testing.assert_array_equal(scores[:, 59], scores[:, 235])
+    np.testing.assert_array_equal(scores[:, 0], scores[:, 299])
+
+
 def test_mean_metrics_is_what_evaluate_returns():
     scores = np.array([[0.9, 0.1, 0.5], [0.2, 0.8, 0.3], [0.1, 0.2, 0.3]])
     qrels = {"a": {"x": 1}, "b": {"z": 2}}  # c has no relevant item

@@ -601,8 +601,9 @@ def test_a_broken_library_is_named_in_the_report_and_fails_the_run(tmp_path: Pat
     """The runner loads none of the library, so it runs, reports and exits 1 while lc_utils is
     broken: here a copy of the package whose chunking module raises on import."""
     package = tmp_path / "site" / "lc_utils"
-    shutil.copytree(Path(runner.__file__).parent, package)
-    (package / "chunking.py").write_text("raise ImportError('chunking is broken on purpose')\n")
+    shutil.copytree(Path(runner.__file__).parents[1], package)
+    broken = package / "text" / "chunking.py"
+    broken.write_text("raise ImportError('chunking is broken on purpose')\n")
     directory = tmp_path / "notebooks"
     cells = ["import lc_utils as lc", "lc.chunk_text('One. Two.', 'sentences')"]
     make_notebook(directory, "01_uses_library.ipynb", 'SEED = 0\nOUTPUT_DIR = "x"', cells)
