@@ -82,7 +82,7 @@ def test_mteb_on_a_beir_folder_equals_notebook_11(tmp_path, tiny_model, method):
 
 
 def test_a_query_judged_only_at_grade_zero_counts_as_zero_in_mteb(tmp_path, tiny_model):
-    """The one place the two conventions part on BEIR folders (docs/evaluation.md): MTEB scores
+    """Where the two conventions part on any BEIR folder (docs/evaluation.md): MTEB scores
     a query whose judgments are all 0 and counts it as 0; lc_utils leaves it out by default,
     and ``no_relevant="zero"`` reproduces MTEB."""
     folder = write_beir(tmp_path / "mini")
