@@ -321,7 +321,10 @@ def _adapter_directory(target: str, source: str, names: list[str]) -> Path | Non
     if source in {"local", "package"}:
         return Path(target)
     if source == "cache":
-        return _cached_snapshot(target)
+        cached = _cached_snapshot(target)
+        # A cache that holds the weights but not the adapters is completed when the hub answers.
+        if (cached is not None and not missing_adapter_files(cached, names)) or not hub_reachable():
+            return cached
     from huggingface_hub import snapshot_download
 
     patterns = [f"{name}/{file}" for name in names for file in ADAPTER_FILES]
