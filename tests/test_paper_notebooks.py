@@ -175,6 +175,20 @@ def test_11_on_a_beir_folder_equals_a_hand_computation(tmp_path, tiny_model_dir)
     assert late["low"] <= late["mean"] <= late["high"] and late["num_queries"] == 4
     assert m["summary"]["held"] == (late["low"] > 0)
     assert (tmp_path / "out" / "11_paper_benchmarks" / "paper_table.png").is_file()
+    # MTEB's own evaluation of the same folder gives the notebook's numbers (which metrics.json
+    # rounds to six significant digits); tests/test_mteb.py compares them query by query.
+    import mteb
+
+    from lc_utils.eval.mteb import BestChunkSearch, beir_folder_task
+
+    for method, name in (("naive", "naive"), ("late", "late"), ("none", "no_chunking")):
+        search = BestChunkSearch(model, method, chunk_options={"chunk_size": 8})
+        result = mteb.evaluate(search, beir_folder_task(folder), cache=None, co2_tracker=False,
+                               show_progress_bar=False)  # fmt: skip
+        scores = result.task_results[0].scores["test"][0]
+        assert scores["ndcg_at_10_unrounded"] == pytest.approx(
+            m["ndcg10_document"][name], abs=1e-6
+        ), method
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ from lc_utils.models import jina_v2
 from lc_utils.models import loading as models
 
 from .jina_checkpoints import write_checkpoint
+from .test_adapters import write_lora
 
 REVISION = "0" * 40
 
@@ -123,10 +124,19 @@ def test_transformers_native_models_load_by_hub_id_with_registry_settings(
     import transformers
 
     config_class, model_class = (getattr(transformers, n) for n in class_names)
-    _save_native(_snapshot(hub_cache, repo_id), _tiny(config_class, **extra), model_class, auto_map)
-    model = lc.load_model(repo_id, verbose=False)
+    snapshot = _snapshot(hub_cache, repo_id)
+    _save_native(snapshot, _tiny(config_class, **extra), model_class, auto_map)
     entry = lc.known_model(repo_id)
+    if entry.document_adapter is not None:  # jina-v3: refused without its adapters, then given
+        with pytest.raises(lc.ModelLoadError, match=f"{entry.document_adapter}/adapter_config"):
+            lc.load_model(repo_id, verbose=False)
+        write_lora(snapshot, entry.document_adapter, seed=1)
+        write_lora(snapshot, entry.query_adapter, seed=2)
+    model = lc.load_model(repo_id, verbose=False)
     assert type(model.model).__name__ == class_names[1]
+    if entry.document_adapter is not None:
+        assert model.adapters.names() == {"document": entry.document_adapter,
+                                          "query": entry.query_adapter}  # fmt: skip
     assert (model.query_prefix, model.document_prefix) == (
         entry.query_prefix,
         entry.document_prefix,

@@ -1,7 +1,8 @@
 """The baseline: every chunk embedded alone; and queries, embedded the same way.
 
 Both wrap ``EmbeddingModel.encode`` (the model's own pooling, each text cut at the model's
-window): naive chunks take the model's document prompt, queries its query prompt.
+window): naive chunks take the model's document prompt and role, queries its query prompt and
+role (``EmbeddingModel.use_role``).
 
 Introduced in notebooks 03_late_pooling and 04_naive_vs_late.
 """
@@ -73,6 +74,7 @@ def naive_chunking(
     texts = _texts_of(chunks_or_texts, "chunks", "chunks_or_texts")
     if not texts:
         return np.empty((0, model.dim), dtype=np.float32)
+    model.use_role("document")
     return model.encode(
         texts,
         prefix=model.document_prefix,
@@ -106,11 +108,12 @@ def embed_queries(
     if not texts:
         return np.empty((0, model.dim), dtype=np.float32)
     prefix = model.query_prefix if prefix is None else prefix
-    return model.encode(
-        texts,
-        prefix=prefix,
-        max_tokens=max_tokens,
-        batch_tokens=batch_tokens,
-        progress=progress,
-        what="queries",
-    )
+    with model.use_role("query"):  # back to documents after, for callers that never switch
+        return model.encode(
+            texts,
+            prefix=prefix,
+            max_tokens=max_tokens,
+            batch_tokens=batch_tokens,
+            progress=progress,
+            what="queries",
+        )

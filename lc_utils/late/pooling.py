@@ -82,6 +82,7 @@ def encode_document(
     plan = plan_windows(len(tokens), content_tokens, overlap)
     out = np.empty((len(tokens), model.dim), dtype=np.float32)
     jobs = window_jobs(0, tokens, plan)
+    model.use_role("document")
     for job, hidden in run_jobs(model, jobs, batch_tokens, progress, "encoding"):
         out[job.kept[0] : job.kept[1]] = hidden.cpu().numpy()
     keep = tokens.starts >= 0  # drop the tokens of a document prefix
@@ -192,6 +193,7 @@ def pool_prepared(
         if len(tokens):
             jobs.extend(window_jobs(d, tokens, plan_windows(len(tokens), content_tokens, overlap)))
     sums = [torch.zeros((len(c), model.dim), device=model.device) for c in counts]
+    model.use_role("document")
     for job, hidden in run_jobs(model, jobs, batch_tokens, progress, "late chunking"):
         owner = owners[job.document][job.kept[0] : job.kept[1]]
         pooled = owner >= 0

@@ -21,9 +21,16 @@ from types import SimpleNamespace
 
 import torch
 
+from .adapters import (
+    ADAPTER_FILES,
+    AdapterLoadError,
+    RoleAdapters,
+    missing_adapter_files,
+    read_lora_adapter,
+)
 from .jina_v2 import JinaV2LoadError, is_jina_v2_checkpoint, load_jina_v2
 from .model import EmbeddingModel
-from .registry import known_model
+from .registry import adapter_rules, known_model
 
 __all__ = [
     "ModelLoadError",
@@ -309,7 +316,69 @@ def _load_native_jina(target: str, source: str, device, dtype) -> EmbeddingModel
     )
 
 
-def _load(target: str, source: str, trust_remote_code: bool, device, dtype) -> EmbeddingModel:
+def _adapter_directory(target: str, source: str, names: list[str]) -> Path | None:
+    """Where the task adapters of ``target`` are (downloaded first when the hub is used)."""
+    if source in {"local", "package"}:
+        return Path(target)
+    if source == "cache":
+        cached = _cached_snapshot(target)
+        # A cache that holds the weights but not the adapters is completed when the hub answers.
+        if (cached is not None and not missing_adapter_files(cached, names)) or not hub_reachable():
+            return cached
+    from huggingface_hub import snapshot_download
+
+    patterns = [f"{name}/{file}" for name in names for file in ADAPTER_FILES]
+    return Path(snapshot_download(target, allow_patterns=patterns))
+
+
+def _attach_task_adapters(loaded: EmbeddingModel, target: str, source: str, base_weights: bool):
+    """Give a model trained with task adapters (jina-embeddings-v3) its document and query
+    adapters and their prompts; refuse one whose adapters are missing unless ``base_weights``."""
+    model_type = getattr(getattr(loaded.model, "config", None), "model_type", "")
+    rules = adapter_rules(target, model_type)
+    if rules is None:
+        if base_weights:
+            raise ModelLoadError(
+                f"base_weights=True asks for a model's weights without its task adapters, but "
+                f"{loaded.name} has none (only jina-embeddings-v3 checkpoints do); leave "
+                "base_weights out"
+            )
+        return
+    if base_weights:
+        # The prompts were trained together with the adapters; the base weights go without.
+        loaded.query_prefix = loaded.document_prefix = ""
+        return
+    names = {"document": rules.document_adapter, "query": rules.query_adapter}
+    directory = _adapter_directory(target, source, list(names.values()))
+    missing = (
+        missing_adapter_files(directory, names.values())
+        if directory is not None
+        else [f"{name}/{file}" for name in names.values() for file in ADAPTER_FILES]
+    )
+    if missing:
+        where = directory if directory is not None else "the Hugging Face cache"
+        raise ModelLoadError(
+            f"{loaded.name} embeds documents through its task adapter {names['document']!r} and "
+            f"queries through {names['query']!r}, but {where} lacks {', '.join(missing)}. "
+            "Without them every text runs through the general-purpose base weights, which is "
+            "not how the model retrieves (nor how Jina or MTEB score it). Fetch the adapter "
+            f"folders (`huggingface-cli download {rules.name} --include "
+            f"'{names['document']}/*' '{names['query']}/*' --local-dir DIR`), or pass "
+            "base_weights=True to load_model to run the base weights on purpose."
+        )
+    try:
+        adapters = {role: read_lora_adapter(directory / name, loaded.model) for role, name in
+                    names.items()}  # fmt: skip
+    except AdapterLoadError as error:
+        raise ModelLoadError(f"{loaded.name}: {error}") from error
+    loaded.adapters = RoleAdapters.attach(loaded.model, adapters)
+    loaded.query_prefix, loaded.document_prefix = rules.query_prefix, rules.document_prefix
+    loaded.use_role("document")
+
+
+def _load(
+    target: str, source: str, trust_remote_code: bool, device, dtype, base_weights: bool = False
+) -> EmbeddingModel:
     known = known_model(target)
     # A checkpoint whose config describes jina-v2 (ALiBi + GLU BERT) runs natively even outside
     # the registry (e.g. a fine-tuned copy): its hub code would not import on transformers 5.
@@ -330,6 +399,7 @@ def _load(target: str, source: str, trust_remote_code: bool, device, dtype) -> E
             loaded.trained_length = known.trained_length
         loaded.query_prefix = known.query_prefix
         loaded.document_prefix = known.document_prefix
+    _attach_task_adapters(loaded, target, source, base_weights)
     return loaded
 
 
@@ -372,6 +442,7 @@ def load_model(
     trust_remote_code: bool | None = None,
     dtype: torch.dtype | None = None,
     pooling: str | None = None,
+    base_weights: bool = False,
     verbose: bool = True,
 ) -> EmbeddingModel:
     """Load an embedding model for late and naive chunking.
@@ -386,6 +457,12 @@ def load_model(
         modernbert-embed-base through transformers' native classes; never with hub code. The
         registry sets their pooling, prompts and trained length. Offline without cached files
         it fails within seconds and says how to get the files.
+      - jina-embeddings-v3 (the registry's -hf id, or any checkpoint whose config says
+        ``jina_embeddings_v3``) runs with its task adapters: documents through
+        ``retrieval_passage``, queries through ``retrieval_query`` (subfolders of the checkpoint,
+        ``lc_utils.models.adapters``), with their prompts. A checkpoint without them is refused,
+        naming the missing files; ``base_weights=True`` runs its general-purpose weights on
+        purpose, without adapters or prompts.
       - ``"sentence-transformers/all-MiniLM-L6-v2"``: always the packaged copy, offline.
       - a local directory: loaded as it is, offline (a jina-embeddings-v2 checkpoint, recognised
         by its config, through the native module).
@@ -404,7 +481,7 @@ def load_model(
     resolution = _resolve(name_or_path, trust_remote_code)
     target, source, trusted = resolution.target, resolution.source, resolution.trusted
     try:
-        loaded = _load(target, source, trusted, device, dtype)
+        loaded = _load(target, source, trusted, device, dtype, base_weights)
     except Exception as error:
         import transformers
 
@@ -445,8 +522,12 @@ def load_model(
     if verbose:
         if name_or_path == "auto":
             print(f"lc_utils: auto chose {loaded.name}: {resolution.reason}")
+        adapters = ", base weights without its task adapters" if base_weights else ""
+        if loaded.adapters is not None:
+            adapters = f", adapters {loaded.adapters.names()}"
         print(
             f"lc_utils: loaded {loaded.name} from {loaded.source} "
-            f"(dim {loaded.dim}, max_length {loaded.max_length}, device {loaded.device})"
+            f"(dim {loaded.dim}, max_length {loaded.max_length}, device {loaded.device}"
+            f"{adapters})"
         )
     return loaded

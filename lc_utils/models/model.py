@@ -2,7 +2,9 @@
 
 ``EmbeddingModel.forward`` runs complete id sequences; ``EmbeddingModel.encode`` embeds texts each
 on its own with the model's own pooling (what naive chunking, queries and the semantic chunker
-use); ``EmbeddingModel.window`` says how many positions one pass holds and why.
+use); ``EmbeddingModel.window`` says how many positions one pass holds and why;
+``EmbeddingModel.use_role`` says whether the passes that follow embed documents or queries, for
+models whose weights differ by role (jina-embeddings-v3's task adapters).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 
 from ..text.chunking import check_integer
 from ..text.tokens import warn_unknown_chunks
+from .adapters import ROLES, RoleAdapters
 from .batching import Job, forward_batches
 
 __all__ = ["EmbeddingModel", "Window"]
@@ -57,6 +60,10 @@ class EmbeddingModel:
         query_prefix / document_prefix: text prepended to queries / documents, for models
             trained with instructions (from the sentence-transformers ``prompts``).
         source: where the weights came from: ``"package"``, ``"local"``, ``"cache"`` or ``"hub"``.
+        adapters: the task adapters attached to ``model``, one per role (``RoleAdapters``), or
+            ``None`` when documents and queries share the same weights.
+        role: the role of the forward passes that follow, ``"document"`` or ``"query"`` (set by
+            ``use_role``).
     """
 
     name: str
@@ -70,13 +77,35 @@ class EmbeddingModel:
     document_prefix: str = ""
     source: str = "local"
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    adapters: RoleAdapters | None = None
+    role: str = "document"
 
     def __repr__(self) -> str:
+        adapters = f", adapters={self.adapters.names()}" if self.adapters is not None else ""
         return (
             f"EmbeddingModel(name={self.name!r}, dim={self.dim}, max_length={self.max_length}, "
             f"pooling={self.pooling!r}, trained_length={self.trained_length}, "
-            f"device={str(self.device)!r}, source={self.source!r})"
+            f"device={str(self.device)!r}, source={self.source!r}{adapters})"
         )
+
+    def use_role(self, role: str) -> _RoleScope:
+        """Run the forward passes that follow as ``role``: ``"document"`` or ``"query"``.
+
+        A model with task adapters switches its weights here (jina-embeddings-v3:
+        ``retrieval.passage`` for documents, ``retrieval.query`` for queries; see
+        ``lc_utils.models.adapters``); for any other model both roles are the same weights and
+        only ``role`` is checked. The pipeline calls it before its forward passes: naive chunks,
+        whole documents and late chunking's windows are documents, ``embed_queries`` embeds
+        queries. A loaded model starts as ``"document"``. Used as a context manager,
+        ``with model.use_role("query"): ...`` restores the previous role on exit. One role at a
+        time per model: threads that share a model must not switch it under each other.
+        """
+        if role not in ROLES:
+            raise ValueError(f"role={role!r}; valid: {ROLES}")
+        previous, self.role = self.role, role
+        if self.adapters is not None:
+            self.adapters.activate(role)
+        return _RoleScope(self, previous)
 
     @property
     def special_token_ids(self) -> tuple[list[int], list[int]]:
@@ -216,6 +245,19 @@ class EmbeddingModel:
             output = self.model(input_ids=input_ids_t, attention_mask=mask_t.long())
         hidden = output[0] if isinstance(output, tuple) else output.last_hidden_state
         return hidden.float(), mask_t
+
+
+class _RoleScope:
+    """What ``use_role`` returns: leaving a ``with`` block restores the role before it."""
+
+    def __init__(self, model: EmbeddingModel, previous: str) -> None:
+        self.model, self.previous = model, previous
+
+    def __enter__(self) -> EmbeddingModel:
+        return self.model
+
+    def __exit__(self, *exc_info) -> None:
+        self.model.use_role(self.previous)
 
 
 @lru_cache(maxsize=64)

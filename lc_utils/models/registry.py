@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["KnownModel", "KNOWN_MODELS", "known_model"]
+__all__ = ["KnownModel", "KNOWN_MODELS", "ADAPTER_ARCHITECTURES", "adapter_rules", "known_model"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,10 @@ class KnownModel:
             where it declares none.
         dim: the embedding dimension.
         note: how it is run and what was verified.
+        document_adapter / query_adapter: for a model trained with task adapters, the subfolder
+            of its repository holding the adapter for documents / queries (a PEFT LoRA folder,
+            applied by ``lc_utils.models.adapters``); ``None`` for a model with one weight set.
+            ``query_prefix`` and ``document_prefix`` are then the prompts that go with them.
     """
 
     name: str
@@ -46,6 +50,8 @@ class KnownModel:
     trained_length: int | None
     dim: int
     note: str
+    document_adapter: str | None = None
+    query_adapter: str | None = None
 
 
 _JINA_V2_NOTE = (
@@ -128,14 +134,22 @@ KNOWN_MODELS: dict[str, KnownModel] = {
             "jinaai/jina-embeddings-v3-hf",
             "transformers",
             "mean",
-            "",
-            "",
+            # The prompts Jina's model card, MTEB's jina-v3 entry and the late-chunking
+            # reference pair with the retrieval adapters.
+            "Represent the query for retrieving evidence documents: ",
+            "Represent the document for retrieval: ",
             8192,
             8192,
             1024,
-            "transformers' native JinaEmbeddingsV3 class. That class does not expose the "
-            "task LoRA adapters (retrieval.query / retrieval.passage), so documents and queries "
-            "both use the general-purpose base weights (the hub code's task=None mode)",
+            "transformers' native JinaEmbeddingsV3 class with the repository's task LoRA "
+            "adapters, applied by lc_utils.models.adapters: documents through retrieval.passage "
+            "(subfolder retrieval_passage), queries through retrieval.query (retrieval_query), "
+            "each with its prompt. Tested offline on a tiny checkpoint with tiny adapters in "
+            "the published layout; not run on the real weights here. load_model(..., "
+            "base_weights=True) runs the general-purpose weights without adapters or prompts "
+            "(the hub code's task=None)",
+            document_adapter="retrieval_passage",
+            query_adapter="retrieval_query",
         ),
         KnownModel(
             "nomic-ai/nomic-embed-text-v1.5",
@@ -176,6 +190,23 @@ KNOWN_MODELS: dict[str, KnownModel] = {
 }
 
 
+# A checkpoint of these architectures (config.json's model_type) follows the adapter rules of
+# this registry entry even under another name, such as a local copy or a fine-tune.
+ADAPTER_ARCHITECTURES = {"jina_embeddings_v3": "jinaai/jina-embeddings-v3-hf"}
+
+
 def known_model(name: str) -> KnownModel | None:
     """The registry entry for hub id ``name`` (exact match), or ``None``."""
     return KNOWN_MODELS.get(name)
+
+
+def adapter_rules(name: str, model_type: str) -> KnownModel | None:
+    """The registry entry whose task adapters a checkpoint needs, or ``None`` if it needs none.
+
+    ``name`` is the hub id (its own entry decides) and ``model_type`` its config's model type: a
+    jina-embeddings-v3 checkpoint under any other name follows jina-embeddings-v3-hf's entry.
+    """
+    known = KNOWN_MODELS.get(name)
+    if known is None and model_type in ADAPTER_ARCHITECTURES:
+        known = KNOWN_MODELS[ADAPTER_ARCHITECTURES[model_type]]
+    return known if known is not None and known.document_adapter is not None else None
