@@ -53,6 +53,26 @@ TRICKY_DOC_IDS = [
 ]
 
 
+# Filters that try to break out of the scope they are ANDed with (issue 20, item 6).
+HOSTILE_FILTERS = [
+    "chunk_index >= 0) or (1 == 1",
+    'chunk_index >= 0) or (model == "tenantB"',
+    ") or (",
+    "1 == 1) or (1 == 1",
+    "chunk_index >= 0 or 1 == 1",
+    "chunk_index >= 0 // ) or (1 == 1",
+    "chunk_index >= 0 /* ) or (1 == 1 */",
+    "chunk_index >= 0 # ) or (1 == 1",
+    'doc_id == ") or (1 == 1',
+    "doc_id == ') or (1 == 1",
+    'doc_id == "x\\") or (1 == 1',
+    "(chunk_index >= 0",
+    "chunk_index >= 0))((",
+    'doc_id in ["doc0"]) or (1 == 1',
+    'doc_id == "a) or (1 == 1"',
+]
+
+
 @dataclass
 class Backend:
     """One Milvus deployment under test and how to reach it again."""
@@ -431,6 +451,38 @@ class StoreContract:
         assert (some.groupby("query")["score"].apply(lambda s: s.is_monotonic_decreasing)).all()
         few = store.search(client, name, queries, k=3, output_fields=["doc_id"])
         assert list(few.columns) == ["query", "rank", "id", "score", "doc_id"]
+
+    def test_no_hostile_filter_reaches_another_scope(self, backend, name):
+        client = backend.client
+        records, vectors = make_chunks(2, 4, 8)
+        store.create_collection(client, name, 8)
+        for tenant in ("tenantA", "tenantB"):
+            store.ingest(
+                client,
+                name,
+                records,
+                vectors,
+                method="late",
+                model=tenant,
+                chunking="c",
+                progress=False,
+            )
+        refused = 0
+        for hostile in HOSTILE_FILTERS:
+            try:
+                rows = store.search(
+                    client, name, vectors[:2], k=16, model="tenantA", filter=hostile
+                )
+                count = store.count_chunks(client, name, model="tenantA", filter=hostile)
+            except ValueError:
+                refused += 1
+                continue
+            except Exception as error:  # Milvus refusing the expression's syntax is also safe
+                assert "tenantB" not in str(error)
+                continue
+            assert set(rows["model"]) <= {"tenantA"}, hostile
+            assert count <= 8, hostile
+        assert refused >= 6
 
     def test_quotes_and_control_characters_in_doc_ids(self, backend, name):
         client = backend.client
@@ -887,6 +939,18 @@ def test_filter_expressions_quote_values():
     )
     with pytest.raises(ValueError, match="matches nothing"):
         store.filter_expression(doc_id=[])
+    assert store.filter_expression(model="a", filter='doc_id == "x)"') == (
+        'model == "a" and (doc_id == "x)")'
+    )
+    for hostile, message in [
+        ("x >= 0) or (1 == 1", "did not open"),
+        ("(x >= 0", "open"),
+        ('doc_id == "x', "unterminated"),
+        ("x >= 0 // c", "comment"),
+        ("x in [1, 2)", "did not open"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            store.filter_expression(model="a", filter=hostile)
 
 
 def test_chunk_ids_are_stable_and_distinct():

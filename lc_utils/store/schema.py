@@ -239,8 +239,57 @@ def filter_expression(
                 raise ValueError(f"{field}=[] matches nothing; pass None to not filter")
             parts.append(f"{field} in [{', '.join(quote(v) for v in values)}]")
     if filter:
-        parts.append(f"({filter})")
+        parts.append(f"({check_filter(filter)})")
     return " and ".join(parts)
+
+
+def check_filter(filter: str) -> str:
+    """``filter`` if it is one self-contained expression that cannot change the meaning of the
+    conditions it is ANDed with; otherwise ValueError.
+
+    The filter is read the way Milvus reads it: string literals (single or double quotes, with
+    backslash escapes) are skipped, and outside them every parenthesis and bracket must close
+    in order and none may close what the filter did not open. ``'x >= 0) or (1 == 1'`` is
+    refused, since wrapped as ``scope and (x >= 0) or (1 == 1)`` it would return rows of every
+    scope. Comments and unterminated literals are refused too.
+    """
+    if not isinstance(filter, str):
+        raise TypeError(f"filter={filter!r} is a {type(filter).__name__}; must be a str")
+    closing = {")": "(", "]": "["}
+    opened: list[str] = []
+    quote_char = None
+    position = 0
+    while position < len(filter):
+        char = filter[position]
+        if quote_char:
+            if char == "\\":
+                position += 1
+            elif char == quote_char:
+                quote_char = None
+        elif char in "\"'":
+            quote_char = char
+        elif filter.startswith(("//", "/*", "--"), position) or char == "#":
+            raise ValueError(
+                f"filter={filter!r} holds a comment at character {position}; "
+                "write the filter without comments"
+            )
+        elif char in "([":
+            opened.append(char)
+        elif char in closing:
+            if not opened or opened.pop() != closing[char]:
+                raise ValueError(
+                    f"filter={filter!r} closes {char!r} at character {position} that it did "
+                    "not open; a filter must be one expression with balanced parentheses"
+                )
+        position += 1
+    if quote_char:
+        raise ValueError(f"filter={filter!r} leaves a {quote_char} string unterminated")
+    if opened:
+        raise ValueError(
+            f"filter={filter!r} leaves {''.join(opened)!r} open; "
+            "a filter must be one expression with balanced parentheses"
+        )
+    return filter
 
 
 def count_rows(client, name: str, expression: str = "") -> int:
