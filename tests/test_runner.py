@@ -182,6 +182,82 @@ def test_value_of_the_wrong_type_is_rejected(notebooks_dir: Path) -> None:
         )
 
 
+def _typed_notebooks(directory: Path) -> list[Path]:
+    make_notebook(
+        directory,
+        "01_typed.ipynb",
+        "N_DOCUMENTS = 0  # 0 means all of them [min 0]\n"
+        "SIZES = [16, 64]  # chunk sizes [min 1]\n"
+        "SHARE = 0.5  # a share [min 0] [max 1]\n"
+        "NAMES = ['a', 'b']\n"
+        "WINDOW = None\n"
+        "OUTPUT_DIR = 'x'\n",
+        [],
+    )
+    return parameters.find_notebooks(directory)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("N_DOCUMENTS", "1.5", "N_DOCUMENTS expects int .*got 1.5"),
+        ("N_DOCUMENTS", "None", "N_DOCUMENTS expects int .*got None"),
+        ("N_DOCUMENTS", "nan", "not a finite number"),
+        ("N_DOCUMENTS", "1e400", "not a finite number"),
+        ("N_DOCUMENTS", "True", "N_DOCUMENTS expects int .*got True"),
+        ("N_DOCUMENTS", "-5", "N_DOCUMENTS must be >= 0 in 01_typed.ipynb; got -5"),
+        ("SIZES", "64", "SIZES expects list .*got 64"),
+        ("SIZES", "[16, 0]", "SIZES must be >= 1"),
+        ("SIZES", "[16, 2.5]", r"SIZES\[1\] expects int"),
+        ("NAMES", "abc", "NAMES expects list .*got 'abc'"),
+        ("NAMES", "[1]", r"NAMES\[0\] expects str"),
+        ("SHARE", "1.5", "SHARE must be <= 1"),
+        ("SHARE", "inf", "not a finite number"),
+        ("WINDOW", "nan", "not a finite number"),
+    ],
+)
+def test_a_value_outside_its_type_or_bounds_is_refused(
+    tmp_path: Path, name: str, value: str, message: str
+) -> None:
+    notebooks = _typed_notebooks(tmp_path / "notebooks")
+    with pytest.raises(runner.RunnerError, match=message):
+        parameters.validate_parameters(notebooks, {name: value})
+
+
+def test_values_inside_type_and_bounds_pass(tmp_path: Path) -> None:
+    notebooks = _typed_notebooks(tmp_path / "notebooks")
+    given = {"N_DOCUMENTS": "3", "SIZES": "[8]", "SHARE": "1", "NAMES": "[c]", "WINDOW": "128"}
+    (fitted,) = parameters.validate_parameters(notebooks, given).values()
+    assert fitted == {"N_DOCUMENTS": 3, "SIZES": [8], "SHARE": 1, "NAMES": ["c"], "WINDOW": 128}
+
+
+def test_main_refuses_a_bad_value_with_rc_2_before_any_notebook_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _typed_notebooks(tmp_path / "notebooks")
+    output_root = tmp_path / "out"
+    argv = ["--notebooks", str(tmp_path / "notebooks"), "--output-root", str(output_root)]
+    assert runner.main([*argv, "-p", "N_DOCUMENTS", "-5"]) == 2
+    assert "N_DOCUMENTS must be >= 0" in capsys.readouterr().err
+    assert not output_root.exists()
+
+
+def test_every_count_the_notebooks_declare_has_a_lower_bound() -> None:
+    counts = {
+        "N_DOCUMENTS",
+        "MAX_QUERIES",
+        "CHUNK_SIZE",
+        "CHUNK_SIZES",
+        "SEED",
+        "BOOTSTRAP_SAMPLES",
+    }
+    for notebook in parameters.find_notebooks(Path(__file__).parents[1] / "notebooks"):
+        bounds = parameters.parameter_bounds(notebook)
+        declared = parameters.notebook_parameters(notebook)
+        for name in counts & set(declared):
+            assert any(op.startswith(">") for op, _ in bounds.get(name, [])), (notebook, name)
+
+
 def test_main_rejects_unknown_parameter_before_running_anything(
     notebooks_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -89,20 +90,86 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _fit(name: str, value: Any, default: Any, notebook: Path) -> Any:
-    """Fit a passed value to the type of the notebook's default, or say why it does not fit.
-    Text is read by `parse_parameter_value` unless the default is text too (so ``-p MILVUS_TOKEN
-    0123`` stays ``"0123"``)."""
+# A bound declared at the end of a parameter's comment, e.g. ``N_DOCUMENTS = 0  # ... [min 0]``
+# (min, max, under, over); for a list it holds for every item. Words, not ">=": papermill skips
+# a parameter line that holds a second "=".
+BOUND_PATTERN = re.compile(r"\[(min|max|under|over)\s+(-?\d+(?:\.\d+)?)\]")
+_OPERATORS = {"min": ">=", "max": "<=", "under": "<", "over": ">"}
+_COMPARE = {
+    ">=": lambda a, b: a >= b,
+    ">": lambda a, b: a > b,
+    "<=": lambda a, b: a <= b,
+    "<": lambda a, b: a < b,
+}
+
+
+def parameter_bounds(path: str | os.PathLike[str]) -> dict[str, list[tuple[str, float]]]:
+    """``{name: [(operator, limit), ...]}`` for the parameters whose comment declares bounds."""
+    import papermill
+
+    bounds = {}
+    for name, parameter in papermill.inspect_notebook(path).items():
+        found = BOUND_PATTERN.findall(parameter.get("help") or "")
+        if found:
+            bounds[name] = [(_OPERATORS[word], float(limit)) for word, limit in found]
+    return bounds
+
+
+def _type_error(name: str, default: Any, value: Any, notebook: Path, why: str = "") -> RunnerError:
+    return RunnerError(
+        f"{name} expects {type(default).__name__} in {notebook.name} (default {default!r}); "
+        f"got {value!r}{why}"
+    )
+
+
+def _fit_one(name: str, value: Any, default: Any, notebook: Path) -> Any:
+    """``value`` if it has the type of ``default``: a bool stays a bool, an int an int (never a
+    float), a float takes ints and floats, text takes text, a list a list; numbers are finite."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _type_error(name, default, value, notebook, " (not a finite number)")
+    if default is None:
+        return value
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = _is_number(value)
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    elif isinstance(default, list):
+        ok = isinstance(value, list)
+    elif isinstance(default, dict):
+        ok = isinstance(value, dict)
+    else:
+        ok = True
+    if not ok:
+        raise _type_error(name, default, value, notebook)
+    if isinstance(default, list) and default and value:
+        kinds = {type(item) for item in default}
+        if len(kinds) == 1:
+            value = [
+                _fit_one(f"{name}[{i}]", item, default[0], notebook) for i, item in enumerate(value)
+            ]
+    return value
+
+
+def _fit(
+    name: str, value: Any, default: Any, notebook: Path, bounds: Sequence[tuple[str, float]] = ()
+) -> Any:
+    """Fit a passed value to the type of the notebook's default and to its declared bounds, or
+    say why it does not fit. Text is read by `parse_parameter_value` unless the default is text
+    too (so ``-p MILVUS_TOKEN 0123`` stays ``"0123"``)."""
     if isinstance(value, str) and not isinstance(default, str):
         value = parse_parameter_value(value)
-    if value is not None and (
-        (isinstance(default, bool) and not isinstance(value, bool))
-        or (_is_number(default) and not _is_number(value))
-    ):
-        raise RunnerError(
-            f"{name} expects {type(default).__name__} in {notebook.name} (default {default!r}); "
-            f"got {value!r}"
-        )
+    value = _fit_one(name, value, default, notebook)
+    for item in value if isinstance(value, list) else [value]:
+        for operator, limit in bounds:
+            if _is_number(item) and not _COMPARE[operator](item, limit):
+                shown = int(limit) if limit.is_integer() else limit
+                raise RunnerError(
+                    f"{name} must be {operator} {shown} in {notebook.name}; got {value!r}"
+                )
     return value
 
 
@@ -116,8 +183,9 @@ def validate_parameters(
     Every name must be declared by at least one of ``notebooks``, else `UnknownParameterError`
     lists the valid names, and the notebooks of ``left_out`` (those --only left out) that declare
     it. A parameter goes to every notebook that declares it, fitted to that notebook's default
-    (`_fit`: a number default takes only numbers, a bool default only bools). ``OUTPUT_DIR`` is
-    refused: the runner sets it per notebook.
+    and bounds (`_fit`: an int default takes only ints, a bool only bools, a list only lists,
+    no number may be NaN or infinite, and a bound such as ``[min 0]`` in the parameter's comment
+    holds). ``OUTPUT_DIR`` is refused: the runner sets it per notebook.
     """
     if OUTPUT_DIR_PARAMETER in params:
         raise RunnerError(
@@ -139,5 +207,10 @@ def validate_parameters(
         raise UnknownParameterError(message)
     fitted = {}
     for nb, defaults in declared.items():
-        fitted[nb] = {n: _fit(n, v, defaults[n], nb) for n, v in params.items() if n in defaults}
+        bounds = parameter_bounds(nb)
+        fitted[nb] = {
+            n: _fit(n, v, defaults[n], nb, bounds.get(n, ()))
+            for n, v in params.items()
+            if n in defaults
+        }
     return fitted
