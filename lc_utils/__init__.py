@@ -52,6 +52,7 @@ _EXPORTS = {
         "packaged_minilm_path",
     ],
     "models.model": ["EmbeddingModel", "Window"],
+    "models.batching": ["NonFiniteStatesError"],
     "models.registry": ["KNOWN_MODELS", "KnownModel", "known_model"],
     "late.windows": ["WindowPlan", "plan_windows"],
     "late.pooling": [

@@ -16,6 +16,7 @@ import numpy as np
 
 from .late.naive import naive_chunking
 from .late.pooling import pool_prepared, prepare_document
+from .models.batching import NonFiniteStatesError
 from .models.model import EmbeddingModel
 from .progress import progress_bar
 from .text.chunking import Chunk, check_integer
@@ -253,19 +254,26 @@ def _embed_group(
             f"(first: document {skipped[0][0]!r}, characters {skipped[0][2]}–{skipped[0][3]})",
             stacklevel=4,
         )
-    if method == "late":
-        warn_unknown_chunks(n_unknown, len(records), model, stacklevel=4)
-        # The group's token bar (shown for groups of many passes) is what moves while a long
-        # group runs; the runner echoes it to the console.
-        shown = None if progress else False
-        vectors = pool_prepared(model, prepared, window, overlap, batch_tokens, progress=shown)
-        matrix = np.concatenate(vectors) if vectors else np.empty((0, model.dim), np.float32)
-    else:
-        texts = [r["text"] for r in records]
-        shown = None if progress else False
-        matrix = naive_chunking(
-            model, texts, max_tokens=max_tokens, batch_tokens=batch_tokens, progress=shown
-        )
+    shown = None if progress else False
+    try:
+        if method == "late":
+            warn_unknown_chunks(n_unknown, len(records), model, stacklevel=4)
+            # The group's token bar (shown for groups of many passes) is what moves while a
+            # long group runs; the runner echoes it to the console.
+            vectors = pool_prepared(model, prepared, window, overlap, batch_tokens, progress=shown)
+            matrix = np.concatenate(vectors) if vectors else np.empty((0, model.dim), np.float32)
+        else:
+            texts = [r["text"] for r in records]
+            matrix = naive_chunking(
+                model, texts, max_tokens=max_tokens, batch_tokens=batch_tokens, progress=shown
+            )
+    except NonFiniteStatesError as error:
+        # The pass knows its index in this group; the caller wants the document id.
+        index = error.document
+        doc_id = group[index][0] if method == "late" else records[index]["doc_id"]
+        raise NonFiniteStatesError(
+            error.model_name, error.document, error.what, f"document {doc_id!r}"
+        ) from None
     doc_ids = [doc_id for doc_id, _ in group]
     return CorpusEmbeddings(
         records, matrix.astype(np.float32), method, model.name, skipped, label, doc_ids

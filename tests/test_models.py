@@ -1,6 +1,7 @@
 """Model loading: offline resolution that never hangs, remote-code safety, pooling detection."""
 
 import json
+import re
 import socket
 import time
 import types
@@ -163,3 +164,47 @@ def test_auto_offline_falls_back_to_the_packaged_minilm(monkeypatch):
     assert model.name == lc.PACKAGED_MINILM and model.source == "package"
     assert (model.dim, model.max_length, model.trained_length) == (384, 512, 256)
     models.hub_reachable.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def nan_model(tmp_path_factory):
+    """A tiny BERT checkpoint with one NaN weight: it loads, and every forward is NaN."""
+    import torch
+    from transformers import BertModel
+
+    import lc_utils as lc
+
+    directory = build_tiny_bert(tmp_path_factory.mktemp("nan-bert"))
+    network = BertModel.from_pretrained(directory)
+    with torch.no_grad():
+        network.encoder.layer[-1].output.dense.bias[0] = float("nan")
+    network.save_pretrained(directory)
+    return lc.load_model(str(directory), device="cpu", verbose=False)
+
+
+NAN_TEXT = "One sentence here. Another sentence there."
+
+
+@pytest.mark.parametrize(
+    ("call", "named"),
+    [
+        (lambda m: lc.late_chunking(m, NAN_TEXT, [(0, 18), (19, 42)]), "texts item 0|item 0"),
+        (lambda m: lc.naive_chunking(m, ["a text", NAN_TEXT]), r"item [01]\b"),
+        (lambda m: lc.embed_queries(m, ["what is here?"]), "item 0"),
+        (
+            lambda m: lc.embed_corpus(m, {"ok-id": NAN_TEXT}, progress=False),
+            "document 'ok-id'",
+        ),
+        (
+            lambda m: lc.embed_corpus(m, {"doc-7": NAN_TEXT}, method="naive", progress=False),
+            "document 'doc-7'",
+        ),
+    ],
+)
+def test_nan_weights_are_refused_after_the_forward_naming_model_and_document(
+    nan_model, call, named
+):
+    with pytest.raises(lc.NonFiniteStatesError, match="NaN or infinite") as caught:
+        call(nan_model)
+    assert nan_model.name in str(caught.value)
+    assert re.search(named, str(caught.value)), str(caught.value)
