@@ -8,6 +8,8 @@ import pytest
 import lc_utils as lc
 from lc_utils import eval as ev
 
+from .test_metrics import evaluate_levels
+
 # ---------------------------------------------------------------------------------------------
 # Comparing methods: paired differences, evaluate_methods, pool_records, compare_naive_late
 # ---------------------------------------------------------------------------------------------
@@ -71,7 +73,7 @@ def test_evaluate_methods_matches_evaluate_levels():
     # d3 holds a span but no chunk: documents outside the records are not judged.
     assert comparison.doc_qrels == {"q": {"d1": 1}, "r": {"d2": 1}}
     for method, vectors in (("good", good), ("bad", bad)):
-        expected = lc.eval.metrics.evaluate_levels(
+        expected = evaluate_levels(
             lc.vectors.cosine_scores(queries, vectors),
             query_ids=["q", "r"],
             chunk_keys=["d1#0", "d1#1", "d2#0", "d2#1"],

@@ -11,6 +11,19 @@ from sklearn.metrics import average_precision_score, ndcg_score
 
 from lc_utils.eval import metrics as ev
 
+
+def evaluate_levels(
+    chunk_scores, *, query_ids, chunk_keys, chunk_doc_ids, chunk_qrels, doc_qrels, k=(1, 5, 10)
+):
+    """Both levels through the public path: chunk columns, then best chunk per document."""
+    chunk_level = ev.evaluate(
+        chunk_scores, chunk_qrels, query_ids=query_ids, item_ids=chunk_keys, k=k
+    )
+    doc_scores, doc_ids = ev.document_scores(chunk_scores, chunk_doc_ids)
+    doc_level = ev.evaluate(doc_scores, doc_qrels, query_ids=query_ids, item_ids=doc_ids, k=k)
+    return {"chunk": chunk_level, "document": doc_level}
+
+
 ITEMS = ["a", "b", "c", "d", "e"]
 
 
@@ -268,7 +281,7 @@ def test_evaluate_levels_chunk_and_document():
     chunk_doc_ids = ["d1", "d1", "d2", "d2"]
     # The answer chunk d1#1 ranks second at chunk level; its document ranks first.
     scores = np.array([[0.2, 0.8, 0.9, 0.1]])
-    result = ev.evaluate_levels(
+    result = evaluate_levels(
         scores,
         query_ids=["q"],
         chunk_keys=chunk_keys,
@@ -280,7 +293,7 @@ def test_evaluate_levels_chunk_and_document():
     assert result["chunk"]["mrr"] == 0.5 and result["chunk"]["recall@1"] == 0.0
     assert result["document"]["mrr"] == 0.5  # d2 (0.9) beats d1 (0.8)
     scores = np.array([[0.2, 0.95, 0.9, 0.1]])
-    result = ev.evaluate_levels(
+    result = evaluate_levels(
         scores,
         query_ids=["q"],
         chunk_keys=chunk_keys,

@@ -67,7 +67,6 @@ __all__ = [
     "evaluate",
     "mean_metrics",
     "document_scores",
-    "evaluate_levels",
 ]
 
 METRICS = ("ndcg", "recall", "precision", "mrr", "map")
@@ -579,38 +578,3 @@ def document_scores(chunk_scores, chunk_doc_ids: Sequence) -> tuple[np.ndarray, 
     starts = np.searchsorted(labels[order], np.arange(len(label_of)))
     doc_scores = np.maximum.reduceat(scores[:, order], starts, axis=1)
     return doc_scores, list(label_of)
-
-
-def evaluate_levels(
-    chunk_scores,
-    *,
-    query_ids: Sequence,
-    chunk_keys: Sequence,
-    chunk_doc_ids: Sequence,
-    chunk_qrels: Mapping,
-    doc_qrels: Mapping,
-    k: int | Sequence[int] = (1, 5, 10),
-    metrics: Sequence[str] = DEFAULT_METRICS,
-    unknown_items: str = "error",
-    no_relevant: str = "skip",
-) -> dict[str, dict[str, float | int]]:
-    """Evaluate one chunk score matrix at chunk level and at document level (best chunk).
-
-    Args:
-        chunk_scores: float ``(len(query_ids), len(chunk_keys))``.
-        chunk_keys: the chunk key ``"doc_id#chunk_index"`` of each column (see
-            ``lc_utils.eval.chunk_keys``; not the store's hashed ``chunk_ids``).
-        chunk_doc_ids: the document id of each column.
-        chunk_qrels: ``{query_id: {chunk_key: grade}}``; doc_qrels: ``{query_id: {doc_id: grade}}``.
-        k, metrics, unknown_items, no_relevant: as in ``evaluate``.
-    Returns:
-        ``{"chunk": evaluate(...), "document": evaluate(...)}``.
-    Introduced in notebook 10_long_documents.
-    """
-    options = dict(k=k, metrics=metrics, unknown_items=unknown_items, no_relevant=no_relevant)
-    chunk_level = evaluate(
-        chunk_scores, chunk_qrels, query_ids=query_ids, item_ids=chunk_keys, **options
-    )
-    doc_scores, doc_ids = document_scores(chunk_scores, chunk_doc_ids)
-    doc_level = evaluate(doc_scores, doc_qrels, query_ids=query_ids, item_ids=doc_ids, **options)
-    return {"chunk": chunk_level, "document": doc_level}
