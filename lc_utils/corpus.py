@@ -35,6 +35,10 @@ __all__ = [
 METHODS = ("late", "naive")
 
 
+class DuplicateDocumentError(ValueError):
+    """A document id appears more than once in the input; the message names it."""
+
+
 @dataclass
 class CorpusEmbeddings:
     """Chunk records and their vectors, row for row.
@@ -116,7 +120,9 @@ def iter_documents(documents) -> Iterator[tuple[str, str]]:
         if not isinstance(text, str):
             raise TypeError(f"document {doc_id!r} is a {type(text).__name__}, not a str")
         if doc_id in seen:
-            raise ValueError(f"document id {doc_id!r} appears twice; ids must be unique")
+            raise DuplicateDocumentError(
+                f"document id {doc_id!r} appears twice; ids must be unique"
+            )
         seen.add(doc_id)
         yield doc_id, text
 

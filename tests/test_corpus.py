@@ -138,3 +138,12 @@ def test_mostly_unknown_chunks_are_counted_once_per_group(tiny_model):
     assert sum("[UNK]" in str(w.message) for w in caught) == 1
     with pytest.warns(UserWarning, match=r"1 of 4 chunk\(s\) are mostly \[UNK\]"):
         lc.embed_corpus(tiny_model, documents, method="naive", progress=False)
+
+
+def test_a_repeated_id_in_pairs_raises_the_documented_error():
+    from lc_utils.corpus import DuplicateDocumentError, iter_documents
+    from lc_utils.scale import DuplicateDocumentError as scale_error
+
+    assert scale_error is DuplicateDocumentError
+    with pytest.raises(DuplicateDocumentError, match="'a' appears twice"):
+        list(iter_documents([("a", "one"), ("b", "two"), ("a", "three")]))

@@ -208,3 +208,9 @@ def test_nan_weights_are_refused_after_the_forward_naming_model_and_document(
         call(nan_model)
     assert nan_model.name in str(caught.value)
     assert re.search(named, str(caught.value)), str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_an_empty_model_name_is_refused_rather_than_loading_the_current_folder(name):
+    with pytest.raises(lc.ModelLoadError, match="give a model name"):
+        lc.load_model(name, device="cpu", verbose=False)

@@ -478,6 +478,12 @@ def load_model(
     """
     if pooling is not None and pooling not in SUPPORTED_POOLING:
         raise ValueError(f"pooling={pooling!r}; use one of {sorted(SUPPORTED_POOLING)} or None")
+    if not isinstance(name_or_path, str | os.PathLike) or not str(name_or_path).strip():
+        # "" would otherwise load whatever checkpoint stands in the current directory.
+        raise ModelLoadError(
+            f"load_model({name_or_path!r}): give a model name, a hub id or a directory "
+            '(or "auto" for the default)'
+        )
     resolution = _resolve(name_or_path, trust_remote_code)
     target, source, trusted = resolution.target, resolution.source, resolution.trusted
     try:

@@ -12,15 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..corpus import iter_documents
+from ..corpus import DuplicateDocumentError, iter_documents
 
 __all__ = ["ID_COLUMNS", "DuplicateDocumentError", "read_documents", "count_unique_documents"]
 
 ID_COLUMNS = ("doc_id", "_id", "id")
-
-
-class DuplicateDocumentError(ValueError):
-    """A document id appears more than once in the input; the message names it."""
 
 
 def read_documents(source, *, id_column: str | None = None, text_column: str = "text"):
