@@ -38,6 +38,7 @@ from .ingest import ingest_batches as ingest_batches
 from .schema import INDEX_TYPES as INDEX_TYPES
 from .schema import OUTPUT_FIELDS as OUTPUT_FIELDS
 from .schema import TEXT_MAX_BYTES as TEXT_MAX_BYTES
+from .schema import check_filter as check_filter
 from .schema import create_collection as create_collection
 from .schema import filter_expression as filter_expression
 from .search import brute_force_search as brute_force_search
