@@ -457,16 +457,8 @@ class StoreContract:
         records, vectors = make_chunks(2, 4, 8)
         store.create_collection(client, name, 8)
         for tenant in ("tenantA", "tenantB"):
-            store.ingest(
-                client,
-                name,
-                records,
-                vectors,
-                method="late",
-                model=tenant,
-                chunking="c",
-                progress=False,
-            )
+            labels = {**LABELS, "model": tenant}
+            store.ingest(client, name, records, vectors, progress=False, **labels)
         refused = 0
         for hostile in HOSTILE_FILTERS:
             try:
