@@ -152,6 +152,34 @@ def test_reads_json_lines_parquet_and_a_beir_folder(ray_session, tmp_path):
         lc.scale.read_documents(tmp_path / "missing.jsonl")
 
 
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (
+            ['{"doc_id": "a", "text": "ok"}', '{"doc_id": "b", "text": 42}'],
+            r"line 2: document 'b' has a int text \(42\)",
+        ),
+        (['{"doc_id": "a", "text": ["x", "y"]}'], r"line 1: document 'a' has a list text"),
+        (['{"doc_id": "a", "title": 3, "text": "x"}'], r"line 1: document 'a' has a int title"),
+        (['{"doc_id": "a", "text": "ok"}', '{"text": "no id"}'], r"line 2 has no document id"),
+        (
+            ['{"doc_id": "a", "text": "ok"}', "", '{"doc_id": "b", "text": '],
+            r"line 3 is not valid JSON",
+        ),
+        (['["a", "b"]'], r"line 1 is a JSON list, not an object"),
+        ([], r"no documents"),
+    ],
+)
+def test_a_bad_json_lines_file_is_refused_before_ray_starts_naming_file_and_line(
+    tmp_path, lines, message
+):
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(line + "\n" for line in lines))
+    with pytest.raises((TypeError, ValueError), match=message) as caught:
+        lc.scale.read_documents(path)
+    assert str(path) in str(caught.value)
+
+
 @pytest.mark.slow  # starts Ray (tens of seconds on 2 cores)
 def test_a_repeated_document_id_is_refused_before_any_work(ray_session, tiny_model_dir, tmp_path):
     path = tmp_path / "docs.jsonl"

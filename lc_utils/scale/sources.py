@@ -6,6 +6,7 @@ refused before any work (``count_unique_documents``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -42,9 +43,11 @@ def read_documents(source, *, id_column: str | None = None, text_column: str = "
     ):
         items = [{"doc_id": d, "text": t} for d, t in iter_documents(source)]
         dataset = ray.data.from_items(items) if items else ray.data.from_items([])
+        columns = ["doc_id", "text"]
     else:
-        dataset = _read_files(source)
-    columns = dataset.columns() or []
+        dataset, columns = _read_files(source, id_column, text_column)
+    if isinstance(source, ray.data.Dataset):
+        columns = dataset.columns() or []
     if id_column is None:
         id_column = next((c for c in ID_COLUMNS if c in columns), None)
     if id_column not in columns or text_column not in columns:
@@ -67,7 +70,7 @@ def read_documents(source, *, id_column: str | None = None, text_column: str = "
     return dataset.map_batches(normalise, batch_format="numpy")
 
 
-def _read_files(source):
+def _read_files(source, id_column: str | None, text_column: str):
     import ray.data  # optional: the extra "scale"
 
     paths = [Path(p) for p in (source if isinstance(source, list | tuple) else [source])]
@@ -84,9 +87,80 @@ def _read_files(source):
     if len(kinds) != 1 or None in kinds:
         raise ValueError(f"source={[str(p) for p in resolved]}; {_SOURCE_FORMS}")
     files = [str(p.resolve()) for p in resolved]
+    # The columns are read here, not with Dataset.columns(): that launches and cancels a read
+    # task, which crashed Ray's driver (task_manager.cc fatal check) about one run in three.
     if kinds == {"parquet"}:
-        return ray.data.read_parquet(files)
-    return ray.data.read_json(files, lines=True)
+        columns = _parquet_columns(resolved, text_column)
+        return ray.data.read_parquet(files), columns
+    columns = check_json_lines(resolved, id_column, text_column)
+    return ray.data.read_json(files, lines=True), columns
+
+
+def _expand(paths: list[Path], kind: str) -> list[Path]:
+    found = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.is_file() and _file_kind(p) == kind)
+        else:
+            found.append(path)
+    return found
+
+
+def check_json_lines(paths: list[Path], id_column: str | None, text_column: str) -> list[str]:
+    """Read every JSON Lines file once, before Ray starts, and return the columns of its rows.
+
+    Refuses, naming the file and line (and the id where there is one): a line that is not a JSON
+    object, a row without an id, a text or title that is not a string (a number or a list would
+    otherwise be embedded as its string form), and input with no documents at all.
+    """
+    columns: dict[str, None] = {}
+    n_rows = 0
+    for path in _expand(paths, "json"):
+        with open(path, encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                where = f"{path}, line {number}"
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{where} is not valid JSON: {error.msg}") from None
+                if not isinstance(row, dict):
+                    raise ValueError(f"{where} is a JSON {type(row).__name__}, not an object")
+                key = id_column or next((c for c in ID_COLUMNS if c in row), None)
+                if key is None or row.get(key) is None or row.get(key) == "":
+                    raise ValueError(
+                        f"{where} has no document id (id_column={id_column!r}, default one of "
+                        f"{ID_COLUMNS})"
+                    )
+                for field in (text_column, "title"):
+                    value = row.get(field)
+                    if value is not None and not isinstance(value, str):
+                        raise TypeError(
+                            f"{where}: document {row[key]!r} has a {type(value).__name__} "
+                            f"{field} ({json.dumps(value)[:40]}); it must be a string"
+                        )
+                columns.update(dict.fromkeys(row))
+                n_rows += 1
+    if not n_rows:
+        raise ValueError(f"no documents: {[str(p) for p in paths]} hold no JSON Lines rows")
+    return list(columns)
+
+
+def _parquet_columns(paths: list[Path], text_column: str) -> list[str]:
+    import pyarrow as pa  # comes with Ray (the extra "scale"), as everything here
+    import pyarrow.parquet as pq
+
+    columns: dict[str, None] = {}
+    for path in _expand(paths, "parquet"):
+        schema = pq.read_schema(path)
+        for field in (text_column, "title"):
+            if field in schema.names:
+                kind = schema.field(field).type
+                if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+                    raise TypeError(f"{path}: column {field!r} holds {kind}; it must hold strings")
+        columns.update(dict.fromkeys(schema.names))
+    return list(columns)
 
 
 _SOURCE_FORMS = (
