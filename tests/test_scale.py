@@ -123,6 +123,33 @@ def test_rows_and_vectors_equal_embed_corpus_on_lite(
 
 
 @pytest.mark.slow  # starts Ray (tens of seconds on 2 cores)
+def test_a_rerun_replaces_changed_words_and_removes_emptied_documents(
+    ray_session, tiny_model, tiny_model_dir, tmp_path
+):
+    uri = str(tmp_path / "lite.db")
+    first = {
+        "d0": "The cat sat on the mat. It was warm there.",
+        "d1": "Another document stays as it is. Nothing changes here.",
+        "d2": "This one will be emptied. Its rows must go.",
+    }
+    # The same spans with other words: before the fix the rows kept "cat" and "mat".
+    second = {**first, "d0": "The dog sat on the rug. It was cold there.", "d2": "   "}
+    for version in (first, second):
+        lc.scale.embed_to_milvus(
+            version, str(tiny_model_dir), uri=uri, method="late", documents_per_batch=2,
+            progress=False, **CHUNKING,
+        )  # fmt: skip
+    expected = reference(tiny_model, second, "late")
+    client = store.connect(uri)
+    try:
+        rows = stored_rows(client, "chunks", "late", tiny_model.name)
+        assert {doc_id for doc_id, _ in rows} == {"d0", "d1"}
+        assert_equal_to_embed_corpus(rows, expected)
+    finally:
+        store.close(client)
+
+
+@pytest.mark.slow  # starts Ray (tens of seconds on 2 cores)
 def test_reads_json_lines_parquet_and_a_beir_folder(ray_session, tmp_path):
     import pandas as pd
 

@@ -50,7 +50,7 @@ from ..models.loading import load_model
 from ..models.model import EmbeddingModel
 from ..store.connection import is_lite
 from ..text.chunking import Chunk
-from .resume import fingerprint, stored_fingerprints, stored_layouts
+from .resume import fingerprint, stored_fingerprints, stored_layouts, stored_text
 from .sources import count_unique_documents, read_documents
 
 __all__ = ["embed_to_milvus", "start_ray", "ScaleStats"]
@@ -143,7 +143,8 @@ def _chunk_batch(batch: dict, *, tokenizer, document_prefix, chunker, stored, ta
             starts, ends = spans[kept, 0].tolist(), spans[kept, 1].tolist()
             n_tokens, tokenless = len(tokens), int((~kept).sum())
             layouts[doc_id] = fingerprint(
-                (i, a, b) for i, (a, b) in enumerate(zip(starts, ends, strict=True))
+                (i, a, b, stored_text(text[a:b]))
+                for i, (a, b) in enumerate(zip(starts, ends, strict=True))
             )
         out["doc_id"].append(doc_id)
         out["text"].append(text)
@@ -466,6 +467,7 @@ def embed_to_milvus(
         del loaded
 
         shown = [0.0]
+        emptied: list[str] = []
 
         def outputs():
             for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
@@ -475,6 +477,7 @@ def embed_to_milvus(
                         stats.already_stored += 1
                     elif status == "empty":
                         stats.empty += 1
+                        emptied.append(str(batch["doc_id"][i]))
                     else:
                         stats.embedded += 1
                         stats.chunks += int(batch["chunks"][i])
@@ -501,6 +504,13 @@ def embed_to_milvus(
         else:
             for _ in outputs():
                 pass
+        # A document emptied since an earlier run loses its rows, as store.ingest of an
+        # embed_corpus result would remove them: nothing stale stays searchable.
+        labels = {"method": method, "model": model_name, "chunking": label}
+        for start in range(0, len(emptied), 1_000):
+            ids = emptied[start : start + 1_000]
+            if store.count_chunks(client, collection, doc_id=ids, **labels):
+                client.delete(collection, filter=store.filter_expression(doc_id=ids, **labels))
         stats.seconds = time.perf_counter() - started
         if progress:
             print(stats.line(), f"in {stats.seconds:.1f} s", flush=True)

@@ -1,7 +1,8 @@
 """What a collection already holds, so that a re-run of a scale-out job resumes where it stopped.
 
-A document's *fingerprint* is a hash of its stored chunk layout; a document whose fingerprint is
-already stored for this model, method and chunking is not embedded again.
+A document's *fingerprint* is a hash of its stored chunks: index, span and the text each was made
+from. A document whose fingerprint is already stored for this model, method and chunking is not
+embedded again; a document whose words changed under the same spans is.
 """
 
 from __future__ import annotations
@@ -9,9 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 
-from ..store import connect, filter_expression
+from ..store import TEXT_MAX_BYTES, connect, filter_expression
 
-__all__ = ["QUERY_LIMIT", "fingerprint", "stored_fingerprints", "stored_layouts"]
+__all__ = [
+    "QUERY_LIMIT",
+    "fingerprint",
+    "stored_fingerprints",
+    "stored_layouts",
+    "stored_text",
+]
 
 # A Milvus query returns at most this many rows; larger answers are asked document by document.
 QUERY_LIMIT = 16_384
@@ -19,9 +26,20 @@ QUERY_LIMIT = 16_384
 _TASK_CLIENTS: dict = {}
 
 
+def stored_text(text: str) -> str:
+    """A chunk text as the store keeps it: at most ``TEXT_MAX_BYTES`` UTF-8 bytes, cut as
+    ``store.ingest`` cuts it."""
+    data = text.encode("utf-8")
+    return text if len(data) <= TEXT_MAX_BYTES else data[:TEXT_MAX_BYTES].decode("utf-8", "ignore")
+
+
 def fingerprint(rows) -> str:
-    """A document's stored chunk layout, independent of row order: (chunk_index, start, end)."""
-    layout = sorted((int(i), int(a), int(b)) for i, a, b in rows)
+    """A document's stored chunks, independent of row order: (chunk_index, start, end, a hash
+    of the text as stored)."""
+    layout = sorted(
+        (int(i), int(a), int(b), hashlib.blake2b(t.encode(), digest_size=8).hexdigest())
+        for i, a, b, t in rows
+    )
     return hashlib.blake2b(json.dumps(layout).encode(), digest_size=8).hexdigest()
 
 
@@ -31,7 +49,7 @@ def stored_fingerprints(
     """``{doc_id: fingerprint}`` of what the collection holds for this method, model and
     chunking."""
     expression = filter_expression(method=method, model=model, chunking=chunking, doc_id=doc_ids)
-    fields = ["doc_id", "chunk_index", "start", "end"]
+    fields = ["doc_id", "chunk_index", "start", "end", "text"]
     rows: dict[str, list] = {}
     # Milvus Lite reopens collections released; reading needs them loaded.
     if "NotLoad" in str(client.get_load_state(collection).get("state")):
@@ -44,7 +62,7 @@ def stored_fingerprints(
             while page := iterator.next():
                 for r in page:
                     rows.setdefault(r["doc_id"], []).append(
-                        (r["chunk_index"], r["start"], r["end"])
+                        (r["chunk_index"], r["start"], r["end"], r["text"])
                     )
         finally:
             iterator.close()
@@ -64,7 +82,9 @@ def stored_fingerprints(
                 )
             return merged
         for r in found:
-            rows.setdefault(r["doc_id"], []).append((r["chunk_index"], r["start"], r["end"]))
+            rows.setdefault(r["doc_id"], []).append(
+                (r["chunk_index"], r["start"], r["end"], r["text"])
+            )
     return {doc_id: fingerprint(layout) for doc_id, layout in rows.items()}
 
 
