@@ -743,3 +743,46 @@ def test_kernel_environment_defaults_respect_the_user(
         runner.execute_notebook(notebook, tmp_path / "run", kernel_name="no-such-kernel")
     assert os.environ["TOKENIZERS_PARALLELISM"] == "true"
     assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+
+
+def test_a_file_of_the_users_at_latest_is_kept_and_the_run_refused(
+    notebooks_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output_root = tmp_path / "out"
+    output_root.mkdir()
+    (output_root / "latest").write_text("my notes")
+    argv = ["--notebooks", str(notebooks_dir), "--output-root", str(output_root)]
+    assert runner.main(argv) == 2
+    assert "is a file of yours" in capsys.readouterr().err
+    assert (output_root / "latest").read_text() == "my notes"
+    assert sorted(p.name for p in output_root.iterdir()) == ["latest"]
+
+
+def test_a_symlink_at_the_run_folder_is_not_followed(
+    notebooks_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output_root, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    output_root.mkdir()
+    elsewhere.mkdir()
+    (output_root / "r1").symlink_to(elsewhere, target_is_directory=True)
+    argv = ["--notebooks", str(notebooks_dir), "--output-root", str(output_root)]
+    assert runner.main([*argv, "--run-name", "r1"]) == 2
+    assert "is a symlink" in capsys.readouterr().err
+    assert not any(elsewhere.iterdir())
+
+
+@pytest.mark.parametrize("case", ["long-name", "root-is-a-file"])
+def test_a_bad_run_name_or_output_root_is_one_line_with_rc_2(
+    notebooks_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    output_root = tmp_path / "out"
+    extra = []
+    if case == "long-name":
+        extra, expected = ["--run-name", "r" * 300], "300 bytes long"
+    else:
+        output_root.write_text("not a folder")
+        expected = "under --output-root"
+    argv = ["--notebooks", str(notebooks_dir), "--output-root", str(output_root), *extra]
+    assert runner.main(argv) == 2
+    error = capsys.readouterr().err
+    assert expected in error and len(error.strip().splitlines()) == 1

@@ -156,17 +156,39 @@ def _new_run_dir(output_root: Path, run_name: str | None) -> Path:
     run_dir = output_root / (run_name or dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     if run_dir.name in ("", ".", "..", "latest") or run_name and Path(run_name).name != run_name:
         raise RunnerError(f"--run-name {run_name!r} must be a plain name other than 'latest'")
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise RunnerError(f"{run_dir} already holds a run; pass another --run-name")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if len(run_dir.name.encode("utf-8")) > 255:
+        raise RunnerError(
+            f"--run-name is {len(run_dir.name.encode('utf-8'))} bytes long; a folder name may "
+            "have at most 255"
+        )
+    if run_dir.is_symlink():
+        raise RunnerError(
+            f"{run_dir} is a symlink (to {os.readlink(run_dir)}); the runner writes only inside "
+            "--output-root, so remove it or pass another --run-name"
+        )
+    latest = output_root / "latest"
+    if latest.exists() and not latest.is_symlink() and not latest.is_dir():
+        raise RunnerError(
+            f"{latest} is a file of yours, where the runner keeps a symlink to the newest run; "
+            "move it away or choose another --output-root"
+        )
+    try:
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise RunnerError(f"{run_dir} already holds a run; pass another --run-name")
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunnerError(
+            f"cannot create the run folder {run_dir} under --output-root {output_root}: "
+            f"{error.strerror or error}"
+        ) from None
     return run_dir
 
 
 def _point_latest_at(run_dir: Path) -> Path:
     """Make ``<output root>/latest`` a relative symlink to the run (atomically)."""
     latest, temporary = run_dir.parent / "latest", run_dir.parent / f".latest-{os.getpid()}"
-    if latest.is_dir() and not latest.is_symlink():
-        return latest  # a real folder of the user's: leave it alone
+    if (latest.exists() or latest.is_symlink()) and not latest.is_symlink():
+        return latest  # a real folder or file of the user's: leave it alone
     temporary.unlink(missing_ok=True)
     temporary.symlink_to(run_dir.name, target_is_directory=True)
     os.replace(temporary, latest)
