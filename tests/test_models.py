@@ -214,3 +214,19 @@ def test_nan_weights_are_refused_after_the_forward_naming_model_and_document(
 def test_an_empty_model_name_is_refused_rather_than_loading_the_current_folder(name):
     with pytest.raises(lc.ModelLoadError, match="give a model name"):
         lc.load_model(name, device="cpu", verbose=False)
+
+
+def test_a_vocabulary_larger_than_the_embedding_table_is_refused_at_load(tmp_path):
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(lc.packaged_minilm_path())
+    config = BertConfig(
+        vocab_size=1000, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64,
+    )  # fmt: skip
+    BertModel(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(
+        lc.ModelLoadError, match=r"knows 30522 tokens but the network embeds only 1000"
+    ):
+        lc.load_model(str(tmp_path), device="cpu", verbose=False)

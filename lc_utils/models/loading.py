@@ -512,6 +512,7 @@ def load_model(
         loaded = _load(resolution.target, "package", False, device, dtype)
     if pooling is not None:
         loaded.pooling = pooling
+    _check_vocabulary(loaded)
     if loaded.pooling not in SUPPORTED_POOLING:
         raise ModelLoadError(
             f"{loaded.name} declares {loaded.pooling!r} pooling, which lc_utils does not compute "
@@ -537,3 +538,16 @@ def load_model(
             f"{adapters})"
         )
     return loaded
+
+
+def _check_vocabulary(loaded) -> None:
+    """Refuse a network whose embedding table is smaller than its tokenizer's vocabulary: its
+    first text would fail deep inside the forward with a bare IndexError."""
+    get = getattr(loaded.model, "get_input_embeddings", None)
+    rows = getattr(get(), "num_embeddings", None) if get is not None else None
+    if rows is not None and len(loaded.tokenizer) > rows:
+        raise ModelLoadError(
+            f"{loaded.name}: the tokenizer knows {len(loaded.tokenizer)} tokens but the network "
+            f"embeds only {rows} (vocab_size in config.json); the tokenizer belongs to another "
+            "checkpoint, or config.json is wrong"
+        )
