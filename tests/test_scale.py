@@ -184,16 +184,16 @@ def test_reads_json_lines_parquet_and_a_beir_folder(ray_session, tmp_path):
     [
         (
             ['{"doc_id": "a", "text": "ok"}', '{"doc_id": "b", "text": 42}'],
-            r"line 2: document 'b' has a int text \(42\)",
+            r":2: document 'b' has a int text \(42\)",
         ),
-        (['{"doc_id": "a", "text": ["x", "y"]}'], r"line 1: document 'a' has a list text"),
-        (['{"doc_id": "a", "title": 3, "text": "x"}'], r"line 1: document 'a' has a int title"),
-        (['{"doc_id": "a", "text": "ok"}', '{"text": "no id"}'], r"line 2 has no document id"),
+        (['{"doc_id": "a", "text": ["x", "y"]}'], r":1: document 'a' has a list text"),
+        (['{"doc_id": "a", "title": 3, "text": "x"}'], r":1: document 'a' has a int title"),
+        (['{"doc_id": "a", "text": "ok"}', '{"text": "no id"}'], r":2 has no document id"),
         (
             ['{"doc_id": "a", "text": "ok"}', "", '{"doc_id": "b", "text": '],
-            r"line 3 is not valid JSON",
+            r":3 is not valid JSON",
         ),
-        (['["a", "b"]'], r"line 1 is a JSON list, not an object"),
+        (['["a", "b"]'], r":1 holds a list, not an object"),
         ([], r"no documents"),
     ],
 )

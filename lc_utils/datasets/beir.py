@@ -92,7 +92,9 @@ def _layout_error(root: Path, split: str, missing: Path, extra: str = "") -> Fil
     )
 
 
-def _read_jsonl(path: Path, required: Sequence[str]) -> Iterable[tuple[int, dict]]:
+def read_json_lines(path: Path, required: Sequence[str] = ()) -> Iterable[tuple[int, dict]]:
+    """``(line number, object)`` for each non-blank line of a JSON Lines file; a line that is not
+    a JSON object, or lacks a ``required`` field, is refused naming ``path:line``."""
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -154,14 +156,14 @@ def load_beir(
         raise _layout_error(root, split, qrels_file, hint)
 
     corpus: dict[str, dict[str, str]] = {}
-    for number, record in _read_jsonl(corpus_file, ("_id", "text")):
+    for number, record in read_json_lines(corpus_file, ("_id", "text")):
         doc_id = str(record["_id"])
         if doc_id in corpus:
             raise ValueError(f"{corpus_file}:{number} repeats document id {doc_id!r}")
         corpus[doc_id] = {"title": str(record.get("title") or ""), "text": str(record["text"])}
 
     all_queries: dict[str, str] = {}
-    for number, record in _read_jsonl(queries_file, ("_id", "text")):
+    for number, record in read_json_lines(queries_file, ("_id", "text")):
         query_id = str(record["_id"])
         if query_id in all_queries:
             raise ValueError(f"{queries_file}:{number} repeats query id {query_id!r}")

@@ -11,6 +11,7 @@ import hashlib
 import json
 
 from ..store import TEXT_MAX_BYTES, connect, filter_expression
+from ..store.ingest import fit_text
 
 __all__ = [
     "QUERY_LIMIT",
@@ -27,10 +28,8 @@ _TASK_CLIENTS: dict = {}
 
 
 def stored_text(text: str) -> str:
-    """A chunk text as the store keeps it: at most ``TEXT_MAX_BYTES`` UTF-8 bytes, cut as
-    ``store.ingest`` cuts it."""
-    data = text.encode("utf-8")
-    return text if len(data) <= TEXT_MAX_BYTES else data[:TEXT_MAX_BYTES].decode("utf-8", "ignore")
+    """A chunk text as the store keeps it in a collection of the default ``TEXT_MAX_BYTES``."""
+    return fit_text(text, TEXT_MAX_BYTES)[0]
 
 
 def fingerprint(rows) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..corpus import DuplicateDocumentError, iter_documents
+from ..datasets.beir import read_json_lines
 
 __all__ = ["ID_COLUMNS", "DuplicateDocumentError", "read_documents", "count_unique_documents"]
 
@@ -116,32 +117,23 @@ def check_json_lines(paths: list[Path], id_column: str | None, text_column: str)
     columns: dict[str, None] = {}
     n_rows = 0
     for path in _expand(paths, "json"):
-        with open(path, encoding="utf-8") as lines:
-            for number, line in enumerate(lines, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}, line {number}"
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"{where} is not valid JSON: {error.msg}") from None
-                if not isinstance(row, dict):
-                    raise ValueError(f"{where} is a JSON {type(row).__name__}, not an object")
-                key = id_column or next((c for c in ID_COLUMNS if c in row), None)
-                if key is None or row.get(key) is None or row.get(key) == "":
-                    raise ValueError(
-                        f"{where} has no document id (id_column={id_column!r}, default one of "
-                        f"{ID_COLUMNS})"
+        for number, row in read_json_lines(path):
+            where = f"{path}:{number}"
+            key = id_column or next((c for c in ID_COLUMNS if c in row), None)
+            if key is None or row.get(key) is None or row.get(key) == "":
+                raise ValueError(
+                    f"{where} has no document id (id_column={id_column!r}, default one of "
+                    f"{ID_COLUMNS})"
+                )
+            for field in (text_column, "title"):
+                value = row.get(field)
+                if value is not None and not isinstance(value, str):
+                    raise TypeError(
+                        f"{where}: document {row[key]!r} has a {type(value).__name__} "
+                        f"{field} ({json.dumps(value)[:40]}); it must be a string"
                     )
-                for field in (text_column, "title"):
-                    value = row.get(field)
-                    if value is not None and not isinstance(value, str):
-                        raise TypeError(
-                            f"{where}: document {row[key]!r} has a {type(value).__name__} "
-                            f"{field} ({json.dumps(value)[:40]}); it must be a string"
-                        )
-                columns.update(dict.fromkeys(row))
-                n_rows += 1
+            columns.update(dict.fromkeys(row))
+            n_rows += 1
     if not n_rows:
         raise ValueError(f"no documents: {[str(p) for p in paths]} hold no JSON Lines rows")
     return list(columns)

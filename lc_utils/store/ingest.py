@@ -37,7 +37,7 @@ from .schema import (
     quote,
 )
 
-__all__ = ["chunk_id", "chunk_ids", "ingest", "ingest_batches"]
+__all__ = ["chunk_id", "chunk_ids", "fit_text", "ingest", "ingest_batches"]
 
 
 def chunk_id(doc_id: str, chunk_index: int, method: str, model: str, chunking: str) -> str:
@@ -139,7 +139,9 @@ def _check_label(label: str, value, limit: int) -> str:
     return value
 
 
-def _fit_text(text: str, limit: int) -> tuple[str, bool]:
+def fit_text(text: str, limit: int) -> tuple[str, bool]:
+    """``(text as stored, whether it was cut)``: at most ``limit`` UTF-8 bytes, cut at a code
+    point. Scale-out's resume check hashes chunk texts in this same form."""
     if _utf8_size("text", text) <= limit:
         return text, False
     data = text.encode("utf-8")
@@ -200,7 +202,7 @@ def _prepare_rows(records, vectors, layout, method, model, chunking, on_long_tex
             raise ValueError(f"record {i}: chunk {chunk_index} of doc {doc_id!r} appears twice")
         indices.add(chunk_index)
         try:
-            stored, cut = _fit_text(text, layout["text_max_bytes"])
+            stored, cut = fit_text(text, layout["text_max_bytes"])
         except ValueError as error:
             raise ValueError(f"record {i} (doc {doc_id!r}): {error}") from None
         if cut and on_long_text == "error":
