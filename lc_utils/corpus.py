@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .late.naive import naive_chunking
-from .late.pooling import pool_prepared, prepare_document
+from .late.pooling import pool_prepared
 from .models.batching import NonFiniteStatesError
 from .models.model import EmbeddingModel
 from .progress import progress_bar
 from .text.chunking import Chunk, check_integer
+from .text.prepare import PreparedGroup, Preparer
 from .text.strategies import chunk_text, chunking_label
-from .text.tokens import mostly_unknown, warn_unknown_chunks
+from .text.tokens import warn_unknown_chunks
+from .workers import default_workers, ordered_map
 
 __all__ = [
     "CorpusEmbeddings",
@@ -200,30 +201,39 @@ def iter_embed_corpus(
     progress: bool = True,
     chunking: str | None = None,
     max_tokens: int | None = None,
+    workers: int | None = None,
 ) -> Iterator[CorpusEmbeddings]:
     """Like ``embed_corpus``, but yields one ``CorpusEmbeddings`` per group of documents.
 
-    Memory stays bounded by ``documents_per_batch`` documents, so a corpus of any size can be
-    streamed into Milvus (``store.ingest_batches``); every part carries the corpus's
-    ``chunking`` label and its documents. Introduced in notebook 05_milvus_validation.
+    Memory stays bounded by ``documents_per_batch`` documents (times the groups in flight, at
+    most ``workers + 1``), so a corpus of any size can be streamed into Milvus
+    (``store.ingest_batches``); every part carries the corpus's ``chunking`` label and its
+    documents. Introduced in notebook 05_milvus_validation.
     """
     if method not in METHODS:
         raise ValueError(f"method={method!r}; valid: {METHODS}")
     check_integer("documents_per_batch", documents_per_batch, minimum=1)
     _check_given_chunks(chunks, documents)
-    label = corpus_chunking(strategy, chunk_options or {}, chunks, chunking)
-    chunk = chunker(strategy, model.tokenizer, chunk_options or {})
+    options = dict(chunk_options or {})
+    label = corpus_chunking(strategy, options, chunks, chunking)
+    preparer = Preparer(
+        model.tokenizer, model.document_prefix, strategy, options, method,
+        model.tokenizer.unk_token_id,
+    )  # fmt: skip
+    workers = _workers_for(workers, strategy, options, documents, documents_per_batch)
     bar = None
     if progress:
         total = len(documents) if hasattr(documents, "__len__") else None
         bar = progress_bar(total, f"{method} chunking", "doc")
+    settings = dict(
+        method=method, window=window, overlap=overlap, batch_tokens=batch_tokens, label=label,
+        progress=progress, max_tokens=max_tokens,
+    )  # fmt: skip
+    groups = _groups(_with_given_chunks(iter_documents(documents), chunks), documents_per_batch)
     try:
-        settings = dict(
-            method=method, chunk=chunk, given_chunks=chunks, window=window, overlap=overlap,
-            batch_tokens=batch_tokens, label=label, progress=progress, max_tokens=max_tokens,
-        )  # fmt: skip
-        for group in _groups(iter_documents(documents), documents_per_batch):
-            yield _embed_group(model, group, **settings)
+        # While the model embeds one group, the workers prepare the next ones.
+        for group, prepared in ordered_map(_Prepare(preparer), groups, workers):
+            yield _embed_group(model, group, prepared, **settings)
             if bar is not None:
                 bar.update(len(group))
     finally:
@@ -231,29 +241,55 @@ def iter_embed_corpus(
             bar.close()
 
 
-def _embed_group(
-    model, group, *, method, chunk, given_chunks, window, overlap, batch_tokens, label, progress,
-    max_tokens,
-):  # fmt: skip
-    records, prepared, skipped, n_unknown = [], [], [], 0
-    for doc_id, text in group:
-        if given_chunks is not None and doc_id not in given_chunks:
+class _Prepare:
+    """``group -> (group, preparer(group))``, so the caller keeps the texts it already holds."""
+
+    def __init__(self, preparer: Preparer) -> None:
+        self.preparer = preparer
+
+    def __call__(self, group):
+        return [(doc_id, text) for doc_id, text, _ in group], self.preparer(group)
+
+
+def _with_given_chunks(pairs: Iterator[tuple[str, str]], chunks) -> Iterator[tuple]:
+    for doc_id, text in pairs:
+        if chunks is None:
+            yield doc_id, text, None
+        elif doc_id not in chunks:
             raise ValueError(_missing_chunks_message(doc_id))
-        doc_chunks = list(given_chunks[doc_id]) if given_chunks is not None else chunk(text)
-        tokens, spans, token_spans = prepare_document(model, text, doc_chunks, strict=False)
-        # Chunks without tokens are dropped for both methods alike, so that late and naive
-        # results always hold the same records and can be compared row for row.
-        has_tokens = token_spans[:, 1] > token_spans[:, 0]
-        for i in np.flatnonzero(~has_tokens):
-            skipped.append((doc_id, int(i), int(spans[i, 0]), int(spans[i, 1])))
-        for index, (a, b) in enumerate(spans[has_tokens].tolist()):
+        else:
+            yield doc_id, text, list(chunks[doc_id])
+
+
+def _workers_for(workers, strategy, options: dict, documents, documents_per_batch: int) -> int:
+    """How many workers prepare the documents: ``workers`` if given; else none for a corpus of
+    one group (a pool would cost more than it saves) and ``default_workers()`` otherwise. The
+    semantic chunker runs the model, so it always prepares in the caller's thread."""
+    if strategy == "semantic" or any(isinstance(v, EmbeddingModel) for v in options.values()):
+        return 0
+    if workers is not None:
+        return check_integer("workers", workers, minimum=0)
+    if hasattr(documents, "__len__") and len(documents) <= documents_per_batch:
+        return 0
+    return default_workers()
+
+
+def _embed_group(
+    model, group, prepared: PreparedGroup, *, method, window, overlap, batch_tokens, label,
+    progress, max_tokens,
+):  # fmt: skip
+    records = []
+    texts = dict(group)
+    for document in prepared.documents:
+        text = texts[document.doc_id]
+        for index, (a, b) in enumerate(document.spans.tolist()):
             records.append(
-                {"doc_id": doc_id, "chunk_index": index, "start": a, "end": b, "text": text[a:b]}
-            )
-        prepared.append((tokens, token_spans[has_tokens]))
-        if method == "late":
-            unknown_id = model.tokenizer.unk_token_id
-            n_unknown += int(mostly_unknown(tokens.input_ids, prepared[-1][1], unknown_id).sum())
+                {"doc_id": document.doc_id, "chunk_index": index, "start": a, "end": b,
+                 "text": text[a:b]}
+            )  # fmt: skip
+    # Chunks without tokens are dropped for both methods alike, so that late and naive results
+    # always hold the same records and can be compared row for row.
+    skipped = prepared.skipped
     if skipped:
         warnings.warn(
             f"{len(skipped)} chunk(s) hold no model token and were left out "
@@ -263,16 +299,18 @@ def _embed_group(
     shown = None if progress else False
     try:
         if method == "late":
-            warn_unknown_chunks(n_unknown, len(records), model, stacklevel=4)
+            warn_unknown_chunks(prepared.n_unknown, len(records), model, stacklevel=4)
             # The group's token bar (shown for groups of many passes) is what moves while a
             # long group runs; the runner echoes it to the console.
-            vectors = pool_prepared(model, prepared, window, overlap, batch_tokens, progress=shown)
+            pairs = [(d.input_ids, d.token_spans) for d in prepared.documents]
+            vectors = pool_prepared(model, pairs, window, overlap, batch_tokens, progress=shown)
             matrix = np.concatenate(vectors) if vectors else np.empty((0, model.dim), np.float32)
         else:
-            texts = [r["text"] for r in records]
-            matrix = naive_chunking(
-                model, texts, max_tokens=max_tokens, batch_tokens=batch_tokens, progress=shown
-            )
+            model.use_role("document")
+            matrix = model.encode_ids(
+                prepared.naive_chunk_ids(), max_tokens=max_tokens, batch_tokens=batch_tokens,
+                progress=shown, what="chunks", stacklevel=4,
+            )  # fmt: skip
     except NonFiniteStatesError as error:
         # The pass knows its index in this group; the caller wants the document id.
         index = error.document
@@ -301,6 +339,7 @@ def embed_corpus(
     progress: bool = True,
     chunking: str | None = None,
     max_tokens: int | None = None,
+    workers: int | None = None,
 ) -> CorpusEmbeddings:
     """Chunk every document and embed its chunks, late or naive.
 
@@ -319,6 +358,10 @@ def embed_corpus(
         batch_tokens: padded tokens per forward batch.
         max_tokens: where the naive method cuts each chunk (see ``naive_chunking``; default the
             model's trained length where declared). Late chunking never cuts a chunk.
+        workers: how many workers chunk and tokenize the next groups of documents while the
+            model embeds the current one (``lc_utils.workers``): 0 in this thread, 1 a thread,
+            2 or more processes. Default: none for a corpus of one group, else the CPUs this
+            process may use (at most 8). The result is the same for any number.
     Returns:
         ``CorpusEmbeddings`` with records in document order and float32 vectors row for row.
         Chunks holding no model token are left out (listed in ``.skipped``) for both methods.
@@ -339,6 +382,7 @@ def embed_corpus(
             progress=progress,
             chunking=chunking,
             max_tokens=max_tokens,
+            workers=workers,
         )
     )
     if not parts:

@@ -97,10 +97,11 @@ def test_the_scan_sees_imports():
 # (text to chunk vectors) knows nothing of Milvus, evaluation, presentation or the runner; the data
 # stages never import evaluation or presentation; the runner imports nothing of the method, so
 # that it can still report a broken library.
-LEAVES = {"progress", "vectors"}
+LEAVES = {"progress", "vectors", "workers"}
 METHOD = {"text", "models", "late", "corpus"} | LEAVES
 ALLOWED = {
     "progress": set(),
+    "workers": set(),
     "vectors": set(),
     "outputs": set(),
     "text": LEAVES,

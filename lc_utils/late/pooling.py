@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..models.batching import run_jobs
+from ..models.batching import NonFiniteStatesError, forward_batches, run_jobs
 from ..models.model import EmbeddingModel
 from ..text.chunking import validate_chunks
 from ..text.tokens import (
@@ -173,7 +173,7 @@ def late_chunking(
 
 def pool_prepared(
     model: EmbeddingModel,
-    prepared: Sequence[tuple[TokenizedDocument, np.ndarray]],
+    prepared: Sequence[tuple[TokenizedDocument | np.ndarray, np.ndarray]],
     window: int | None = None,
     overlap: int | None = None,
     batch_tokens: int | None = None,
@@ -181,26 +181,50 @@ def pool_prepared(
 ) -> list[np.ndarray]:
     """Late-pool several prepared documents, with all their windows batched together.
 
-    ``prepared`` holds ``(tokens, token_spans)`` per document, as from ``prepare_document``.
-    Returns per document float32 ``(n_chunks, dim)``; rows of chunks without tokens are NaN.
+    ``prepared`` holds ``(tokens, token_spans)`` per document, ``tokens`` a ``TokenizedDocument``
+    (as from ``prepare_document``) or its content ids. Pooling is one ``index_add_`` per forward
+    batch into one table of chunk sums (positions that belong to no chunk, such as special tokens,
+    padding and the overlap a window only reads, go to a spare last row), so its cost does not
+    grow with the number of windows or documents. Returns per document float32
+    ``(n_chunks, dim)``; rows of chunks without tokens are NaN.
     """
     content_tokens = model.window(window).content_tokens
-    jobs, owners, counts = [], [], []
-    for d, (tokens, spans) in enumerate(prepared):  # spans: token spans, (n_chunks, 2)
-        owner = chunk_of_tokens(len(tokens), spans)
-        owners.append(torch.from_numpy(owner).to(model.device))
-        counts.append(spans[:, 1] - spans[:, 0])
-        if len(tokens):
-            jobs.extend(window_jobs(d, tokens, plan_windows(len(tokens), content_tokens, overlap)))
-    sums = [torch.zeros((len(c), model.dim), device=model.device) for c in counts]
+    counts = [np.asarray(spans[:, 1] - spans[:, 0], dtype=np.int64) for _, spans in prepared]
+    bases = np.r_[0, np.cumsum([len(c) for c in counts])].astype(np.int64)
+    spare = int(bases[-1])  # the row that collects every position outside a chunk
+    jobs, owners = [], []
+    for d, (tokens, spans) in enumerate(prepared):
+        ids = tokens.input_ids if isinstance(tokens, TokenizedDocument) else tokens
+        owner = chunk_of_tokens(len(ids), spans)
+        owners.append(np.where(owner >= 0, owner + bases[d], spare))
+        if len(ids):
+            plan = plan_windows(len(ids), content_tokens, overlap)
+            jobs.extend(window_jobs(d, ids, plan))
+    sums = torch.zeros((spare + 1, model.dim), device=model.device)
+    n_before = len(model.special_token_ids[0])
     model.use_role("document")
-    for job, hidden in run_jobs(model, jobs, batch_tokens, progress, "late chunking"):
-        owner = owners[job.document][job.kept[0] : job.kept[1]]
-        pooled = owner >= 0
-        sums[job.document].index_add_(0, owner[pooled], hidden[pooled])
+    batches = forward_batches(
+        model, jobs, batch_tokens, progress, "late chunking", check_finite=False
+    )
+    for batch, hidden, _ in batches:
+        rows = np.full(hidden.shape[:2], spare, dtype=np.int64)
+        for r, job in enumerate(batch):
+            first = n_before + job.keep_from
+            c, d = job.kept
+            rows[r, first : first + d - c] = owners[job.document][c:d]
+        index = torch.from_numpy(rows.reshape(-1)).to(model.device)
+        sums.index_add_(0, index, hidden.reshape(-1, hidden.shape[-1]))
+    # One check per group instead of one per batch: a NaN anywhere in a chunk's states is NaN in
+    # its sum, and states outside every chunk do not reach a vector.
+    finite = torch.isfinite(sums[:spare]).all(dim=1)
+    if not bool(finite.all()):
+        chunk = int((~finite).nonzero()[0, 0])
+        document = int(np.searchsorted(bases, chunk, side="right") - 1)
+        raise NonFiniteStatesError(model.name, document, "late chunking")
+    table = sums[:spare].cpu().numpy()
     vectors = []
-    for total, count in zip(sums, counts, strict=True):
-        mean = total.cpu().numpy() / np.maximum(count, 1)[:, None]
+    for d, count in enumerate(counts):
+        mean = table[bases[d] : bases[d + 1]] / np.maximum(count, 1)[:, None]
         mean[count == 0] = np.nan
         vectors.append(mean.astype(np.float32))
     return vectors

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..models.batching import Job
 from ..text.chunking import check_integer
 from ..text.tokens import TokenizedDocument
@@ -79,9 +81,13 @@ def plan_windows(n_tokens: int, content_tokens: int, overlap: int | None = None)
     return WindowPlan(n_tokens, content_tokens, overlap, tuple(windows), tuple(kept))
 
 
-def window_jobs(document: int, tokens: TokenizedDocument, plan: WindowPlan) -> list[Job]:
-    """One ``Job`` per window of ``plan``: the window's ids, keeping the tokens it supplies."""
+def window_jobs(
+    document: int, tokens: TokenizedDocument | np.ndarray, plan: WindowPlan
+) -> list[Job]:
+    """One ``Job`` per window of ``plan``: the window's ids (of ``tokens``, a
+    ``TokenizedDocument`` or its content ids), keeping the tokens it supplies."""
+    ids = tokens.input_ids if isinstance(tokens, TokenizedDocument) else tokens
     return [
-        Job(document, tokens.input_ids[a:b], c - a, (c, d))
+        Job(document, ids[a:b], c - a, (c, d))
         for (a, b), (c, d) in zip(plan.windows, plan.kept, strict=True)
     ]

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from ..text.chunking import check_integer
-from ..text.tokens import warn_unknown_chunks
+from ..text.tokens import encode_texts, warn_unknown_chunks
 from .adapters import ROLES, RoleAdapters
-from .batching import Job, forward_batches
+from .batching import Job, NonFiniteStatesError, forward_batches
 
 __all__ = ["EmbeddingModel", "Window"]
 
@@ -171,15 +171,27 @@ class EmbeddingModel:
         Returns:
             float32 ``(len(texts), dim)``.
         """
+        encoded = encode_texts(self.tokenizer, [prefix + t for t in texts])
+        return self.encode_ids(
+            encoded, max_tokens=max_tokens, batch_tokens=batch_tokens, progress=progress,
+            what=what, stacklevel=4,
+        )  # fmt: skip
+
+    def encode_ids(
+        self,
+        encoded: Sequence[np.ndarray],
+        *,
+        max_tokens: int | None = None,
+        batch_tokens: int | None = None,
+        progress: bool | None = None,
+        what: str = "texts",
+        stacklevel: int = 2,
+    ) -> np.ndarray:
+        """``encode`` for texts already tokenized: each item the content ids of one text (its
+        prefix included, no special tokens), as ``lc_utils.text.tokens.encode_texts`` gives
+        them. Returns float32 ``(len(encoded), dim)``."""
         window = self.window(max_tokens, argument="max_tokens")
         content_tokens = window.content_tokens
-        encoded = self.tokenizer(
-            [prefix + t for t in texts],
-            add_special_tokens=False,
-            truncation=False,
-            verbose=False,
-            split_special_tokens=True,
-        )["input_ids"]
         too_long = [i for i, ids in enumerate(encoded) if len(ids) > content_tokens]
         if too_long:
             hint = (
@@ -189,16 +201,13 @@ class EmbeddingModel:
             )
             special = window.positions - content_tokens
             warnings.warn(
-                f"{len(too_long)} of {len(texts)} {what} hold more than {content_tokens} tokens "
+                f"{len(too_long)} of {len(encoded)} {what} hold more than {content_tokens} tokens "
                 f"and were truncated to {content_tokens} (a pass of {window.positions} positions, "
                 f"set by {window.reason} of {self.name}, less {special} special tokens; first: "
                 f"item {too_long[0]}, {len(encoded[too_long[0]])} tokens){hint}",
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
-        jobs = [
-            Job(i, np.asarray(ids[:content_tokens], dtype=np.int64), 0, (0, 0))
-            for i, ids in enumerate(encoded)
-        ]
+        jobs = [Job(i, ids[:content_tokens], 0, (0, 0)) for i, ids in enumerate(encoded)]
         unknown_id = self.tokenizer.unk_token_id
         if unknown_id is not None:
             n_unknown = sum(
@@ -206,16 +215,23 @@ class EmbeddingModel:
                 for job in jobs
                 if len(job.ids)
             )
-            warn_unknown_chunks(n_unknown, len(jobs), self, stacklevel=3)
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
+            warn_unknown_chunks(n_unknown, len(jobs), self, stacklevel=stacklevel)
+        out = np.empty((len(encoded), self.dim), dtype=np.float32)
         # Short texts batch well, so the progress bar only appears for large collections.
         shown = progress if progress is not None else len(jobs) > 512
-        for batch, hidden, mask in forward_batches(self, jobs, batch_tokens, shown, what):
+        batches = forward_batches(self, jobs, batch_tokens, shown, what, check_finite=False)
+        for batch, hidden, mask in batches:
             if self.pooling == "cls":
                 pooled = hidden[:, 0]
             else:
                 weights = mask.unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * weights).sum(1) / weights.sum(1)
+            # A NaN state anywhere in a text is NaN in its pooled vector (for CLS pooling only
+            # the first state counts, and only it reaches the vector).
+            finite = torch.isfinite(pooled).all(dim=1)
+            if not bool(finite.all()):
+                row = int((~finite).nonzero()[0, 0])
+                raise NonFiniteStatesError(self.name, batch[row].document, what)
             out[[j.document for j in batch]] = pooled.cpu().numpy()
         return out
 

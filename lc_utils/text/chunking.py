@@ -24,6 +24,7 @@ __all__ = [
     "check_integer",
     "chunk_sentences",
     "chunk_fixed",
+    "fixed_chunks",
     "chunk_paragraphs",
     "validate_chunks",
     "strip_span",
@@ -176,18 +177,28 @@ def chunk_fixed(text: str, tokenizer, *, chunk_size: int = 64) -> list[Chunk]:
         )
     if not text.strip():
         return []
-    starts, _ = token_offsets(tokenizer, text)
+    return fixed_chunks(text, token_offsets(tokenizer, text)[0], chunk_size)
+
+
+def fixed_chunks(text: str, starts: np.ndarray, chunk_size: int) -> list[Chunk]:
+    """``chunk_fixed`` from token starts already at hand (``TokenizedDocument.starts`` of the
+    text, without a prefix), so that a pipeline that tokenizes a document once for late pooling
+    also cuts its fixed chunks from that one pass."""
     if len(starts) == 0:
         return []
     # Tokens sharing one character (BERT's jamo for a Hangul syllable, byte-level BPE pieces of
     # an emoji) must stay in one chunk, so a boundary may only fall where a new character starts.
-    new_character = np.flatnonzero(np.r_[True, starts[1:] != starts[:-1]])
-    first_tokens = [0]
-    while True:
-        k = np.searchsorted(new_character, first_tokens[-1] + chunk_size)
-        if k == len(new_character):
-            break
-        first_tokens.append(int(new_character[k]))
+    shared = starts[1:] == starts[:-1]
+    if not shared.any():
+        first_tokens = np.arange(0, len(starts), chunk_size)
+    else:
+        new_character = np.flatnonzero(np.r_[True, ~shared])
+        first_tokens = [0]
+        while True:
+            k = np.searchsorted(new_character, first_tokens[-1] + chunk_size)
+            if k == len(new_character):
+                break
+            first_tokens.append(int(new_character[k]))
     boundaries = starts[first_tokens].tolist() + [len(text)]
     return _chunks_from_spans(text, list(zip(boundaries[:-1], boundaries[1:], strict=True)))
 

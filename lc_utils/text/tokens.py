@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import chain
 
 import numpy as np
 
@@ -21,6 +23,9 @@ __all__ = [
     "TokenizedDocument",
     "whitespace_mask",
     "tokenize_document",
+    "tokenize_documents",
+    "encode_texts",
+    "backend_tokenizer",
     "token_offsets",
     "token_spans",
     "chunk_of_tokens",
@@ -69,18 +74,144 @@ class TokenizedDocument:
     """A document's content tokens (no special tokens) and where they sit in the text.
 
     Attributes:
-        input_ids: int64 ``(n_tokens,)``.
-        starts: int64 ``(n_tokens,)``, character of each token's first non-whitespace character,
+        input_ids: int32 ``(n_tokens,)``.
+        starts: int32 ``(n_tokens,)``, character of each token's first non-whitespace character,
             relative to the text (negative for tokens of a prepended prefix).
-        ends: int64 ``(n_tokens,)``, character end of each token.
+        ends: int32 ``(n_tokens,)``, character end of each token.
+        word_starts: bool ``(n_tokens,)`` or None: True where a token begins one of the
+            tokenizer's pre-tokenized words (not a continuation such as WordPiece's ``##ing``);
+            filled only when asked for (``tokenize_documents(..., words=True)``).
     """
 
     input_ids: np.ndarray
     starts: np.ndarray
     ends: np.ndarray
+    word_starts: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.input_ids)
+
+
+@lru_cache(maxsize=8)
+def _backend_copy(tokenizer, n_added: int):
+    """A private copy of ``tokenizer``'s Rust backend, set up as ``tokenize_document`` needs.
+
+    The checkpoint's own settings may truncate or pad (all-MiniLM-L6-v2's tokenizer.json pads
+    and truncates to 128), and ``split_special_tokens`` has to hold for every call, so the
+    package tokenizes with a copy of its own rather than changing the user's tokenizer.
+    ``n_added`` (the vocabulary size with added tokens) is part of the key so that tokens added
+    after a first call are seen.
+    """
+    backend = type(tokenizer._tokenizer).from_str(tokenizer._tokenizer.to_str())
+    backend.no_truncation()
+    backend.no_padding()
+    backend.encode_special_tokens = True  # a user's literal "[SEP]" is text, not a control token
+    return backend
+
+
+def backend_tokenizer(tokenizer):
+    """The package's copy of a fast tokenizer's Rust backend (``tokenizers.Tokenizer``), or
+    None for a tokenizer without one; see ``_backend_copy``."""
+    raw = getattr(tokenizer, "_tokenizer", None)
+    if raw is None or not hasattr(raw, "encode_batch"):
+        return None
+    return _backend_copy(tokenizer, raw.get_vocab_size(with_added_tokens=True))
+
+
+def _check_fast(tokenizer) -> None:
+    if not getattr(tokenizer, "is_fast", False):
+        raise TypeError(
+            "late chunking needs a fast tokenizer (tokenizer.is_fast) for character offsets"
+        )
+
+
+def _encode(tokenizer, texts: list[str]) -> list[tuple[list, list, list | None]]:
+    """``(ids, offsets, encoding)`` per text: one batched call to the Rust backend where there
+    is one, else the tokenizer's own call per text (offsets as lists of pairs)."""
+    backend = backend_tokenizer(tokenizer)
+    if backend is not None:
+        encodings = backend.encode_batch(texts, add_special_tokens=False)
+        return [(e.ids, e.offsets, e) for e in encodings]
+    out = []
+    for text in texts:
+        encoding = tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True, truncation=False,
+            verbose=False, split_special_tokens=True,
+        )  # fmt: skip
+        out.append((encoding["input_ids"], encoding["offset_mapping"], None))
+    return out
+
+
+def encode_texts(tokenizer, texts: list[str]) -> list[np.ndarray]:
+    """int32 content ids of each text (no special tokens, no truncation), in one batched call;
+    literal special-token strings are split like ordinary text, as in ``tokenize_document``."""
+    _check_fast(tokenizer)
+    return [np.asarray(ids, dtype=np.int32) for ids, _, _ in _encode(tokenizer, list(texts))]
+
+
+def _offsets_array(offsets) -> np.ndarray:
+    pairs = np.fromiter(chain.from_iterable(offsets), dtype=np.int32, count=2 * len(offsets))
+    return pairs.reshape(-1, 2)
+
+
+def tokenize_documents(
+    tokenizer, texts: list[str], prefix: str = "", *, words: bool = False
+) -> list[TokenizedDocument]:
+    """Tokenize ``prefix + text`` for every text in one batched call; see ``tokenize_document``.
+
+    Ids and offsets become int32 arrays per document straight from the tokenizer's Rust
+    backend, so no Python list of a corpus's tokens outlives the call. ``words`` also fills
+    ``word_starts`` (what ``naive_ids`` needs to reuse a document's tokens for its chunks).
+    """
+    _check_fast(tokenizer)
+    for text in texts:
+        check_encodable(text)
+    documents = []
+    for (ids, offsets, encoding), text in zip(
+        _encode(tokenizer, [prefix + t for t in texts]), texts, strict=True
+    ):
+        input_ids = np.asarray(ids, dtype=np.int32)
+        pairs = _offsets_array(offsets)
+        starts = _first_visible(prefix + text, pairs[:, 0], pairs[:, 1])
+        word_starts = None
+        if words:
+            word_starts = _word_starts(encoding, len(input_ids))
+        shift = np.int32(len(prefix))
+        documents.append(
+            TokenizedDocument(input_ids, starts - shift, pairs[:, 1] - shift, word_starts)
+        )
+    return documents
+
+
+def _word_starts(encoding, n_tokens: int) -> np.ndarray | None:
+    if encoding is None:
+        return None
+    # None (no word) becomes -1; a token starts a word where its word index changes.
+    word_ids = np.fromiter(
+        (-1 if w is None else w for w in encoding.word_ids), dtype=np.int64, count=n_tokens
+    )
+    return np.r_[True, word_ids[1:] != word_ids[:-1]] if n_tokens else np.zeros(0, bool)
+
+
+def _first_visible(full: str, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Each token's start moved to its first non-whitespace character.
+
+    Some tokenizers (SentencePiece's "▁word", byte-level BPE) start a token on the space before
+    a word; moving the start keeps a token out of the whitespace between two chunks. WordPiece
+    never does, so the whole-text scan runs only when some token starts on whitespace.
+    """
+    if not len(full) or not len(starts):
+        return starts
+    codepoints = np.frombuffer(full.encode("utf-32-le"), dtype=np.uint32)
+    inside = starts < len(full)
+    at = codepoints[np.minimum(starts, len(full) - 1)]
+    if not np.isin(at[inside], _WHITESPACE_CODEPOINTS).any():
+        return starts
+    space = np.isin(codepoints, _WHITESPACE_CODEPOINTS)
+    position = np.where(space, len(full), np.arange(len(full)))
+    next_non_space = np.minimum.accumulate(position[::-1])[::-1]
+    moved = next_non_space[np.minimum(starts, len(full) - 1)]
+    return np.where(inside & (moved < ends), moved, starts).astype(np.int32)
 
 
 def tokenize_document(tokenizer, text: str, prefix: str = "") -> TokenizedDocument:
@@ -89,35 +220,7 @@ def tokenize_document(tokenizer, text: str, prefix: str = "") -> TokenizedDocume
     Literal special-token strings in the text (a user's "[SEP]") are split like ordinary text,
     so no document can inject control tokens. Introduced in notebook 01_chunking.
     """
-    check_encodable(text)
-    if not getattr(tokenizer, "is_fast", False):
-        raise TypeError(
-            "late chunking needs a fast tokenizer (tokenizer.is_fast) for character offsets"
-        )
-    full = prefix + text
-    encoding = tokenizer(
-        full,
-        add_special_tokens=False,
-        return_offsets_mapping=True,
-        truncation=False,
-        verbose=False,
-        split_special_tokens=True,
-    )
-    input_ids = np.asarray(encoding["input_ids"], dtype=np.int64)
-    offsets = np.asarray(encoding["offset_mapping"], dtype=np.int64).reshape(-1, 2)
-    starts, ends = offsets[:, 0].copy(), offsets[:, 1].copy()
-    if len(full):
-        # Some tokenizers (SentencePiece's "▁word", byte-level BPE) start a token on the space
-        # before a word; move each start to the token's first non-whitespace character so that
-        # a token never falls into the whitespace between two chunks.
-        space = whitespace_mask(full)
-        position = np.where(space, len(full), np.arange(len(full)))
-        next_non_space = np.minimum.accumulate(position[::-1])[::-1]
-        inside = starts < len(full)
-        moved = next_non_space[np.minimum(starts, len(full) - 1)]
-        starts = np.where(inside & (moved < ends), moved, starts)
-    shift = len(prefix)
-    return TokenizedDocument(input_ids, starts - shift, ends - shift)
+    return tokenize_documents(tokenizer, [text], prefix)[0]
 
 
 def token_offsets(tokenizer, text: str) -> tuple[np.ndarray, np.ndarray]:

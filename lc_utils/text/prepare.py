@@ -1,0 +1,235 @@
+"""Everything the host does for a group of documents before the model sees them.
+
+For each document: chunk it, tokenize it once, and map its chunks to token spans; for the naive
+method, also the ids of each chunk embedded alone. The result (``PreparedGroup``) is plain numpy
+arrays, so a ``Preparer`` runs as well in a worker process as in the caller's thread
+(``lc_utils.workers``) while the model is busy with the group before.
+
+One tokenization serves everything: fixed chunks are cut from the same token offsets that late
+pooling uses, the tokens of a whole group go through the tokenizer's Rust backend in one batched
+call, and a naive chunk reuses its document's tokens wherever that is provably what tokenizing the
+chunk alone would give (``_reusable``); the other chunks are tokenized together in one more call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .chunking import Chunk, fixed_chunks, validate_chunks
+from .strategies import chunk_text, chunking_label
+from .tokens import (
+    TokenizedDocument,
+    backend_tokenizer,
+    check_encodable,
+    encode_texts,
+    mostly_unknown,
+    token_spans,
+    tokenize_documents,
+)
+
+__all__ = ["Preparer", "PreparedDocument", "PreparedGroup", "name_document"]
+
+
+@dataclass
+class PreparedDocument:
+    """One document, ready for the model.
+
+    Attributes:
+        doc_id: the document's id.
+        spans: int64 ``(n_chunks, 2)``, character spans of the chunks that hold a token.
+        token_spans: int64 ``(n_chunks, 2)``, their half-open token spans.
+        input_ids: int32 content ids of the whole document (its prefix included), for late
+            chunking; empty for the naive method, which does not need them.
+        n_tokens: how many tokens the document has.
+    """
+
+    doc_id: str
+    spans: np.ndarray
+    token_spans: np.ndarray
+    input_ids: np.ndarray
+    n_tokens: int
+
+
+@dataclass
+class PreparedGroup:
+    """A group of prepared documents, in input order.
+
+    Attributes:
+        documents: one ``PreparedDocument`` per input document.
+        skipped: ``(doc_id, chunk_index, start, end)`` of chunks left out for holding no token.
+        n_unknown: late chunks that are mostly the unknown token (for the warning).
+        naive_ids: int32, the ids of every kept chunk embedded alone (prefix included),
+            concatenated in record order; ``naive_bounds[i]:naive_bounds[i + 1]`` is chunk i's.
+        reused: naive chunks whose ids were taken from their document's tokens.
+    """
+
+    documents: list[PreparedDocument]
+    skipped: list[tuple] = field(default_factory=list)
+    n_unknown: int = 0
+    naive_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    naive_bounds: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
+    reused: int = 0
+
+    def naive_chunk_ids(self) -> list[np.ndarray]:
+        """The naive ids split per chunk (views into ``naive_ids``)."""
+        bounds = self.naive_bounds
+        return [self.naive_ids[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def name_document(error: Exception, doc_id: str) -> Exception:
+    """``error`` with its message prefixed by the document it came from, same type; for a type
+    that cannot be rebuilt from a message, the original with a note naming the document."""
+    message = f"document {doc_id!r}: {error}"
+    try:
+        named = type(error)(message)
+    except Exception:  # an exception class with a signature of its own
+        error.add_note(f"(in document {doc_id!r})")
+        return error
+    named.__cause__ = error.__cause__
+    return named
+
+
+# The parts of a tokenizer under which a document's tokens for a stretch that starts and ends at
+# word boundaries equal the tokens of that stretch alone: normalizers that act on one character at
+# a time, pre-tokenizers that cut at whitespace and punctuation, and a model run per word.
+_LOCAL_NORMALIZERS = {"BertNormalizer", "Lowercase", "NFD", "NFKD", "StripAccents"}
+_LOCAL_PRE_TOKENIZERS = {"BertPreTokenizer", "Whitespace", "WhitespaceSplit"}
+_WORD_MODELS = {"WordPiece"}
+
+
+def _word_local(tokenizer) -> bool:
+    backend = backend_tokenizer(tokenizer)
+    if backend is None:
+        return False
+    normalizer = backend.normalizer
+    parts = [] if normalizer is None else [normalizer]
+    if type(normalizer).__name__ == "Sequence":
+        parts = list(normalizer)
+    if any(type(p).__name__ not in _LOCAL_NORMALIZERS for p in parts):
+        return False
+    if type(backend.pre_tokenizer).__name__ not in _LOCAL_PRE_TOKENIZERS:
+        return False
+    if type(backend.model).__name__ not in _WORD_MODELS:
+        return False
+    # A non-special added token is matched in the raw text before the pre-tokenizer, and could
+    # cover a chunk boundary; special ones are split like text here (encode_special_tokens).
+    return all(t.special for t in backend.get_added_tokens_decoder().values())
+
+
+@dataclass
+class Preparer:
+    """Chunks, tokenizes and maps a group of documents: ``Preparer(...)(group)``.
+
+    Attributes:
+        tokenizer: the model's fast tokenizer.
+        prefix: the model's document prefix (prepended before tokenizing).
+        strategy: a ``chunk_text`` strategy name or a callable ``text -> list[Chunk]``.
+        options: the strategy's options.
+        method: ``"late"`` or ``"naive"``.
+        unknown_id: the tokenizer's unknown-token id (None for byte-level tokenizers).
+    Each item of a group is ``(doc_id, text, chunks)``, with ``chunks`` None unless the caller
+    gave them. An error names the document it came from.
+    """
+
+    tokenizer: object
+    prefix: str
+    strategy: str | Callable[[str], list[Chunk]]
+    options: dict
+    method: str
+    unknown_id: int | None = None
+    _reusable: bool | None = field(default=None, repr=False)
+
+    def __call__(self, group: Sequence[tuple[str, str, Sequence | None]]) -> PreparedGroup:
+        for doc_id, text, _ in group:
+            try:
+                check_encodable(text)
+            except (TypeError, ValueError) as error:
+                raise name_document(error, doc_id) from None
+        texts = [text for _, text, _ in group]
+        naive = self.method == "naive"
+        if naive and self._reusable is None:
+            self._reusable = not self.prefix and _word_local(self.tokenizer)
+        tokens = tokenize_documents(
+            self.tokenizer, texts, self.prefix, words=naive and bool(self._reusable)
+        )
+        fixed = self.strategy == "fixed" and not callable(self.strategy)
+        plain = tokens
+        if fixed and self.prefix:  # fixed chunks count the text's own tokens, without a prefix
+            plain = tokenize_documents(self.tokenizer, texts)
+        out = PreparedGroup([])
+        pending: list[tuple[int, str]] = []  # (record row, chunk text) to tokenize alone
+        reused: list[tuple[int, np.ndarray]] = []
+        row = 0
+        for (doc_id, text, given), document, own in zip(group, tokens, plain, strict=True):
+            try:
+                chunks = self._chunks(text, given, own, fixed)
+                spans = validate_chunks(text, chunks)
+            except (TypeError, ValueError) as error:
+                raise name_document(error, doc_id) from None
+            in_tokens = token_spans(document.starts, spans)
+            has_tokens = in_tokens[:, 1] > in_tokens[:, 0]
+            for i in np.flatnonzero(~has_tokens):
+                out.skipped.append((doc_id, int(i), int(spans[i, 0]), int(spans[i, 1])))
+            spans, in_tokens = spans[has_tokens], in_tokens[has_tokens]
+            if naive:
+                local = self._reusable_chunks(document, spans, in_tokens)
+                for k, (a, b) in enumerate(spans.tolist()):
+                    if local[k]:
+                        a_token, b_token = in_tokens[k]
+                        reused.append((row + k, document.input_ids[a_token:b_token]))
+                    else:
+                        pending.append((row + k, self.prefix + text[a:b]))
+                ids = np.zeros(0, np.int32)
+            else:
+                ids = document.input_ids
+                if self.unknown_id is not None:
+                    out.n_unknown += int(mostly_unknown(ids, in_tokens, self.unknown_id).sum())
+            row += len(spans)
+            out.documents.append(PreparedDocument(doc_id, spans, in_tokens, ids, len(document)))
+        if naive:
+            self._gather_naive(out, row, reused, pending)
+        return out
+
+    def _chunks(self, text: str, given, own: TokenizedDocument, fixed: bool) -> list:
+        if given is not None:
+            return list(given)
+        if fixed:
+            chunking_label("fixed", **self.options)  # the options' names and the size's type
+            if not text.strip():
+                return []
+            return fixed_chunks(text, own.starts, int(self.options.get("chunk_size", 64)))
+        if callable(self.strategy):
+            return self.strategy(text)
+        return chunk_text(text, self.strategy, tokenizer=self.tokenizer, **self.options)
+
+    def _reusable_chunks(
+        self, document: TokenizedDocument, spans: np.ndarray, in_tokens: np.ndarray
+    ) -> np.ndarray:
+        """True for chunks whose ids alone equal their slice of the document's ids: the chunk's
+        first token and the token after it both start words, no token runs into the chunk from
+        before it, and its last token ends inside it."""
+        if not self._reusable or document.word_starts is None or not len(spans):
+            return np.zeros(len(spans), dtype=bool)
+        words = np.r_[document.word_starts, True]  # past the last token counts as a new word
+        first, last = in_tokens[:, 0], in_tokens[:, 1]
+        before = np.r_[-1, document.ends][first]  # the end of the token before the chunk's first
+        inside = (before <= spans[:, 0]) & (document.ends[last - 1] <= spans[:, 1])
+        return words[first] & words[last] & inside
+
+    def _gather_naive(self, out: PreparedGroup, n_rows: int, reused, pending) -> None:
+        pieces: list[np.ndarray | None] = [None] * n_rows
+        for row, ids in reused:
+            pieces[row] = ids
+        if pending:
+            rows, texts = zip(*pending, strict=True)
+            for row, ids in zip(rows, encode_texts(self.tokenizer, list(texts)), strict=True):
+                pieces[row] = ids
+        lengths = np.array([len(p) for p in pieces], dtype=np.int64)
+        out.naive_bounds = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+        out.naive_ids = (
+            np.concatenate(pieces).astype(np.int32, copy=False) if pieces else np.zeros(0, np.int32)
+        )
+        out.reused = len(reused)

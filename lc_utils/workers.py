@@ -1,0 +1,109 @@
+"""Host work in parallel with the model: an ordered map over a stream, a few items ahead.
+
+``ordered_map(function, items, workers)`` yields ``function(item)`` for every item, in input order,
+while later items are already being computed, so that the caller's loop (the model's forward
+passes) overlaps with the preparation of what comes next:
+
+* ``workers=0``: in the caller's thread, one item after another (what a debugger wants);
+* ``workers=1``: one background thread; the tokenizer's Rust code and numpy release the GIL, so
+  this overlaps tokenizing with the model at no cost of copying;
+* ``workers>=2``: that many processes (``fork`` where the platform has it, as PyTorch's data
+  loader does, so the function need not be picklable; ``spawn`` elsewhere), for the work that
+  holds the GIL, such as spaCy's sentencizer.
+
+At most ``workers + 1`` items are in flight, so memory stays bounded on a stream of any length. An
+exception raised by ``function`` reaches the caller unchanged, at the item that raised it; a
+worker process that dies (out of memory, killed) raises ``WorkerError``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+__all__ = ["WorkerError", "default_workers", "ordered_map"]
+
+# More processes than this rarely pay on one machine: a group of documents takes a worker tens of
+# milliseconds, and the model consumes them one group at a time.
+MAX_DEFAULT_WORKERS = 8
+
+
+class WorkerError(RuntimeError):
+    """A worker process died before it returned a result (killed, or out of memory)."""
+
+
+def default_workers() -> int:
+    """The CPUs this process may use, at most ``MAX_DEFAULT_WORKERS``."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity call
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_DEFAULT_WORKERS))
+
+
+_FUNCTION: Callable | None = None
+
+
+def _install(function: Callable) -> None:
+    global _FUNCTION
+    _FUNCTION = function
+    # The tokenizer's own thread pool must not start inside a forked worker.
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+def _call(item: Any) -> Any:
+    return _FUNCTION(item)
+
+
+def _process_pool(function: Callable, workers: int) -> Executor:
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    # Forking after the tokenizer used its thread pool makes every child print a warning and
+    # turn the pool off; say it once here, for this process, before the first fork.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_install, initargs=(function,)
+    )
+
+
+def ordered_map(function: Callable, items: Iterable, workers: int) -> Iterator:
+    """``function(item)`` for every item, in order, computed up to ``workers + 1`` items ahead
+    (see the module docstring for what ``workers`` selects; callers check it is an int >= 0)."""
+    if workers == 0:
+        for item in items:
+            yield function(item)
+        return
+    if workers == 1:
+        executor: Executor = ThreadPoolExecutor(1, thread_name_prefix="lc-prepare")
+        submit = lambda item: executor.submit(function, item)  # noqa: E731
+    else:
+        executor = _process_pool(function, workers)
+        submit = lambda item: executor.submit(_call, item)  # noqa: E731
+    pending: deque = deque()
+    iterator = iter(items)
+    try:
+        for item in iterator:
+            pending.append(submit(item))
+            if len(pending) > workers:
+                yield _result(pending.popleft())
+        while pending:
+            yield _result(pending.popleft())
+    finally:
+        for future in pending:
+            future.cancel()
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _result(future):
+    try:
+        return future.result()
+    except BrokenProcessPool as error:
+        raise WorkerError(
+            "a worker process preparing documents died (out of memory, or killed); "
+            "re-run with fewer workers (workers=1 prepares in a thread of this process)"
+        ) from error
