@@ -21,6 +21,13 @@ split into the documents that fit one window and the longer ones (goal for the f
 
 Every path runs once per round, interleaved, with a canary forward before and after each round
 (see ``benchmarks/_common.py``). Results go to ``outputs/bench/throughput.json``.
+
+``--host`` measures the host side alone (``outputs/bench/throughput_host.json``): the network is
+replaced by a stub that returns zeros, so what is timed is everything around the model
+(chunking, tokenizing, span mapping, batching, pooling, records). Each path is ``embed_corpus``
+with its defaults but the given ``workers``, against the bare fast tokenizer with offsets (one
+call per document, as a user would call it) in the same rounds; the table gives microseconds per
+document token and the ratio to the tokenizer, and the throughput of 2 workers against 1.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
 
 import _common  # benchmarks/ is on sys.path when a script in it runs
 import numpy as np
@@ -70,6 +78,18 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="padded tokens per forward batch, for every path (default: the library's default, "
         "2048 on CPU and 65536 on CUDA)",
+    )
+    parser.add_argument(
+        "--host", action="store_true", help="the host-side table: the network stubbed out"
+    )
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2], help="--host: worker counts to time"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=4, help="--host: the topics this many times (new ids)"
+    )
+    parser.add_argument(
+        "--torch-threads", type=int, default=1, help="--host: torch threads (pooling, padding)"
     )
     args = parser.parse_args(argv)
     if args.quick:
@@ -123,8 +143,137 @@ def make_chunks(model, documents: dict, chunking: str) -> dict:
     return {d: lc.chunk_text(t, chunking) for d, t in documents.items()}
 
 
+class ZeroNetwork:
+    """Stands in for the network: final hidden states of zeros, from one reused buffer, so that
+    neither a forward pass nor the stub's own allocation is timed."""
+
+    def __init__(self, dim: int) -> None:
+        import torch
+
+        self.dim, self.buffer = dim, torch.zeros(0)
+
+    def __call__(self, input_ids, attention_mask):
+        import torch
+
+        size = input_ids.numel() * self.dim
+        if self.buffer.numel() < size:
+            self.buffer = torch.zeros(size)
+        return (self.buffer[:size].view(*input_ids.shape, self.dim),)
+
+
+HOST_GOALS = {  # path -> the most it may cost, as a multiple of the bare tokenizer's time
+    "late, fixed-64": 1.2,
+    "late, sentences": 2.0,
+    "naive, fixed-64": 1.5,
+}
+SCALING_GOAL = 1.7  # 2 workers against 1, in throughput
+
+
+def host_main(args) -> int:
+    import torch
+
+    torch.set_num_threads(args.torch_threads)
+    model, topics = load(args)
+    # Copies under new ids, so that a corpus holds enough groups of documents to share out.
+    documents = {f"{d}/{r}": text for r in range(args.repeat) for d, text in topics.items()}
+    model.model = ZeroNetwork(model.dim)
+    tokenizer = model.tokenizer
+    texts = list(documents.values())
+    n_tokens = sum(len(lc.tokenize_document(tokenizer, t).input_ids) for t in texts)
+
+    def bare_tokenizer():
+        for text in texts:
+            tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+
+    def embed(method, strategy, options, workers):
+        return lambda: lc.embed_corpus(
+            model, documents, method=method, strategy=strategy, chunk_options=options,
+            progress=False, workers=workers,
+        )  # fmt: skip
+
+    cases = {
+        "late, fixed-64": ("late", "fixed", {"chunk_size": 64}),
+        "late, sentences": ("late", "sentences", {}),
+        "naive, fixed-64": ("naive", "fixed", {"chunk_size": 64}),
+        "naive, sentences": ("naive", "sentences", {}),
+    }
+    paths = {"bare tokenizer": bare_tokenizer}
+    for name, (method, strategy, options) in cases.items():
+        for workers in args.workers:
+            paths[f"{name}, {workers} worker(s)"] = embed(method, strategy, options, workers)
+    for path in paths.values():  # warm-up: spaCy's pipeline, the tokenizer's copy, caches
+        path()
+    longest = max(texts, key=len)
+
+    def canary() -> float:
+        started = time.perf_counter()
+        tokenizer(longest, add_special_tokens=False, return_offsets_mapping=True)
+        return time.perf_counter() - started
+
+    cpus = _common.environment()["cpu_count"]
+    print(
+        f"{len(documents)} documents ({args.repeat} x the topics), {n_tokens:,} tokens; "
+        f"{model.name}'s tokenizer, network stubbed; torch on {torch.get_num_threads()} "
+        f"thread(s); {cpus} CPUs"
+    )
+    timing = _common.interleave(paths, rounds=args.rounds, canary=canary)
+    seconds = timing.pop("seconds")
+    timing.pop("last")
+    base = seconds["bare tokenizer"]
+    rows = [{"path": "bare tokenizer", "µs/token": 1e6 * statistics.median(base) / n_tokens,
+             "× tokenizer": 1.0}]  # fmt: skip
+    for name in paths:
+        if name == "bare tokenizer":
+            continue
+        rows.append(
+            {
+                "path": name,
+                "µs/token": 1e6 * statistics.median(seconds[name]) / n_tokens,
+                "× tokenizer": _common.median_ratio(seconds[name], base),
+            }
+        )
+    scaling = {}
+    if 1 in args.workers and 2 in args.workers:
+        for name in cases:
+            scaling[name] = _common.median_ratio(
+                seconds[f"{name}, 1 worker(s)"], seconds[f"{name}, 2 worker(s)"]
+            )
+    for row in rows:
+        case = row["path"].rsplit(",", 1)[0]
+        goal = HOST_GOALS.get(case) if row["path"].endswith(", 1 worker(s)") else None
+        row["goal"] = f"<= {goal}" if goal else ""
+        row["met"] = ("yes" if row["× tokenizer"] <= goal else "no") if goal else ""
+    _common.print_table(
+        rows, ["path", "µs/token", "× tokenizer", "goal", "met"],
+        "Host side, network stubbed: µs per document token and time against the bare tokenizer",
+    )  # fmt: skip
+    if scaling:
+        _common.print_table(
+            [{"path": k, "2 workers / 1 worker, throughput": v, "goal": f">= {SCALING_GOAL}",
+              "met": "yes" if v >= SCALING_GOAL else "no"} for k, v in scaling.items()],
+            ["path", "2 workers / 1 worker, throughput", "goal", "met"],
+            "Scaling with workers",
+        )  # fmt: skip
+    print(f"\n{_common.host_note(timing)}")
+    payload = {
+        "environment": _common.environment(),
+        "documents": len(documents),
+        "tokens": n_tokens,
+        "rounds": args.rounds,
+        "seconds": seconds,
+        "rows": rows,
+        "scaling_2_over_1": scaling,
+        "goals": {"ratio_to_tokenizer": HOST_GOALS, "scaling_2_over_1": SCALING_GOAL},
+        **timing,
+    }
+    print(f"wrote {_common.write_json('throughput_host', payload)}")
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.host:
+        return host_main(args)
     model, documents = load(args)
     if args.batch_tokens is None:
         args.batch_tokens = default_batch_tokens(model)

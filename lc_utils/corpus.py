@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .late.pooling import pool_prepared
-from .models.batching import NonFiniteStatesError
+from .late.pooling import pool_packed
+from .late.prepare import PreparedGroup, Preparer
+from .late.windows import plan_windows
+from .models.batching import NonFiniteStatesError, PassShape
 from .models.model import EmbeddingModel
 from .progress import progress_bar
 from .text.chunking import Chunk, check_integer
-from .text.prepare import PreparedGroup, Preparer
 from .text.strategies import chunk_text, chunking_label
 from .text.tokens import warn_unknown_chunks
 from .workers import default_workers, ordered_map
@@ -216,19 +217,22 @@ def iter_embed_corpus(
     _check_given_chunks(chunks, documents)
     options = dict(chunk_options or {})
     label = corpus_chunking(strategy, options, chunks, chunking)
+    # The window and the batch budget are checked here, once, before any worker starts.
+    argument = "window" if method == "late" else "max_tokens"
+    shape = model.window(window if method == "late" else max_tokens, argument=argument)
+    if method == "late" and overlap is not None:
+        plan_windows(0, shape.content_tokens, overlap)
     preparer = Preparer(
         model.tokenizer, model.document_prefix, strategy, options, method,
-        model.tokenizer.unk_token_id,
+        model.tokenizer.unk_token_id, PassShape.of(model, batch_tokens), shape.content_tokens,
+        overlap,
     )  # fmt: skip
     workers = _workers_for(workers, strategy, options, documents, documents_per_batch)
     bar = None
     if progress:
         total = len(documents) if hasattr(documents, "__len__") else None
         bar = progress_bar(total, f"{method} chunking", "doc")
-    settings = dict(
-        method=method, window=window, overlap=overlap, batch_tokens=batch_tokens, label=label,
-        progress=progress, max_tokens=max_tokens,
-    )  # fmt: skip
+    settings = dict(method=method, label=label, progress=progress, window=shape)
     groups = _groups(_with_given_chunks(iter_documents(documents), chunks), documents_per_batch)
     try:
         # While the model embeds one group, the workers prepare the next ones.
@@ -274,10 +278,7 @@ def _workers_for(workers, strategy, options: dict, documents, documents_per_batc
     return default_workers()
 
 
-def _embed_group(
-    model, group, prepared: PreparedGroup, *, method, window, overlap, batch_tokens, label,
-    progress, max_tokens,
-):  # fmt: skip
+def _embed_group(model, group, prepared: PreparedGroup, *, method, label, progress, window):
     records = []
     texts = dict(group)
     for document in prepared.documents:
@@ -302,15 +303,13 @@ def _embed_group(
             warn_unknown_chunks(prepared.n_unknown, len(records), model, stacklevel=4)
             # The group's token bar (shown for groups of many passes) is what moves while a
             # long group runs; the runner echoes it to the console.
-            pairs = [(d.input_ids, d.token_spans) for d in prepared.documents]
-            vectors = pool_prepared(model, pairs, window, overlap, batch_tokens, progress=shown)
+            vectors = pool_packed(model, prepared.late, progress=shown)
             matrix = np.concatenate(vectors) if vectors else np.empty((0, model.dim), np.float32)
         else:
+            batches, stats = prepared.naive
+            model.warn_encoded(stats, window, "chunks", stacklevel=4)
             model.use_role("document")
-            matrix = model.encode_ids(
-                prepared.naive_chunk_ids(), max_tokens=max_tokens, batch_tokens=batch_tokens,
-                progress=shown, what="chunks", stacklevel=4,
-            )  # fmt: skip
+            matrix = model.encode_packed(batches, len(records), progress=shown, what="chunks")
     except NonFiniteStatesError as error:
         # The pass knows its index in this group; the caller wants the document id.
         index = error.document

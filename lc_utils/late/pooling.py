@@ -22,7 +22,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..models.batching import NonFiniteStatesError, forward_batches, run_jobs
+from ..models.batching import (
+    NonFiniteStatesError,
+    PackedBatch,
+    PassShape,
+    pack_jobs,
+    run_jobs,
+    run_packed,
+)
 from ..models.model import EmbeddingModel
 from ..text.chunking import validate_chunks
 from ..text.tokens import (
@@ -43,6 +50,9 @@ __all__ = [
     "prepare_document",
     "late_chunking",
     "pool_prepared",
+    "LateBatches",
+    "late_batches",
+    "pool_packed",
     "pool_records",
 ]
 
@@ -182,49 +192,90 @@ def pool_prepared(
     """Late-pool several prepared documents, with all their windows batched together.
 
     ``prepared`` holds ``(tokens, token_spans)`` per document, ``tokens`` a ``TokenizedDocument``
-    (as from ``prepare_document``) or its content ids. Pooling is one ``index_add_`` per forward
-    batch into one table of chunk sums (positions that belong to no chunk, such as special tokens,
-    padding and the overlap a window only reads, go to a spare last row), so its cost does not
-    grow with the number of windows or documents. Returns per document float32
-    ``(n_chunks, dim)``; rows of chunks without tokens are NaN.
+    (as from ``prepare_document``) or its content ids. The host side (``late_batches``) and the
+    device side (``pool_packed``) are separate steps, so that a worker can do the first for the
+    next documents while the model runs. Returns per document float32 ``(n_chunks, dim)``; rows
+    of chunks without tokens are NaN.
     """
-    content_tokens = model.window(window).content_tokens
+    shape = PassShape.of(model, batch_tokens)
+    pooling = late_batches(prepared, model.window(window).content_tokens, overlap, shape)
+    return pool_packed(model, pooling, progress)
+
+
+@dataclass
+class LateBatches:
+    """The forward batches of a group of documents and where their states pool to.
+
+    Attributes:
+        batches: ``PackedBatch`` es whose ``rows`` say, per position, which row of the group's
+            chunk-sum table it adds to; positions in no chunk (special tokens, padding, the
+            overlap a window only reads) add to a spare last row.
+        counts: int64 ``(n_chunks,)``, tokens per chunk, over the whole group.
+        bases: int64 ``(n_documents + 1,)``, where each document's chunks start in the table.
+    """
+
+    batches: list[PackedBatch]
+    counts: np.ndarray
+    bases: np.ndarray
+
+
+def late_batches(
+    prepared: Sequence[tuple[TokenizedDocument | np.ndarray, np.ndarray]],
+    content_tokens: int,
+    overlap: int | None,
+    shape: PassShape,
+) -> LateBatches:
+    """Host side of late pooling: windows, batches, padding, and each position's chunk row."""
     counts = [np.asarray(spans[:, 1] - spans[:, 0], dtype=np.int64) for _, spans in prepared]
     bases = np.r_[0, np.cumsum([len(c) for c in counts])].astype(np.int64)
-    spare = int(bases[-1])  # the row that collects every position outside a chunk
+    spare = int(bases[-1])
     jobs, owners = [], []
     for d, (tokens, spans) in enumerate(prepared):
         ids = tokens.input_ids if isinstance(tokens, TokenizedDocument) else tokens
         owner = chunk_of_tokens(len(ids), spans)
-        owners.append(np.where(owner >= 0, owner + bases[d], spare))
+        owners.append(np.where(owner >= 0, owner + bases[d], spare).astype(np.int32))
         if len(ids):
-            plan = plan_windows(len(ids), content_tokens, overlap)
-            jobs.extend(window_jobs(d, ids, plan))
-    sums = torch.zeros((spare + 1, model.dim), device=model.device)
-    n_before = len(model.special_token_ids[0])
-    model.use_role("document")
-    batches = forward_batches(
-        model, jobs, batch_tokens, progress, "late chunking", check_finite=False
-    )
-    for batch, hidden, _ in batches:
-        rows = np.full(hidden.shape[:2], spare, dtype=np.int64)
-        for r, job in enumerate(batch):
+            jobs.extend(window_jobs(d, ids, plan_windows(len(ids), content_tokens, overlap)))
+    batches = pack_jobs(jobs, shape)
+    n_before = len(shape.before)
+    for batch in batches:
+        rows = np.full(batch.ids.shape, spare, dtype=np.int32)
+        for r, job in enumerate(batch.jobs):
             first = n_before + job.keep_from
             c, d = job.kept
             rows[r, first : first + d - c] = owners[job.document][c:d]
-        index = torch.from_numpy(rows.reshape(-1)).to(model.device)
+        batch.rows = rows
+    total = np.concatenate(counts) if counts else np.zeros(0, np.int64)
+    return LateBatches(batches, total, bases)
+
+
+def pool_packed(
+    model: EmbeddingModel, pooling: LateBatches, progress: bool | None = None
+) -> list[np.ndarray]:
+    """Device side of late pooling: run the batches and add each one's states into the chunk-sum
+    table with one ``index_add_``, so the cost does not grow with the number of windows or
+    documents. Returns per document float32 ``(n_chunks, dim)``; rows of chunks without tokens
+    are NaN."""
+    spare = len(pooling.counts)
+    sums = torch.zeros((spare + 1, model.dim), device=model.device)
+    model.use_role("document")
+    batches = run_packed(model, pooling.batches, progress, "late chunking", check_finite=False)
+    for batch, hidden, _ in batches:
+        index = torch.from_numpy(batch.rows.reshape(-1)).to(model.device)
         sums.index_add_(0, index, hidden.reshape(-1, hidden.shape[-1]))
     # One check per group instead of one per batch: a NaN anywhere in a chunk's states is NaN in
-    # its sum, and states outside every chunk do not reach a vector.
-    finite = torch.isfinite(sums[:spare]).all(dim=1)
+    # its sum (and so in the sum of its row), and states outside every chunk reach no vector.
+    finite = torch.isfinite(sums[:spare].sum(dim=1))
     if not bool(finite.all()):
         chunk = int((~finite).nonzero()[0, 0])
-        document = int(np.searchsorted(bases, chunk, side="right") - 1)
+        document = int(np.searchsorted(pooling.bases, chunk, side="right") - 1)
         raise NonFiniteStatesError(model.name, document, "late chunking")
     table = sums[:spare].cpu().numpy()
     vectors = []
-    for d, count in enumerate(counts):
-        mean = table[bases[d] : bases[d + 1]] / np.maximum(count, 1)[:, None]
+    for d in range(len(pooling.bases) - 1):
+        a, b = pooling.bases[d], pooling.bases[d + 1]
+        count = pooling.counts[a:b]
+        mean = table[a:b] / np.maximum(count, 1)[:, None]
         mean[count == 0] = np.nan
         vectors.append(mean.astype(np.float32))
     return vectors

@@ -24,6 +24,12 @@ __all__ = [
     "plan_batches",
     "default_batch_tokens",
     "pass_cost",
+    "PassShape",
+    "PackedBatch",
+    "pack_jobs",
+    "TextStats",
+    "text_jobs",
+    "run_packed",
     "forward_batches",
     "run_jobs",
 ]
@@ -110,12 +116,146 @@ def pass_cost(model) -> int:
     return 4_096 if model.device.type == "cuda" else 64
 
 
+@dataclass(frozen=True)
+class PassShape:
+    """How jobs become forward batches, for one model: what ``pack_jobs`` needs, and nothing of
+    the network, so that it travels to a worker process.
+
+    Attributes:
+        before / after: the special ids put around every job's content ids.
+        pad_id: the id that pads a batch to its longest sequence.
+        batch_tokens: padded tokens per batch (``plan_batches``'s budget).
+        pass_cost: the fixed cost of one pass, in tokens (``pass_cost``).
+    """
+
+    before: tuple[int, ...]
+    after: tuple[int, ...]
+    pad_id: int
+    batch_tokens: int
+    pass_cost: int
+
+    @classmethod
+    def of(cls, model, batch_tokens: int | None = None) -> PassShape:
+        """The shape of ``model``'s passes; ``batch_tokens`` None takes ``default_batch_tokens``."""
+        if batch_tokens is not None:
+            batch_tokens = check_integer("batch_tokens", batch_tokens, minimum=1)
+        before, after = model.special_token_ids
+        return cls(
+            tuple(before), tuple(after), int(model.tokenizer.pad_token_id or 0),
+            batch_tokens or default_batch_tokens(model), pass_cost(model),
+        )  # fmt: skip
+
+
+@dataclass
+class PackedBatch:
+    """One forward batch, padded and ready for the device.
+
+    Attributes:
+        jobs: the batch's jobs, one per row.
+        ids: int32 ``(B, L)``, each row ``before + job.ids + after`` then padding.
+        lengths: int32 ``(B,)``, the unpadded length of each row.
+        rows: int32 ``(B, L)`` or None: for late pooling, the row of the chunk-sum table that each
+            position adds to (``pool_packed``); filled by the caller of ``pack_jobs``.
+    """
+
+    jobs: list[Job]
+    ids: np.ndarray
+    lengths: np.ndarray
+    rows: np.ndarray | None = None
+
+    @property
+    def content_tokens(self) -> int:
+        """Content tokens in the batch (what the progress bar counts)."""
+        return sum(len(job.ids) for job in self.jobs)
+
+
+@dataclass
+class TextStats:
+    """What ``text_jobs`` found, for ``EmbeddingModel.warn_encoded``: ``too_long`` texts cut at
+    the window (``first_too_long`` is the first one's index and length), ``n_unknown`` texts
+    mostly the unknown token, of ``n_texts``."""
+
+    n_texts: int
+    too_long: int
+    first_too_long: tuple[int, int]
+    n_unknown: int
+
+
+def text_jobs(
+    encoded: Sequence[np.ndarray], content_tokens: int, unknown_id: int | None
+) -> tuple[list[Job], TextStats]:
+    """One job per whole text, cut to ``content_tokens``; with what the warnings need."""
+    too_long = [i for i, ids in enumerate(encoded) if len(ids) > content_tokens]
+    first = (too_long[0], len(encoded[too_long[0]])) if too_long else (0, 0)
+    jobs = [Job(i, ids[:content_tokens], 0, (0, 0)) for i, ids in enumerate(encoded)]
+    n_unknown = 0
+    if unknown_id is not None:
+        n_unknown = sum(
+            2 * int((job.ids == unknown_id).sum()) > len(job.ids) for job in jobs if len(job.ids)
+        )
+    return jobs, TextStats(len(encoded), len(too_long), first, int(n_unknown))
+
+
+def pack_jobs(jobs: Sequence[Job], shape: PassShape) -> list[PackedBatch]:
+    """Group ``jobs`` into batches (``plan_batches``) and pad each one: host work only, which a
+    worker can do while the device runs the batches before."""
+    before = np.asarray(shape.before, dtype=np.int32)
+    after = np.asarray(shape.after, dtype=np.int32)
+    extra = len(before) + len(after)
+    lengths = [extra + len(job.ids) for job in jobs]
+    packed = []
+    for indices in plan_batches(lengths, shape.batch_tokens, shape.pass_cost):
+        batch = [jobs[j] for j in indices]
+        row_lengths = np.array([lengths[j] for j in indices], dtype=np.int32)
+        ids = np.full((len(batch), int(row_lengths.max())), shape.pad_id, dtype=np.int32)
+        for row, job in enumerate(batch):
+            ids[row, : len(before)] = before
+            ids[row, len(before) : len(before) + len(job.ids)] = job.ids
+            ids[row, len(before) + len(job.ids) : row_lengths[row]] = after
+        packed.append(PackedBatch(batch, ids, row_lengths))
+    return packed
+
+
 def _bar(total: int, description: str, progress: bool | None, n_jobs: int):
     if progress is None:
         progress = n_jobs > 16
     if not progress:
         return None
     return progress_bar(total, description, "tok", unit_scale=True, leave=False)
+
+
+def run_packed(
+    model,
+    packed: Sequence[PackedBatch],
+    progress: bool | None,
+    description: str,
+    *,
+    check_finite: bool = True,
+) -> Iterator[tuple[PackedBatch, torch.Tensor, torch.Tensor]]:
+    """Run packed batches through the model; yields ``(batch, hidden, mask)`` with hidden
+    ``(B, L, dim)`` float32. ``progress`` None shows a token bar for more than 16 jobs. With
+    ``check_finite`` a batch with a NaN or infinite state raises ``NonFiniteStatesError``;
+    callers that pool check their pooled vectors instead, which costs less than a pass over
+    every state."""
+    n_jobs = sum(len(b.jobs) for b in packed)
+    bar = _bar(sum(b.content_tokens for b in packed), description, progress, n_jobs)
+    try:
+        for batch in packed:
+            hidden, mask = model.forward_padded(batch.ids, batch.lengths)
+            if check_finite:
+                # One reduction per batch (2.2 ms against a 750 ms MiniLM pass of 16 x 256
+                # tokens on 2 CPU cores, 0.3%, measured 2026-12-02): a NaN weight would
+                # otherwise give NaN vectors that only the store refuses, much later.
+                finite = torch.isfinite(hidden).all(dim=-1) | ~mask
+                if not bool(finite.all()):
+                    row = int((~finite.all(dim=1)).nonzero()[0, 0])
+                    raise NonFiniteStatesError(model.name, batch.jobs[row].document, description)
+            yield batch, hidden, mask
+            if bar is not None:
+                bar.update(batch.content_tokens)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def forward_batches(
@@ -130,36 +270,13 @@ def forward_batches(
     """Run every job's ids between the model's special tokens, batched by length.
 
     Yields ``(batch, hidden, mask)`` with hidden ``(len(batch), L, dim)`` float32, where position
-    ``len(before) + i`` holds content token ``i`` of each job. ``progress`` None shows a token
-    bar for more than 16 jobs. With ``check_finite`` a batch with a NaN or infinite state raises
-    ``NonFiniteStatesError``; callers that pool check their pooled vectors instead, which costs
-    less than a pass over every state.
+    ``len(before) + i`` holds content token ``i`` of each job; see ``run_packed``.
     """
-    before, after = model.special_token_ids
-    before, after = np.asarray(before, np.int64), np.asarray(after, np.int64)
-    if batch_tokens is not None:
-        batch_tokens = check_integer("batch_tokens", batch_tokens, minimum=1)
-    budget = batch_tokens or default_batch_tokens(model)
-    bar = _bar(sum(len(job.ids) for job in jobs), description, progress, len(jobs))
-    lengths = [len(before) + len(job.ids) + len(after) for job in jobs]
-    try:
-        for indices in plan_batches(lengths, budget, pass_cost(model)):
-            batch = [jobs[j] for j in indices]
-            hidden, mask = model.forward([np.concatenate([before, j.ids, after]) for j in batch])
-            # One reduction per batch (2.2 ms against a 750 ms MiniLM pass of 16 x 256 tokens
-            # on 2 CPU cores, 0.3%, measured 2026-12-02): a NaN weight would
-            # otherwise give NaN vectors that only the store refuses, much later.
-            if check_finite:
-                finite = torch.isfinite(hidden).all(dim=-1) | ~mask
-                if not bool(finite.all()):
-                    row = int((~finite.all(dim=1)).nonzero()[0, 0])
-                    raise NonFiniteStatesError(model.name, batch[row].document, description)
-            yield batch, hidden, mask
-            if bar is not None:
-                bar.update(sum(len(j.ids) for j in batch))
-    finally:
-        if bar is not None:
-            bar.close()
+    packed = pack_jobs(jobs, PassShape.of(model, batch_tokens))
+    for batch, hidden, mask in run_packed(
+        model, packed, progress, description, check_finite=check_finite
+    ):
+        yield batch.jobs, hidden, mask
 
 
 def run_jobs(

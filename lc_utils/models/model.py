@@ -20,7 +20,15 @@ import torch
 from ..text.chunking import check_integer
 from ..text.tokens import encode_texts, warn_unknown_chunks
 from .adapters import ROLES, RoleAdapters
-from .batching import Job, NonFiniteStatesError, forward_batches
+from .batching import (
+    NonFiniteStatesError,
+    PackedBatch,
+    PassShape,
+    TextStats,
+    pack_jobs,
+    run_packed,
+    text_jobs,
+)
 
 __all__ = ["EmbeddingModel", "Window"]
 
@@ -191,36 +199,41 @@ class EmbeddingModel:
         prefix included, no special tokens), as ``lc_utils.text.tokens.encode_texts`` gives
         them. Returns float32 ``(len(encoded), dim)``."""
         window = self.window(max_tokens, argument="max_tokens")
-        content_tokens = window.content_tokens
-        too_long = [i for i, ids in enumerate(encoded) if len(ids) > content_tokens]
-        if too_long:
+        jobs, stats = text_jobs(encoded, window.content_tokens, self.tokenizer.unk_token_id)
+        self.warn_encoded(stats, window, what, stacklevel=stacklevel + 1)
+        packed = pack_jobs(jobs, PassShape.of(self, batch_tokens))
+        return self.encode_packed(packed, len(encoded), progress=progress, what=what)
+
+    def warn_encoded(self, stats: TextStats, window: Window, what: str, stacklevel: int) -> None:
+        """The warnings of ``encode``: texts cut at the window, texts mostly unknown tokens
+        (``stacklevel`` as ``warnings.warn`` counts it from here)."""
+        if stats.too_long:
             hint = (
                 f"; pass max_tokens={self.max_length} to use all {self.max_length} positions"
                 if window.positions < self.max_length
                 else ""
             )
-            special = window.positions - content_tokens
+            special = window.positions - window.content_tokens
+            index, length = stats.first_too_long
             warnings.warn(
-                f"{len(too_long)} of {len(encoded)} {what} hold more than {content_tokens} tokens "
-                f"and were truncated to {content_tokens} (a pass of {window.positions} positions, "
-                f"set by {window.reason} of {self.name}, less {special} special tokens; first: "
-                f"item {too_long[0]}, {len(encoded[too_long[0]])} tokens){hint}",
+                f"{stats.too_long} of {stats.n_texts} {what} hold more than "
+                f"{window.content_tokens} tokens and were truncated to {window.content_tokens} "
+                f"(a pass of {window.positions} positions, set by {window.reason} of {self.name}, "
+                f"less {special} special tokens; first: item {index}, {length} tokens){hint}",
                 stacklevel=stacklevel,
             )
-        jobs = [Job(i, ids[:content_tokens], 0, (0, 0)) for i, ids in enumerate(encoded)]
-        unknown_id = self.tokenizer.unk_token_id
-        if unknown_id is not None:
-            n_unknown = sum(
-                2 * int((job.ids == unknown_id).sum()) > len(job.ids)
-                for job in jobs
-                if len(job.ids)
-            )
-            warn_unknown_chunks(n_unknown, len(jobs), self, stacklevel=stacklevel)
-        out = np.empty((len(encoded), self.dim), dtype=np.float32)
+        warn_unknown_chunks(stats.n_unknown, stats.n_texts, self, stacklevel=stacklevel)
+
+    def encode_packed(
+        self, packed: Sequence[PackedBatch], n_texts: int, *, progress=None, what: str = "texts"
+    ) -> np.ndarray:
+        """Pool packed batches of whole texts (``pack_jobs`` over ``text_jobs``) with the
+        model's own pooling; float32 ``(n_texts, dim)``, row ``job.document`` for each job."""
+        out = np.empty((n_texts, self.dim), dtype=np.float32)
         # Short texts batch well, so the progress bar only appears for large collections.
-        shown = progress if progress is not None else len(jobs) > 512
-        batches = forward_batches(self, jobs, batch_tokens, shown, what, check_finite=False)
-        for batch, hidden, mask in batches:
+        n_jobs = sum(len(b.jobs) for b in packed)
+        shown = progress if progress is not None else n_jobs > 512
+        for batch, hidden, mask in run_packed(self, packed, shown, what, check_finite=False):
             if self.pooling == "cls":
                 pooled = hidden[:, 0]
             else:
@@ -231,8 +244,8 @@ class EmbeddingModel:
             finite = torch.isfinite(pooled).all(dim=1)
             if not bool(finite.all()):
                 row = int((~finite).nonzero()[0, 0])
-                raise NonFiniteStatesError(self.name, batch[row].document, what)
-            out[[j.document for j in batch]] = pooled.cpu().numpy()
+                raise NonFiniteStatesError(self.name, batch.jobs[row].document, what)
+            out[[j.document for j in batch.jobs]] = pooled.cpu().numpy()
         return out
 
     def forward(self, sequences: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -244,23 +257,31 @@ class EmbeddingModel:
             ``(hidden, mask)``: float32 final hidden states ``(B, L, dim)`` on the model's device,
             and the bool attention mask ``(B, L)``, where ``L`` is the longest sequence.
         """
-        longest = max(len(s) for s in sequences)
+        lengths = np.array([len(s) for s in sequences], dtype=np.int64)
+        input_ids = np.full((len(sequences), int(lengths.max())), self._pad_id(), dtype=np.int64)
+        for row, ids in enumerate(sequences):
+            input_ids[row, : len(ids)] = ids
+        return self.forward_padded(input_ids, lengths)
+
+    def forward_padded(
+        self, input_ids: np.ndarray, lengths: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward`` for a batch already padded: int ``(B, L)`` ids and each row's length."""
+        longest = input_ids.shape[1]
         if longest > self.max_length:
             raise ValueError(
                 f"a sequence of {longest} tokens exceeds the model's limit of {self.max_length}"
             )
-        pad_id = self.tokenizer.pad_token_id or 0
-        input_ids = np.full((len(sequences), longest), pad_id, dtype=np.int64)
-        mask = np.zeros((len(sequences), longest), dtype=bool)
-        for row, ids in enumerate(sequences):
-            input_ids[row, : len(ids)] = ids
-            mask[row, : len(ids)] = True
-        input_ids_t = torch.from_numpy(input_ids).to(self.device)
+        mask = np.arange(longest)[None, :] < np.asarray(lengths)[:, None]
+        input_ids_t = torch.from_numpy(input_ids.astype(np.int64, copy=False)).to(self.device)
         mask_t = torch.from_numpy(mask).to(self.device)
         with torch.inference_mode():
             output = self.model(input_ids=input_ids_t, attention_mask=mask_t.long())
         hidden = output[0] if isinstance(output, tuple) else output.last_hidden_state
         return hidden.float(), mask_t
+
+    def _pad_id(self) -> int:
+        return self.tokenizer.pad_token_id or 0
 
 
 class _RoleScope:

@@ -1,9 +1,11 @@
 """Everything the host does for a group of documents before the model sees them.
 
 For each document: chunk it, tokenize it once, and map its chunks to token spans; for the naive
-method, also the ids of each chunk embedded alone. The result (``PreparedGroup``) is plain numpy
-arrays, so a ``Preparer`` runs as well in a worker process as in the caller's thread
-(``lc_utils.workers``) while the model is busy with the group before.
+method, also the ids of each chunk embedded alone. Then, given the model's ``PassShape``, the
+group's forward batches, padded, with the chunk row of every position for late pooling
+(``late_batches``). The result (``PreparedGroup``) is plain numpy arrays, so a ``Preparer`` runs
+as well in a worker process as in the caller's thread (``lc_utils.workers``) while the model is
+busy with the group before; the caller only runs the batches and adds up the states.
 
 One tokenization serves everything: fixed chunks are cut from the same token offsets that late
 pooling uses, the tokens of a whole group go through the tokenizer's Rust backend in one batched
@@ -18,9 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .chunking import Chunk, fixed_chunks, validate_chunks
-from .strategies import chunk_text, chunking_label
-from .tokens import (
+from ..models.batching import PackedBatch, PassShape, TextStats, pack_jobs, text_jobs
+from ..text.chunking import Chunk, fixed_chunks, validate_chunks
+from ..text.strategies import chunk_text, chunking_label
+from ..text.tokens import (
     TokenizedDocument,
     backend_tokenizer,
     check_encodable,
@@ -29,6 +32,7 @@ from .tokens import (
     token_spans,
     tokenize_documents,
 )
+from .pooling import LateBatches, late_batches
 
 __all__ = ["Preparer", "PreparedDocument", "PreparedGroup", "name_document"]
 
@@ -64,6 +68,9 @@ class PreparedGroup:
         naive_ids: int32, the ids of every kept chunk embedded alone (prefix included),
             concatenated in record order; ``naive_bounds[i]:naive_bounds[i + 1]`` is chunk i's.
         reused: naive chunks whose ids were taken from their document's tokens.
+        late: the late method's batches (``Preparer.shape`` given), else None.
+        naive: the naive method's batches, one job per kept chunk in record order, and what
+            the model's warnings need (``Preparer.shape`` given), else None.
     """
 
     documents: list[PreparedDocument]
@@ -72,6 +79,8 @@ class PreparedGroup:
     naive_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     naive_bounds: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
     reused: int = 0
+    late: LateBatches | None = None
+    naive: tuple[list[PackedBatch], TextStats] | None = None
 
     def naive_chunk_ids(self) -> list[np.ndarray]:
         """The naive ids split per chunk (views into ``naive_ids``)."""
@@ -130,6 +139,10 @@ class Preparer:
         options: the strategy's options.
         method: ``"late"`` or ``"naive"``.
         unknown_id: the tokenizer's unknown-token id (None for byte-level tokenizers).
+        shape: the model's ``PassShape``; given, the group's forward batches are built too.
+        content_tokens: content tokens per pass: late chunking's windows, or where the naive
+            method cuts a chunk (``model.window(...).content_tokens``); needed with ``shape``.
+        overlap: late chunking's window overlap (None: the default).
     Each item of a group is ``(doc_id, text, chunks)``, with ``chunks`` None unless the caller
     gave them. An error names the document it came from.
     """
@@ -140,6 +153,9 @@ class Preparer:
     options: dict
     method: str
     unknown_id: int | None = None
+    shape: PassShape | None = None
+    content_tokens: int | None = None
+    overlap: int | None = None
     _reusable: bool | None = field(default=None, repr=False)
 
     def __call__(self, group: Sequence[tuple[str, str, Sequence | None]]) -> PreparedGroup:
@@ -191,7 +207,17 @@ class Preparer:
             out.documents.append(PreparedDocument(doc_id, spans, in_tokens, ids, len(document)))
         if naive:
             self._gather_naive(out, row, reused, pending)
+        if self.shape is not None:
+            self._pack(out)
         return out
+
+    def _pack(self, out: PreparedGroup) -> None:
+        if self.method == "late":
+            pairs = [(d.input_ids, d.token_spans) for d in out.documents]
+            out.late = late_batches(pairs, self.content_tokens, self.overlap, self.shape)
+        else:
+            jobs, stats = text_jobs(out.naive_chunk_ids(), self.content_tokens, self.unknown_id)
+            out.naive = (pack_jobs(jobs, self.shape), stats)
 
     def _chunks(self, text: str, given, own: TokenizedDocument, fixed: bool) -> list:
         if given is not None:

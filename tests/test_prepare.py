@@ -1,0 +1,200 @@
+"""The host side of the pipeline: one batched tokenization, naive ids reused only where exact,
+and workers that change nothing but the speed.
+
+The tokenizer tests compare the package's own path (a private copy of the Rust backend, one
+batched call) with the tokenizer's public call, on MiniLM's WordPiece and on a byte-level BPE and a
+Metaspace Unigram tokenizer trained here, so that every published layout of offsets is covered.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import lc_utils as lc
+from lc_utils.late.prepare import Preparer
+from lc_utils.text.tokens import encode_texts, tokenize_documents
+
+# Characters that stress offsets and word boundaries: accents (stripped by BERT's normalizer),
+# CJK (split per character), zero-width and control characters, punctuation and '#'.
+ALPHABET = st.sampled_from(
+    list("abcdefghij ABC  \n\t.,;:!?'\"()-#")
+    + ["é", "ß", "日本", "\u200b", "\x00", "😀", "ﬁ", "x" * 120]
+)
+TEXTS = st.lists(ALPHABET, min_size=0, max_size=60).map("".join)
+
+
+def _reference(tokenizer, text, prefix=""):
+    """The tokenizer's public call, as the package made it before it batched."""
+    encoding = tokenizer(
+        prefix + text, add_special_tokens=False, return_offsets_mapping=True, truncation=False,
+        split_special_tokens=True,
+    )  # fmt: skip
+    offsets = np.asarray(encoding["offset_mapping"], dtype=np.int64).reshape(-1, 2)
+    return np.asarray(encoding["input_ids"]), offsets[:, 1] - len(prefix)
+
+
+def _trained(kind: str):
+    """A small fast tokenizer of another published layout, trained on the pydoc topics."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    texts = list(lc.datasets.load_pydoc_topics().values())[:20]
+    if kind == "bpe":  # GPT-2's layout: bytes, the space inside the next word's token
+        raw = Tokenizer(models.BPE())
+        raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        raw.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=["<unk>", "<s>", "</s>"])
+    else:  # SentencePiece's layout: "▁word"
+        raw = Tokenizer(models.Unigram())
+        raw.pre_tokenizer = pre_tokenizers.Metaspace()
+        raw.decoder = decoders.Metaspace()
+        trainer = trainers.UnigramTrainer(
+            vocab_size=500, special_tokens=["<unk>", "<s>", "</s>"], unk_token="<unk>"
+        )
+    raw.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=raw, unk_token="<unk>", bos_token="<s>", eos_token="</s>"
+    )
+
+
+@pytest.fixture(scope="module", params=["wordpiece", "bpe", "unigram"])
+def tokenizer(request):
+    if request.param == "wordpiece":
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(lc.packaged_minilm_path())
+    return _trained(request.param)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(texts=st.lists(TEXTS, min_size=1, max_size=4), prefix=st.sampled_from(["", "doc: "]))
+def test_the_batched_backend_gives_the_tokenizers_own_ids_and_offsets(tokenizer, texts, prefix):
+    for text, document in zip(texts, tokenize_documents(tokenizer, texts, prefix), strict=True):
+        ids, ends = _reference(tokenizer, text, prefix)
+        assert document.input_ids.dtype == np.int32
+        assert np.array_equal(document.input_ids, ids)
+        assert np.array_equal(document.ends, ends)
+        single = lc.tokenize_document(tokenizer, text, prefix)
+        assert np.array_equal(single.starts, document.starts)
+
+
+def test_the_users_tokenizer_keeps_its_own_settings():
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(lc.packaged_minilm_path())
+    before = (tokenizer._tokenizer.truncation, tokenizer._tokenizer.padding)
+    long_text = "word " * 400
+    assert len(lc.tokenize_document(tokenizer, long_text)) == 400  # the checkpoint truncates at 128
+    assert (tokenizer._tokenizer.truncation, tokenizer._tokenizer.padding) == before
+    assert (
+        encode_texts(tokenizer, ["a [SEP] b"])[0].tolist()
+        == tokenizer("a [SEP] b", add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    )
+
+
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=TEXTS, cuts=st.lists(st.integers(0, 400), max_size=8))
+def test_reused_naive_ids_equal_each_chunk_tokenized_alone(minilm, text, cuts):
+    """Chunks cut anywhere (mid-word too): every kept chunk's naive ids, reused or not, are those
+    of its text alone."""
+    bounds = sorted({0, len(text), *(c for c in cuts if c < len(text))})
+    chunks = [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=False) if a < b]
+    preparer = Preparer(minilm.tokenizer, "", "sentences", {}, "naive")
+    prepared = preparer([("d", text, chunks)])
+    document = prepared.documents[0]
+    alone = encode_texts(minilm.tokenizer, [text[a:b] for a, b in document.spans.tolist()])
+    for got, want in zip(prepared.naive_chunk_ids(), alone, strict=True):
+        assert got.tolist() == want.tolist()
+
+
+def test_fixed_chunks_reuse_most_naive_ids(minilm):
+    documents = list(lc.datasets.load_pydoc_topics().items())[:10]
+    preparer = Preparer(minilm.tokenizer, "", "fixed", {"chunk_size": 64}, "naive")
+    prepared = preparer([(d, t, None) for d, t in documents])
+    n_chunks = len(prepared.naive_bounds) - 1
+    assert prepared.reused > 0.5 * n_chunks, (prepared.reused, n_chunks)
+
+
+def _corpus(n=40):
+    topics = lc.datasets.load_pydoc_topics()
+    return {
+        f"{doc_id}-{i}": text[: 300 + 37 * i]
+        for i, (doc_id, text) in enumerate(topics.items())
+        if i < n
+    }
+
+
+@pytest.mark.parametrize("method", ["late", "naive"])
+@pytest.mark.parametrize("strategy", ["fixed", "sentences"])
+def test_any_number_of_workers_gives_the_same_result_in_the_same_order(
+    tiny_model, method, strategy
+):
+    corpus = _corpus()
+    runs = [
+        lc.embed_corpus(
+            tiny_model,
+            corpus,
+            method=method,
+            strategy=strategy,
+            documents_per_batch=6,
+            progress=False,
+            workers=workers,
+        )  # fmt: skip
+        for workers in (0, 1, 2)
+    ]
+    for run in runs[1:]:
+        assert run.records == runs[0].records
+        assert run.doc_ids == list(corpus)
+        assert np.array_equal(run.vectors, runs[0].vectors)
+
+
+def test_a_stream_of_documents_is_prepared_in_workers_too(tiny_model):
+    corpus = _corpus(20)
+    streamed = lc.embed_corpus(
+        tiny_model, iter(corpus.items()), documents_per_batch=4, progress=False, workers=2
+    )
+    assert streamed.doc_ids == list(corpus)
+    reference = lc.embed_corpus(
+        tiny_model, corpus, documents_per_batch=4, progress=False, workers=0
+    )
+    assert np.array_equal(streamed.vectors, reference.vectors)
+
+
+def _bad_chunker(text):
+    if "boom" in text:
+        raise ValueError("cannot chunk this")
+    return lc.chunk_text(text, "sentences")
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_an_error_in_a_worker_reaches_the_caller_naming_the_document(tiny_model, workers):
+    corpus = _corpus(12)
+    corpus["broken-7"] = "fine start \ud800 then a lone surrogate"
+    with pytest.raises(ValueError, match=r"document 'broken-7'.*lone surrogate"):
+        lc.embed_corpus(tiny_model, corpus, documents_per_batch=3, progress=False, workers=workers)
+    corpus = _corpus(12)
+    corpus["odd-one"] = "and then boom."
+    with pytest.raises(ValueError, match=r"document 'odd-one': cannot chunk this"):
+        lc.embed_corpus(
+            tiny_model, corpus, strategy=_bad_chunker, chunking="custom", documents_per_batch=3,
+            progress=False, workers=workers,
+        )  # fmt: skip
+
+
+def test_workers_must_be_a_count(tiny_model):
+    with pytest.raises(ValueError, match="workers=-1"):
+        lc.embed_corpus(tiny_model, ["a b"], workers=-1, progress=False)
+    with pytest.raises(TypeError, match="workers=1.5"):
+        lc.embed_corpus(tiny_model, ["a b"], workers=1.5, progress=False)
+
+
+def test_a_bad_window_is_refused_before_any_worker_starts(tiny_model):
+    with pytest.raises(ValueError, match="overlap=600"):
+        lc.embed_corpus(tiny_model, _corpus(40), overlap=600, progress=False, workers=2)
+    with pytest.raises(ValueError, match="batch_tokens=0"):
+        lc.embed_corpus(tiny_model, _corpus(40), batch_tokens=0, progress=False, workers=2)
