@@ -198,3 +198,31 @@ def test_a_bad_window_is_refused_before_any_worker_starts(tiny_model):
         lc.embed_corpus(tiny_model, _corpus(40), overlap=600, progress=False, workers=2)
     with pytest.raises(ValueError, match="batch_tokens=0"):
         lc.embed_corpus(tiny_model, _corpus(40), batch_tokens=0, progress=False, workers=2)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(texts=st.lists(TEXTS, min_size=1, max_size=3), block=st.integers(1, 40))
+def test_long_texts_tokenized_in_blocks_equal_one_call(tokenizer, texts, block, monkeypatch):
+    """Cut into blocks at spaces and line breaks (word-local tokenizers) or whole (the others):
+    the same ids and offsets as the tokenizer's one call over the whole text."""
+    import lc_utils.text.tokens as tokens
+
+    monkeypatch.setattr(tokens, "BLOCK_CHARACTERS", block)
+    for text, document in zip(texts, tokenize_documents(tokenizer, texts, "x: "), strict=True):
+        ids, ends = _reference(tokenizer, text, "x: ")
+        assert np.array_equal(document.input_ids, ids)
+        assert np.array_equal(document.ends, ends)
+    monkeypatch.undo()
+
+
+def test_a_long_document_is_cut_into_blocks_at_word_boundaries(minilm):
+    import lc_utils.text.tokens as tokens
+
+    text = " ".join(lc.datasets.load_pydoc_topics().values())
+    cuts = tokens._block_cuts(text)
+    assert len(cuts) > 3 and cuts[0] == 0 and cuts[-1] == len(text)
+    assert all(text[c] in " \n" for c in cuts[1:-1])
+    whole = minilm.tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert lc.tokenize_document(minilm.tokenizer, text).input_ids.tolist() == whole

@@ -25,12 +25,12 @@ from ..text.chunking import Chunk, fixed_chunks, validate_chunks
 from ..text.strategies import chunk_text, chunking_label
 from ..text.tokens import (
     TokenizedDocument,
-    backend_tokenizer,
     check_encodable,
     encode_texts,
     mostly_unknown,
     token_spans,
     tokenize_documents,
+    word_local,
 )
 from .pooling import LateBatches, late_batches
 
@@ -101,33 +101,6 @@ def name_document(error: Exception, doc_id: str) -> Exception:
     return named
 
 
-# The parts of a tokenizer under which a document's tokens for a stretch that starts and ends at
-# word boundaries equal the tokens of that stretch alone: normalizers that act on one character at
-# a time, pre-tokenizers that cut at whitespace and punctuation, and a model run per word.
-_LOCAL_NORMALIZERS = {"BertNormalizer", "Lowercase", "NFD", "NFKD", "StripAccents"}
-_LOCAL_PRE_TOKENIZERS = {"BertPreTokenizer", "Whitespace", "WhitespaceSplit"}
-_WORD_MODELS = {"WordPiece"}
-
-
-def _word_local(tokenizer) -> bool:
-    backend = backend_tokenizer(tokenizer)
-    if backend is None:
-        return False
-    normalizer = backend.normalizer
-    parts = [] if normalizer is None else [normalizer]
-    if type(normalizer).__name__ == "Sequence":
-        parts = list(normalizer)
-    if any(type(p).__name__ not in _LOCAL_NORMALIZERS for p in parts):
-        return False
-    if type(backend.pre_tokenizer).__name__ not in _LOCAL_PRE_TOKENIZERS:
-        return False
-    if type(backend.model).__name__ not in _WORD_MODELS:
-        return False
-    # A non-special added token is matched in the raw text before the pre-tokenizer, and could
-    # cover a chunk boundary; special ones are split like text here (encode_special_tokens).
-    return all(t.special for t in backend.get_added_tokens_decoder().values())
-
-
 @dataclass
 class Preparer:
     """Chunks, tokenizes and maps a group of documents: ``Preparer(...)(group)``.
@@ -167,7 +140,7 @@ class Preparer:
         texts = [text for _, text, _ in group]
         naive = self.method == "naive"
         if naive and self._reusable is None:
-            self._reusable = not self.prefix and _word_local(self.tokenizer)
+            self._reusable = not self.prefix and word_local(self.tokenizer)
         tokens = tokenize_documents(
             self.tokenizer, texts, self.prefix, words=naive and bool(self._reusable)
         )

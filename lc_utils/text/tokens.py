@@ -26,6 +26,7 @@ __all__ = [
     "tokenize_documents",
     "encode_texts",
     "backend_tokenizer",
+    "word_local",
     "token_offsets",
     "token_spans",
     "chunk_of_tokens",
@@ -118,6 +119,37 @@ def backend_tokenizer(tokenizer):
     return _backend_copy(tokenizer, raw.get_vocab_size(with_added_tokens=True))
 
 
+# The parts of a tokenizer under which the tokens of a stretch of text that starts and ends at word
+# boundaries are the same alone as inside the document: normalizers that act on one character at
+# a time, pre-tokenizers that cut at whitespace and punctuation, and a model run per word.
+_LOCAL_NORMALIZERS = {"BertNormalizer", "Lowercase", "NFD", "NFKD", "StripAccents"}
+_LOCAL_PRE_TOKENIZERS = {"BertPreTokenizer", "Whitespace", "WhitespaceSplit"}
+_WORD_MODELS = {"WordPiece"}
+
+
+def word_local(tokenizer) -> bool:
+    """Whether ``tokenizer`` tokenizes each whitespace- or punctuation-separated word on its
+    own (BERT's WordPiece layout: MiniLM, jina-embeddings-v2), so that a text cut at a space, or
+    a chunk that starts and ends on word boundaries, gets the tokens it has in context. Byte-level
+    BPE and SentencePiece tokenizers, which carry the space into the next token, do not."""
+    backend = backend_tokenizer(tokenizer)
+    if backend is None:
+        return False
+    normalizer = backend.normalizer
+    parts = [] if normalizer is None else [normalizer]
+    if type(normalizer).__name__ == "Sequence":
+        parts = list(normalizer)
+    if any(type(p).__name__ not in _LOCAL_NORMALIZERS for p in parts):
+        return False
+    if type(backend.pre_tokenizer).__name__ not in _LOCAL_PRE_TOKENIZERS:
+        return False
+    if type(backend.model).__name__ not in _WORD_MODELS:
+        return False
+    # A non-special added token is matched in the raw text before the pre-tokenizer, and could
+    # cover a cut; special ones are split like text here (encode_special_tokens).
+    return all(t.special for t in backend.get_added_tokens_decoder().values())
+
+
 def _check_fast(tokenizer) -> None:
     if not getattr(tokenizer, "is_fast", False):
         raise TypeError(
@@ -166,21 +198,71 @@ def tokenize_documents(
     _check_fast(tokenizer)
     for text in texts:
         check_encodable(text)
-    documents = []
-    for (ids, offsets, encoding), text in zip(
-        _encode(tokenizer, [prefix + t for t in texts]), texts, strict=True
-    ):
-        input_ids = np.asarray(ids, dtype=np.int32)
-        pairs = _offsets_array(offsets)
-        starts = _first_visible(prefix + text, pairs[:, 0], pairs[:, 1])
-        word_starts = None
-        if words:
-            word_starts = _word_starts(encoding, len(input_ids))
-        shift = np.int32(len(prefix))
-        documents.append(
-            TokenizedDocument(input_ids, starts - shift, pairs[:, 1] - shift, word_starts)
-        )
+    fulls = [prefix + t for t in texts]
+    long = [i for i, full in enumerate(fulls) if len(full) > BLOCK_CHARACTERS]
+    if long and not word_local(tokenizer):
+        long = []  # one call over the whole text: exact, but its memory grows with the text
+    short = [i for i in range(len(fulls)) if i not in set(long)]
+    documents: list[TokenizedDocument | None] = [None] * len(fulls)
+    for i, encoded in zip(short, _encode(tokenizer, [fulls[i] for i in short]), strict=True):
+        documents[i] = _document(fulls[i], [encoded], [0], words)
+    for i in long:
+        cuts = _block_cuts(fulls[i])
+        blocks = [fulls[i][a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+        encoded = []
+        for k in range(0, len(blocks), 4):  # a few blocks per call: bounded memory, few calls
+            encoded.extend(_encode(tokenizer, blocks[k : k + 4]))
+        documents[i] = _document(fulls[i], encoded, cuts[:-1], words)
+    shift = np.int32(len(prefix))
+    for document in documents:
+        document.starts -= shift
+        document.ends -= shift
     return documents
+
+
+# Texts longer than this are tokenized in blocks cut at a space or a line break (with a tokenizer
+# for which that is exact, ``word_local``), so the tokenizer's per-token Python objects never
+# exist for the whole of a long document at once: 1M tokens in one call held ~340-680 MiB.
+BLOCK_CHARACTERS = 1 << 17
+
+
+def _block_cuts(text: str) -> list[int]:
+    """Where to cut ``text`` into blocks of about ``BLOCK_CHARACTERS``: at a space or a newline
+    (a word boundary for any ``word_local`` tokenizer); a block without either is not cut."""
+    cuts, position = [0], 0
+    while len(text) - position > BLOCK_CHARACTERS:
+        target = position + BLOCK_CHARACTERS
+        cut = max(text.rfind(" ", position + 1, target), text.rfind("\n", position + 1, target))
+        if cut <= position:  # no break inside the block: look further on
+            spaces = [j for j in (text.find(" ", target), text.find("\n", target)) if j > 0]
+            if not spaces:
+                break
+            cut = min(spaces)
+        cuts.append(cut)
+        position = cut
+    cuts.append(len(text))
+    return cuts
+
+
+def _document(full: str, encoded: list, block_starts: list[int], words: bool) -> TokenizedDocument:
+    """One ``TokenizedDocument`` from the encodings of the blocks of ``full`` (one block for a
+    text tokenized whole), offsets shifted back to the whole text."""
+    ids, starts, ends, word_starts = [], [], [], []
+    for (block_ids, offsets, encoding), at in zip(encoded, block_starts, strict=True):
+        ids.append(np.asarray(block_ids, dtype=np.int32))
+        pairs = _offsets_array(offsets) + np.int32(at)
+        starts.append(pairs[:, 0])
+        ends.append(pairs[:, 1])
+        if words:
+            word_starts.append(_word_starts(encoding, len(ids[-1])))
+    input_ids = np.concatenate(ids) if len(ids) > 1 else ids[0]
+    ends_all = np.concatenate(ends) if len(ends) > 1 else ends[0]
+    starts_all = np.concatenate(starts) if len(starts) > 1 else starts[0]
+    starts_all = _first_visible(full, starts_all, ends_all)
+    flags = None
+    if words and all(w is not None for w in word_starts):
+        flags = np.concatenate(word_starts) if len(word_starts) > 1 else word_starts[0]
+    return TokenizedDocument(input_ids, starts_all, ends_all, flags)
 
 
 def _word_starts(encoding, n_tokens: int) -> np.ndarray | None:
