@@ -99,9 +99,7 @@ def worker(n_tokens: int, strategy: str, real_network: bool) -> dict:
     stages.append({"stage": "python, torch, lc_utils imported", "peak": _status("VmHWM")})
     model = stage("model loaded", lambda: lc.load_model(MODEL, verbose=False))
     if not real_network:
-        from bench_throughput import ZeroNetwork
-
-        model.model = ZeroNetwork(model.dim)
+        model.model = _common.ZeroNetwork(model.dim)
     text = stage("document built", lambda: build_document(model, n_tokens))
     pipeline_from = len(stages)
     result = stage(

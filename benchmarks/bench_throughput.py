@@ -143,24 +143,6 @@ def make_chunks(model, documents: dict, chunking: str) -> dict:
     return {d: lc.chunk_text(t, chunking) for d, t in documents.items()}
 
 
-class ZeroNetwork:
-    """Stands in for the network: final hidden states of zeros, from one reused buffer, so that
-    neither a forward pass nor the stub's own allocation is timed."""
-
-    def __init__(self, dim: int) -> None:
-        import torch
-
-        self.dim, self.buffer = dim, torch.zeros(0)
-
-    def __call__(self, input_ids, attention_mask):
-        import torch
-
-        size = input_ids.numel() * self.dim
-        if self.buffer.numel() < size:
-            self.buffer = torch.zeros(size)
-        return (self.buffer[:size].view(*input_ids.shape, self.dim),)
-
-
 HOST_GOALS = {  # path -> the most it may cost, as a multiple of the bare tokenizer's time
     "late, fixed-64": 1.2,
     "late, sentences": 2.0,
@@ -176,7 +158,7 @@ def host_main(args) -> int:
     model, topics = load(args)
     # Copies under new ids, so that a corpus holds enough groups of documents to share out.
     documents = {f"{d}/{r}": text for r in range(args.repeat) for d, text in topics.items()}
-    model.model = ZeroNetwork(model.dim)
+    model.model = _common.ZeroNetwork(model.dim)
     tokenizer = model.tokenizer
     texts = list(documents.values())
     n_tokens = sum(len(lc.tokenize_document(tokenizer, t).input_ids) for t in texts)
