@@ -120,10 +120,12 @@ def test_a_special_case_holding_whitespace_falls_back_to_spacy():
 
     nlp = spacy.blank("en")
     nlp.add_pipe("sentencizer")
-    # spaCy matches this special case across the space and makes one token of it, so no
-    # sentence starts after "Fig.": only spaCy itself knows that.
-    nlp.tokenizer.add_special_case("Fig. 2", [{ORTH: "Fig. 2"}])
     text = "See Fig. 2 for details. Done."
+    assert sentences.fast_sentence_spans(text, nlp=nlp) is not None
+    # spaCy matches this special case across the space and makes one token of it, so no
+    # sentence starts after "Fig.": only spaCy itself knows that. Added after the pipeline's
+    # first use, it must still be seen.
+    nlp.tokenizer.add_special_case("Fig. 2", [{ORTH: "Fig. 2"}])
     assert sentences.fast_sentence_spans(text, nlp=nlp) is None
     spans = sentences.sentence_spans(text, nlp=nlp)
     assert np.array_equal(spans, sentences.spacy_sentence_spans(text, nlp=nlp))
@@ -141,6 +143,22 @@ def test_a_pipeline_with_more_than_the_sentencizer_falls_back_to_spacy():
     text = "One sentence. Two sentences."
     assert sentences.fast_sentence_spans(text, nlp=nlp) is None
     assert sentences.sentence_spans(text, nlp=nlp).tolist() == [[0, 13], [14, 28]]
+
+
+def test_the_sentencizers_own_punct_chars_are_used():
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer", config={"punct_chars": [";", "|"]})
+    text = "One; two. Three | four;five ; (six) seven."
+    fast = sentences.fast_sentence_spans(text, nlp=nlp)
+    assert np.array_equal(fast, sentences.spacy_sentence_spans(text, nlp=nlp))
+    assert [text[s:e] for s, e in fast.tolist()] == [
+        "One;",
+        "two. Three |",
+        "four;five ; (six)",
+        "seven.",
+    ]
 
 
 def test_a_lone_surrogate_is_left_to_spacy():

@@ -32,9 +32,8 @@ not cover their runs), the fast path says so by returning ``None`` and ``sentenc
 spaCy on that document instead. For the default pipeline no input is known to need it.
 
 Spans are half-open character offsets ``(start, end)`` with surrounding whitespace stripped and
-empty sentences dropped, as ``chunk_sentences`` has always returned them.
-
-Introduced in notebook 01_chunking.
+empty sentences dropped, as ``chunk_sentences`` (which calls ``sentence_spans``) has always
+returned them.
 """
 
 from __future__ import annotations
@@ -73,7 +72,7 @@ def sentencizer():
     """spaCy's blank English pipeline with the rule-based ``sentencizer``, made once per process.
 
     spaCy is imported here, not at the top of the module, because it takes about a second to
-    import and only sentence chunking needs it. Introduced in notebook 01_chunking.
+    import and only sentence chunking needs it.
     """
     import spacy
 
@@ -100,7 +99,7 @@ def spacy_sentence_spans(text: str, *, nlp=None) -> np.ndarray:
     ``nlp`` defaults to ``sentencizer()``. spaCy runs once over the whole text (its
     ``max_length`` is raised to fit: the rule-based pipeline needs none of the memory the limit
     protects). Returns an int64 array of shape ``(n, 2)``: half-open character spans, stripped
-    of surrounding whitespace, empty sentences dropped. Introduced in notebook 01_chunking.
+    of surrounding whitespace, empty sentences dropped.
     """
     nlp = sentencizer() if nlp is None else nlp
     nlp.max_length = max(nlp.max_length, len(text) + 1)
@@ -165,7 +164,8 @@ class _Profile:
 
 
 @lru_cache(maxsize=8)
-def _profile(nlp, rules_id: int, rules_count: int) -> _Profile:
+def _profile(nlp, *pipeline_state) -> _Profile:
+    # pipeline_state only keys the cache: what of the pipeline can change after its first use.
     return _Profile(nlp)
 
 
@@ -227,13 +227,15 @@ def fast_sentence_spans(text: str, *, nlp=None) -> np.ndarray | None:
     decide a sentence start (see the module docstring). ``None`` means: a check failed (the
     pipeline is not the blank sentencizer, a special case holds whitespace, the text holds a
     lone surrogate, ...), run spaCy instead, as ``sentence_spans`` does. What the fast path
-    knows about a pipeline is worked out on first use; after changing its tokenizer's special
-    cases or ``punct_chars`` in place, call ``_profile.cache_clear()``. Returns an int64 array
-    of shape ``(n, 2)`` like the reference. Introduced in notebook 01_chunking.
+    knows about a pipeline (a class for every code point, the special cases' tokens) is worked
+    out on its first use, in about half a second, and again when its pipes, its ``punct_chars``
+    or its number of special cases change. Returns an int64 array of shape ``(n, 2)`` like the
+    reference.
     """
     nlp = sentencizer() if nlp is None else nlp
-    rules = nlp.tokenizer.rules if hasattr(nlp.tokenizer, "rules") else {}
-    profile = _profile(nlp, id(rules), len(rules))
+    rules = getattr(nlp.tokenizer, "rules", None) or {}
+    stops = nlp.get_pipe("sentencizer").punct_chars if "sentencizer" in nlp.pipe_names else ()
+    profile = _profile(nlp, tuple(nlp.pipe_names), frozenset(stops), id(rules), len(rules))
     if profile.problem:
         return None
     try:
@@ -357,8 +359,7 @@ def sentence_spans(text: str, *, splitter: str = "fast", nlp=None) -> np.ndarray
     a document it cannot vouch for; ``splitter="spacy"`` runs the reference,
     ``spacy_sentence_spans``, alone. Both give the same spans. ``nlp`` defaults to
     ``sentencizer()``. Returns an int64 array of shape ``(n, 2)``: half-open character spans
-    with surrounding whitespace stripped, empty sentences dropped. Introduced in notebook
-    01_chunking.
+    with surrounding whitespace stripped, empty sentences dropped.
     """
     if splitter not in SPLITTERS:
         raise ValueError(f"splitter={splitter!r}; expected one of {', '.join(SPLITTERS)}")
