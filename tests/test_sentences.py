@@ -108,6 +108,14 @@ def test_edge_cases_split_as_spacy_splits_them(text):
     assert_same_as_spacy(text)
 
 
+def test_a_full_memory_of_runs_is_emptied_without_losing_the_document(monkeypatch):
+    text = lc.datasets.load_pydoc_topics()["try"]
+    sentences.fast_sentence_spans(text)
+    # Every run of the document is known now; a memory this small must be emptied mid-document.
+    monkeypatch.setattr(sentences, "_MEMO_SIZE", 3)
+    assert_same_as_spacy(text + " A new run, then (another) one.")
+
+
 def test_empty_and_whitespace_text_have_no_sentences():
     for text in ("", " ", "\n \t\u00a0"):
         assert sentences.sentence_spans(text).shape == (0, 2)

@@ -203,8 +203,11 @@ def _summarise(kinds: list[int], offsets: list[int]) -> tuple:
     return entry, tuple(starts), after_stop, has_stop
 
 
-def _tokenize_new(profile: _Profile, pieces: list[str]) -> bool:
-    """Tokenize pieces not seen before in one spaCy call; False if the tokens do not fit."""
+def _tokenize_new(profile: _Profile, pieces: list[str]) -> dict[str, tuple] | None:
+    """Summaries of pieces not seen before, from one spaCy call; None if the tokens do not fit.
+
+    They are also kept in ``profile.memo``, which is emptied first if it would grow too large.
+    """
     joined = "\n".join(pieces)
     array = profile.tokenizer(joined).to_array(["IDX", "LENGTH", "ORTH", "IS_PUNCT", "IS_SPACE"])
     lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
@@ -214,23 +217,25 @@ def _tokenize_new(profile: _Profile, pieces: list[str]) -> bool:
     # The separators, and only they, must come back as whitespace tokens ("\n"), and every other
     # token must lie inside one piece.
     if space.sum() != len(pieces) - 1 or not np.all(length[space] == 1):
-        return False
+        return None
     if not np.array_equal(idx[space], piece_starts[1:] - 1):
-        return False
+        return None
     idx, length, orth, punct = idx[~space], length[~space], array[~space, 2], array[~space, 3]
     owner = np.searchsorted(piece_starts, idx, side="right") - 1
     if np.any(idx + length > piece_starts[owner] + lengths[owner]):
-        return False
+        return None
     kinds = np.where(np.isin(orth, profile.stop_ids), _STOP_TOKEN, punct.astype(np.int64))
     relative = idx - piece_starts[owner]
     bounds = np.searchsorted(owner, np.arange(len(pieces) + 1))
     kinds, relative, bounds = kinds.tolist(), relative.tolist(), bounds.tolist()
-    if len(profile.memo) + len(pieces) > _MEMO_SIZE:
+    learnt = {
+        piece: _summarise(kinds[bounds[i] : bounds[i + 1]], relative[bounds[i] : bounds[i + 1]])
+        for i, piece in enumerate(pieces)
+    }
+    if len(profile.memo) + len(learnt) > _MEMO_SIZE:
         profile.memo.clear()
-    for i, piece in enumerate(pieces):
-        first, last = bounds[i], bounds[i + 1]
-        profile.memo[piece] = _summarise(kinds[first:last], relative[first:last])
-    return True
+    profile.memo.update(learnt)
+    return learnt
 
 
 def fast_sentence_spans(text: str, *, nlp=None) -> np.ndarray | None:
@@ -324,11 +329,13 @@ def fast_sentence_spans(text: str, *, nlp=None) -> np.ndarray | None:
     last_runs = np.flatnonzero(hard & ~joined_after)
     piece_starts, piece_ends = run_starts[first_runs].tolist(), run_ends[last_runs].tolist()
     pieces = [text[s:e] for s, e in zip(piece_starts, piece_ends, strict=True)]
-    memo = profile.memo
-    new = list(dict.fromkeys(p for p in pieces if p not in memo))
-    if new and not _tokenize_new(profile, new):
-        return None
-    summaries = [memo[p] for p in pieces]
+    summaries = [profile.memo.get(p) for p in pieces]
+    new = list(dict.fromkeys(p for p, known in zip(pieces, summaries, strict=True) if not known))
+    if new:
+        learnt = _tokenize_new(profile, new)
+        if learnt is None:
+            return None
+        summaries = [known or learnt[p] for p, known in zip(pieces, summaries, strict=True)]
 
     starts = [0]
     entries, absorbers, sources = [], [], []
