@@ -316,6 +316,7 @@ def fast_sentence_spans(text: str, *, nlp=None) -> np.ndarray | None:
     index = np.arange(len(run_starts))
     last_source = np.maximum.accumulate(np.where(source, index, -1))
     last_source = np.r_[-1, last_source[:-1]]
+    # Plain runs (no stop, first character not punctuation) start with a word: never tokenized.
     plain = ~source & ~punct_first
     block = np.maximum(
         np.r_[-1, np.maximum.accumulate(np.where(plain, index, -1))[:-1]],
@@ -323,19 +324,18 @@ def fast_sentence_spans(text: str, *, nlp=None) -> np.ndarray | None:
     )
     needed = punct_first & ~source & (last_source >= 0) & (last_source >= block)
     hard = source | needed
-    plain = ~hard & ~punct_first
 
     first_runs = np.flatnonzero(hard & ~joined_before)
     last_runs = np.flatnonzero(hard & ~joined_after)
     piece_starts, piece_ends = run_starts[first_runs].tolist(), run_ends[last_runs].tolist()
     pieces = [text[s:e] for s, e in zip(piece_starts, piece_ends, strict=True)]
     summaries = [profile.memo.get(p) for p in pieces]
-    new = list(dict.fromkeys(p for p, known in zip(pieces, summaries, strict=True) if not known))
+    new = list(dict.fromkeys(p for p, s in zip(pieces, summaries, strict=True) if s is None))
     if new:
         learnt = _tokenize_new(profile, new)
         if learnt is None:
             return None
-        summaries = [known or learnt[p] for p, known in zip(pieces, summaries, strict=True)]
+        summaries = [learnt[p] if s is None else s for p, s in zip(pieces, summaries, strict=True)]
 
     starts = [0]
     entries, absorbers, sources = [], [], []
