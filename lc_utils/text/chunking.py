@@ -13,10 +13,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
+from .sentences import sentence_spans
+from .sentences import sentencizer as sentencizer
 from .tokens import check_encodable, token_offsets
 
 __all__ = [
@@ -87,39 +88,24 @@ def _chunks_from_spans(text: str, spans: Sequence[tuple[int, int]]) -> list[Chun
     return chunks
 
 
-@lru_cache(maxsize=1)
-def sentencizer():
-    """spaCy's blank English pipeline with the rule-based ``sentencizer``, made once per process.
+def chunk_sentences(
+    text: str, *, sentences_per_chunk: int = 1, splitter: str = "fast"
+) -> list[Chunk]:
+    """Sentences as spaCy's blank English pipeline with the rule-based ``sentencizer`` finds them.
 
-    spaCy is imported here, not at the top of the module, because it takes about a second to
-    import and only sentence chunking needs it.
-    """
-    import spacy
-
-    nlp = spacy.blank("en")
-    nlp.add_pipe("sentencizer")
-    return nlp
-
-
-def chunk_sentences(text: str, *, sentences_per_chunk: int = 1) -> list[Chunk]:
-    """Sentences from spaCy's blank English pipeline with the rule-based ``sentencizer``.
-
-    spaCy runs once over the whole text (its ``max_length`` is raised to fit), so no sentence is
-    ever cut by an arbitrary slice boundary. ``sentences_per_chunk`` groups n consecutive
-    sentences into one chunk. Returns chunks in order with exact character spans.
-    Introduced in notebook 01_chunking.
+    The whole text is split at once, so no sentence is ever cut by an arbitrary slice boundary.
+    ``splitter="fast"`` (the default) gives exactly spaCy's sentences while tokenizing only the
+    few runs of text that can decide a sentence start, and runs spaCy itself on a document it
+    cannot vouch for; ``splitter="spacy"`` runs spaCy alone, the reference (see
+    ``lc_utils.text.sentences``). ``sentences_per_chunk`` groups n consecutive sentences into
+    one chunk. Returns chunks in order with exact character spans. Introduced in notebook
+    01_chunking.
     """
     sentences_per_chunk = check_integer("sentences_per_chunk", sentences_per_chunk, minimum=1)
     check_encodable(text)
     if not text.strip():
         return []
-    nlp = sentencizer()
-    # The sentencizer is rule-based and cheap, so the usual 1M-character guard (which protects
-    # the parser and NER from running out of memory) does not apply to it.
-    nlp.max_length = max(nlp.max_length, len(text) + 1)
-    doc = nlp(text)
-    sentence_spans = [(s.start_char, s.end_char) for s in doc.sents]
-    sentence_chunks = _chunks_from_spans(text, sentence_spans)
+    sentence_chunks = _chunks_from_spans(text, sentence_spans(text, splitter=splitter).tolist())
     if sentences_per_chunk == 1:
         return sentence_chunks
     grouped = [
