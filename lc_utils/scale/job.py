@@ -37,15 +37,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from .. import store
 from ..corpus import METHODS, corpus_chunking, embed_corpus
-from ..corpus import chunker as corpus_chunker
-from ..late.pooling import prepare_document
+from ..late.prepare import Preparer
 from ..models.loading import load_model
 from ..models.model import EmbeddingModel
 from ..store.connection import is_lite
@@ -125,23 +123,28 @@ class ScaleStats:
         )
 
 
-def _chunk_batch(batch: dict, *, tokenizer, document_prefix, chunker, stored, target) -> dict:
+def _chunk_batch(batch: dict, *, preparer: Preparer, stored, target) -> dict:
     """Ray CPU task: chunk each document, map chunks to tokens, and decide what to embed.
 
     A document's status becomes ``"embed"``, ``"empty"`` (no text) or ``"stored"`` (its chunk
-    layout is already in Milvus for this model and method).
+    layout is already in Milvus for this model and method). The batch's texts are tokenized in
+    one call (``Preparer``), as ``embed_corpus`` does.
     """
-    # prepare_document reads only these two attributes of the model.
-    model = SimpleNamespace(tokenizer=tokenizer, document_prefix=document_prefix)
     out = {k: [] for k in ("doc_id", "text", "status", "starts", "ends", "tokens", "tokenless")}
     layouts = {}
-    for doc_id, text in zip(batch["doc_id"], batch["text"], strict=True):
+    rows = list(zip(batch["doc_id"], batch["text"], strict=True))
+    nonempty = [row for row, (_, text) in enumerate(rows) if text.strip()]
+    prepared = preparer([(*rows[row], None) for row in nonempty]) if nonempty else None
+    found = dict(zip(nonempty, prepared.documents if prepared else [], strict=True))
+    tokenless_of: dict[str, int] = {}
+    for doc_id, *_ in prepared.skipped if prepared else []:
+        tokenless_of[doc_id] = tokenless_of.get(doc_id, 0) + 1
+    for row, (doc_id, text) in enumerate(rows):
         starts, ends, n_tokens, tokenless = [], [], 0, 0
-        if text.strip():
-            tokens, spans, in_tokens = prepare_document(model, text, chunker(text), strict=False)
-            kept = in_tokens[:, 1] > in_tokens[:, 0]
-            starts, ends = spans[kept, 0].tolist(), spans[kept, 1].tolist()
-            n_tokens, tokenless = len(tokens), int((~kept).sum())
+        if row in found:
+            document = found[row]
+            starts, ends = document.spans[:, 0].tolist(), document.spans[:, 1].tolist()
+            n_tokens, tokenless = document.n_tokens, tokenless_of.get(doc_id, 0)
             layouts[doc_id] = fingerprint(
                 (i, a, b, stored_text(text[a:b]))
                 for i, (a, b) in enumerate(zip(starts, ends, strict=True))
@@ -432,7 +435,9 @@ def embed_to_milvus(
         stored = None
         if lite:
             stored = ray.put(stored_fingerprints(client, collection, method, model_name, label))
-        chunker = corpus_chunker(strategy, loaded.tokenizer, dict(chunk_options or {}))
+        preparer = Preparer(
+            loaded.tokenizer, loaded.document_prefix, strategy, dict(chunk_options or {}), "late"
+        )
         n_actors, resources, threads = _pool_shape(actors, gpus_per_actor)
         stats.actors = n_actors
         settings = {
@@ -444,8 +449,7 @@ def embed_to_milvus(
         chunked = blocks.map_batches(
             _chunk_batch,
             fn_kwargs={
-                "tokenizer": loaded.tokenizer, "document_prefix": loaded.document_prefix,
-                "chunker": chunker, "stored": stored, "target": target,
+                "preparer": preparer, "stored": stored, "target": target,
             },
             batch_size=documents_per_batch,
             batch_format="numpy",

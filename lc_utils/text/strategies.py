@@ -27,7 +27,9 @@ def chunk_text(text: str, strategy: str = "sentences", *, tokenizer=None, **opti
     """Split ``text`` into ordered, non-overlapping chunks with exact character spans.
 
     Strategies:
-      - ``"sentences"``: spaCy sentencizer over the whole text; option ``sentences_per_chunk``.
+      - ``"sentences"``: spaCy's sentencizer's sentences; options ``sentences_per_chunk`` and
+        ``splitter`` (``"fast"``, the default, gives spaCy's boundaries exactly at a fraction of
+        the cost; ``"spacy"`` runs spaCy's pipeline itself; see ``lc_utils.text.sentences``).
       - ``"fixed"``: ``chunk_size`` model tokens per chunk; needs ``tokenizer``.
       - ``"paragraphs"``: split on blank lines; option ``paragraphs_per_chunk``.
       - ``"semantic"``: runs of sentences split where neighbouring sentences are least alike;
@@ -81,7 +83,8 @@ def chunking_label(strategy: str, **options) -> str:
     if not isinstance(strategy, str) or strategy not in STRATEGIES:
         raise ValueError(f"unknown chunking strategy {strategy!r}; valid: {sorted(STRATEGIES)}")
     option = _SIZE_OPTIONS[strategy]
-    unknown = sorted(set(options) - {option})
+    # How sentences are found does not change them (``splitter``), so it is not in the name.
+    unknown = sorted(set(options) - {option} - ({"splitter"} if strategy == "sentences" else set()))
     if unknown:
         raise TypeError(f"chunking_label: options {unknown} are not valid for {strategy!r}")
     default = 64 if strategy == "fixed" else 1
