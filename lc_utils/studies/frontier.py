@@ -15,7 +15,7 @@ worse than the best:
   rotated, so that a slow spell of a shared machine falls on every setting alike);
 * ``frontier_table``: per setting, the mean metric at chunk and document level and its paired
   bootstrap difference from the best setting of that level;
-* ``measure_frontier``: all of the above for one corpus and its queries, in one call;
+* ``measure_frontier``: all of the above for one retrieval task, in one call;
 * ``choose_setting``: among the settings whose interval against the best reaches zero at every
   level of every table, the one computing the fewest tokens (then the least attention work).
 
@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ..corpus import embed_corpus
+from ..datasets.task import RetrievalTask
 from ..eval.metrics import LEVELS
 from ..eval.scoring import MethodComparison, evaluate_methods
 from ..eval.stats import paired_difference
@@ -344,12 +345,9 @@ def choose_setting(
 
 def measure_frontier(
     model: EmbeddingModel,
-    documents: Mapping[str, str],
-    queries: Mapping[str, str],
+    task: RetrievalTask,
     settings: Sequence[WindowSetting],
     *,
-    qrels_spans: Mapping,
-    qrels_doc: Mapping | None = None,
     strategy: str = "fixed",
     chunk_options: Mapping | None = None,
     baseline: str | None = None,
@@ -359,8 +357,9 @@ def measure_frontier(
     """The whole frontier on one corpus: chunk, embed naive, encode every setting, evaluate.
 
     Args:
-        model, documents, settings: as in ``encode_settings``.
-        queries: ``{query_id: text}``; qrels_spans / qrels_doc as in ``evaluate_methods``.
+        model, settings: as in ``encode_settings``.
+        task: the documents, queries and judgments (``qrels_spans``, ``qrels_doc``, as in
+            ``evaluate_methods``).
         strategy / chunk_options: the one chunking every setting and the naive baseline share
             (passed to ``embed_corpus``; default fixed chunks of 64 tokens).
         baseline: a setting label (e.g. the library default ``"512/127"``) whose seconds divide
@@ -370,6 +369,7 @@ def measure_frontier(
         ``(table, comparison)``: ``frontier_table`` of nDCG@10 at both levels, and the
         ``MethodComparison`` of ``"naive"`` and every setting label, for further differences.
     """
+    documents, queries = task.documents, task.queries
     options = dict(chunk_options or ({"chunk_size": 64} if strategy == "fixed" else {}))
     naive = embed_corpus(
         model, documents, method="naive", strategy=strategy, chunk_options=options, progress=False
@@ -382,8 +382,8 @@ def measure_frontier(
         query_ids,
         naive.records,
         {"naive": naive.vectors, **run.vectors},
-        qrels_spans=qrels_spans,
-        qrels_doc=qrels_doc,
+        qrels_spans=task.qrels_spans,
+        qrels_doc=task.qrels_doc,
     )
     table = frontier_table(comparison, run.costs, n_resamples=n_resamples, seed=seed)
     if baseline is not None:
