@@ -8,7 +8,7 @@ import pytest
 import lc_utils as lc
 from lc_utils import eval as ev
 
-from .test_metrics import evaluate_levels
+from .test_metrics import evaluate, evaluate_levels
 
 # ---------------------------------------------------------------------------------------------
 # Comparing methods: paired differences, evaluate_methods, pool_records, compare_naive_late
@@ -352,7 +352,7 @@ def test_evaluate_document_vectors_scores_whole_documents(tiny_model, study):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         vectors = lc.naive_chunking(tiny_model, list(documents.values()))
-    expected = lc.eval.metrics.evaluate(
+    expected = evaluate(
         lc.vectors.cosine_scores(query_vectors, vectors),
         qrels_doc,
         query_ids=list(queries),

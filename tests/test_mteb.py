@@ -97,8 +97,8 @@ def test_a_query_judged_only_at_grade_zero_counts_as_zero_in_mteb(tmp_path, tiny
     )
     doc_scores, doc_ids = lc.eval.document_scores(chunk_scores, search.chunk_doc_ids)
     options = dict(query_ids=query_ids, item_ids=doc_ids, k=10, metrics=["ndcg"])
-    skip = lc.eval.metrics.evaluate(doc_scores, qrels, **options)
-    zero = lc.eval.metrics.evaluate(doc_scores, qrels, no_relevant="zero", **options)
+    frame = lc.eval.evaluate_per_query(doc_scores, qrels, **options)
+    skip, zero = lc.eval.mean_metrics(frame), lc.eval.mean_metrics(frame, no_relevant="zero")
     assert (skip["num_queries"], zero["num_queries"]) == (4, 5)
     assert zero["ndcg@10"] == pytest.approx(scores["ndcg_at_10_unrounded"], abs=1e-12)
     assert skip["ndcg@10"] > zero["ndcg@10"]

@@ -38,7 +38,7 @@ class MethodComparison:
         qrels_chunk: ``{query_id: {chunk_key: grade}}``, the span judgments mapped to these
             chunks (``chunk_qrels``).
         qrels_doc: ``{query_id: {doc_id: grade}}`` used at document level.
-        results: ``{method: {"chunk": {...}, "document": {...}}}``, the means of ``evaluate``
+        results: ``{method: {"chunk": {...}, "document": {...}}}``, the means of ``mean_metrics``
             at both levels, ready for ``metrics.json``.
         per_query: ``{method: {"chunk": DataFrame, "document": DataFrame}}`` as from
             ``evaluate_per_query``; a query with no relevant item at a level has NaN metrics.
@@ -254,7 +254,7 @@ def evaluate_methods(
             keeping only documents that appear in ``records``: the right choice when ``records``
             covers part of a corpus on purpose (documents left out are then not counted as
             missed). Given explicitly, it must only judge documents in ``records``.
-        k, metrics: as in ``evaluate``.
+        k, metrics: as in ``evaluate_per_query``.
         min_overlap: characters a chunk must share with a span to be relevant.
     Returns:
         ``MethodComparison``. Queries without a relevant chunk (or document) are left out of
@@ -308,7 +308,7 @@ class DocumentVectorBaseline:
     """One vector per whole document (no chunking), scored at document level.
 
     Attributes:
-        results: ``evaluate``'s means (``{"ndcg@10": float, ..., "num_queries": int}``).
+        results: ``mean_metrics``' means (``{"ndcg@10": float, ..., "num_queries": int}``).
         per_query: ``evaluate_per_query``'s table, indexed by query id.
         token_coverage: share of the corpus tokens the vectors saw (the model truncates each
             document to one pass), in ``[0, 1]``.
