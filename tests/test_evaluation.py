@@ -390,3 +390,23 @@ def test_compare_window_plans_keeps_naive_and_late_and_adds_the_new_plan(tiny_mo
         ev.compare_window_plans(comparison, study, blind, query_vectors, name="late")
     with pytest.raises(ValueError, match="none of the 1 documents"):
         ev.compare_window_plans(comparison, study, {"zzz": blind["long"]}, query_vectors)
+
+
+def test_long_evaluation_calls_report_progress_to_the_runners_console(
+    tiny_model, study, capfd, monkeypatch
+):
+    from lc_utils import progress
+
+    monkeypatch.setattr(progress, "PROGRESS_EVERY_S", 0.0)  # echo every update
+    monkeypatch.setenv(progress.RUNNER_LABEL, "[6/11] 06_x")
+    chunkings = {
+        "sentences": {d: lc.chunk_text(t, "sentences") for d, t in study.documents.items()}
+    }
+    encoded = ev.encode_documents(tiny_model, study.documents, window=48, overlap=8)
+    ev.compare_chunkings(tiny_model, study, chunkings, encoded=encoded)
+    console = capfd.readouterr().out
+    assert "    [6/11] 06_x | encoding documents:" in console
+    assert "    [6/11] 06_x | naive chunking:" in console  # each chunking's naive run
+    ev.encode_documents(tiny_model, study.documents, window=48, overlap=8, progress=False)
+    ev.compare_chunkings(tiny_model, study, chunkings, encoded=encoded, progress=False)
+    assert capfd.readouterr().out == ""

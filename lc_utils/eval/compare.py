@@ -21,6 +21,7 @@ from ..corpus import embed_corpus
 from ..datasets.task import RetrievalTask
 from ..late.naive import embed_queries, naive_chunking
 from ..late.pooling import encode_document, pool_records
+from ..progress import progress_bar
 from ..text.tokens import tokenize_document
 from ..vectors import cosine_scores
 from .metrics import evaluate_per_query, mean_metrics
@@ -121,6 +122,7 @@ def encode_documents(
     window: int | None = None,
     overlap: int | None = None,
     batch_tokens: int | None = None,
+    progress: bool = True,
 ) -> dict:
     """Token embeddings of every document, once, for pooling any number of chunkings later.
 
@@ -129,16 +131,25 @@ def encode_documents(
         documents: ``{doc_id: text}``.
         window / overlap: the window plan for long documents (see ``late_chunking``).
         batch_tokens: padded tokens per forward batch.
+        progress: a bar over the documents, and a token bar inside a document of many windows,
+            both echoed to the runner's console (``lc_utils.progress``).
     Returns:
         ``{doc_id: DocumentEmbedding}`` in the order of ``documents``; feed it to
         ``compare_chunkings`` or ``pool_records``.
     """
-    return {
-        doc_id: encode_document(
-            model, text, window=window, overlap=overlap, batch_tokens=batch_tokens, progress=False
-        )
-        for doc_id, text in documents.items()
-    }
+    inner = None if progress else False  # encode_document shows a bar for many windows only
+    bar = progress_bar(len(documents), "encoding documents", "doc", disable=not progress)
+    encoded = {}
+    try:
+        for doc_id, text in documents.items():
+            encoded[doc_id] = encode_document(
+                model, text, window=window, overlap=overlap, batch_tokens=batch_tokens,
+                progress=inner,
+            )  # fmt: skip
+            bar.update(1)
+    finally:
+        bar.close()
+    return encoded
 
 
 def compare_chunkings(
@@ -151,6 +162,7 @@ def compare_chunkings(
     k: int | Sequence[int] = (1, 5, 10),
     batch_tokens: int | None = None,
     max_tokens: int | None = None,
+    progress: bool = True,
 ) -> dict[str, MethodComparison]:
     """``compare_naive_late`` for several chunkings of one corpus, on the same queries.
 
@@ -165,6 +177,8 @@ def compare_chunkings(
         encoded: ``{doc_id: DocumentEmbedding}``; ``None`` runs late chunking per chunking.
         query_vectors: float ``(len(task.queries), dim)`` in the order of ``task.queries``;
             ``None`` embeds the queries once.
+        progress: the bars of each chunking's runs (``compare_naive_late``), which the runner
+            echoes to its console.
     Returns:
         ``{label: MethodComparison}`` in the order of ``chunkings``.
     Introduced in notebook 06_chunking_strategies.
@@ -187,7 +201,7 @@ def compare_chunkings(
                 query_vectors=query_vectors,
                 k=k,
                 batch_tokens=batch_tokens,
-                progress=False,
+                progress=progress,
                 max_tokens=max_tokens,
             )
     return comparisons
@@ -200,6 +214,7 @@ def evaluate_document_vectors(
     *,
     k: int | Sequence[int] = (1, 5, 10),
     batch_tokens: int | None = None,
+    progress: bool = True,
 ) -> DocumentVectorBaseline:
     """The no-chunking baseline: embed each document whole, as the model's pooling does.
 
@@ -214,6 +229,8 @@ def evaluate_document_vectors(
         query_vectors: float ``(len(task.queries), dim)`` in the order of ``task.queries``;
             ``None`` embeds the queries.
         k, batch_tokens: cutoffs; padded tokens per forward batch.
+        progress: a token bar over the documents' passes when there are many, echoed to the
+            runner's console.
     Returns:
         ``DocumentVectorBaseline``.
     Introduced in notebook 06_chunking_strategies.
@@ -227,7 +244,10 @@ def evaluate_document_vectors(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=TRUNCATION_WARNING)
         vectors = naive_chunking(
-            model, [documents[d] for d in doc_ids], batch_tokens=batch_tokens, progress=False
+            model,
+            [documents[d] for d in doc_ids],
+            batch_tokens=batch_tokens,
+            progress=None if progress else False,  # None: a bar for more than a few passes
         )
     scores = cosine_scores(query_vectors, vectors)
     per_query = evaluate_per_query(

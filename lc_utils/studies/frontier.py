@@ -41,6 +41,7 @@ from ..late.naive import embed_queries
 from ..late.pooling import encode_document, pool_records
 from ..late.windows import plan_windows
 from ..models.model import EmbeddingModel
+from ..progress import progress_bar
 from ..text.tokens import tokenize_document
 
 __all__ = [
@@ -134,6 +135,7 @@ def encode_settings(
     settings: Sequence[WindowSetting],
     *,
     batch_tokens: int | None = None,
+    progress: bool = True,
 ) -> FrontierRun:
     """Late-pool the same chunk records under every window setting.
 
@@ -145,6 +147,8 @@ def encode_settings(
             and the naive baseline score the same chunks.
         settings: from ``window_settings``.
         batch_tokens: as in ``encode_document``.
+        progress: a bar over the documents, echoed to the runner's console; it moves between
+            documents, outside the timed passes.
     Returns:
         ``FrontierRun``. Each document is encoded once per distinct window plan and pooled at
         once, so memory holds one document's token embeddings at a time. A setting whose plan
@@ -167,6 +171,7 @@ def encode_settings(
     cost = {label: dict.fromkeys(("tokens_computed", "attention", "passes"), 0) for label in labels}
     seconds = dict.fromkeys(labels, 0.0)
     n_tokens = 0
+    bar = progress_bar(len(rows_of), "window settings", "doc", disable=not progress)
     for position, (doc_id, rows) in enumerate(rows_of.items()):
         doc_records = [records[r] for r in rows]
         n_doc = len(tokenize_document(model.tokenizer, documents[doc_id], model.document_prefix))
@@ -199,6 +204,8 @@ def encode_settings(
             cost[setting.label]["attention"] += int((lengths**2).sum())
             cost[setting.label]["passes"] += len(lengths)
         n_tokens += n_doc
+        bar.update(1)
+    bar.close()
     costs = pd.DataFrame(
         [
             {
@@ -353,6 +360,7 @@ def measure_frontier(
     baseline: str | None = None,
     n_resamples: int = 2000,
     seed: int = 0,
+    progress: bool = True,
 ) -> tuple[pd.DataFrame, MethodComparison]:
     """The whole frontier on one corpus: chunk, embed naive, encode every setting, evaluate.
 
@@ -365,6 +373,8 @@ def measure_frontier(
         baseline: a setting label (e.g. the library default ``"512/127"``) whose seconds divide
             every setting's into the column ``time_ratio``; ``None`` leaves the column out.
         n_resamples, seed: the paired bootstrap of ``frontier_table``.
+        progress: the bars of the naive run and of ``encode_settings``, echoed to the runner's
+            console.
     Returns:
         ``(table, comparison)``: ``frontier_table`` of nDCG@10 at both levels, and the
         ``MethodComparison`` of ``"naive"`` and every setting label, for further differences.
@@ -372,9 +382,14 @@ def measure_frontier(
     documents, queries = task.documents, task.queries
     options = dict(chunk_options or ({"chunk_size": 64} if strategy == "fixed" else {}))
     naive = embed_corpus(
-        model, documents, method="naive", strategy=strategy, chunk_options=options, progress=False
+        model,
+        documents,
+        method="naive",
+        strategy=strategy,
+        chunk_options=options,
+        progress=progress,
     )
-    run = encode_settings(model, documents, naive.records, settings)
+    run = encode_settings(model, documents, naive.records, settings, progress=progress)
     query_ids = list(queries)
     query_vectors = embed_queries(model, [queries[q] for q in query_ids], progress=False)
     comparison = evaluate_methods(

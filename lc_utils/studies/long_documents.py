@@ -26,6 +26,7 @@ from ..eval.scoring import MethodComparison
 from ..eval.stats import paired_difference
 from ..late.naive import embed_queries
 from ..models.model import EmbeddingModel
+from ..progress import progress_bar
 from ..text.strategies import chunk_text
 from ..vectors import cosine_scores
 
@@ -97,6 +98,7 @@ def evaluate_needles(
     chunk_options: Mapping | None = None,
     window: int | None = None,
     overlap: int | None = None,
+    progress: bool = True,
 ) -> NeedleResults:
     """Naive and late chunking on every pool of ``tasks``, on the same chunks.
 
@@ -106,6 +108,7 @@ def evaluate_needles(
         strategy / chunk_options: the chunking (``chunk_text``), by default fixed chunks of 64
             tokens; a ``"semantic"`` chunking gets ``model`` added to its options.
         window / overlap: late chunking's windows (default: the library's).
+        progress: a bar over the pools, echoed to the runner's console.
     Returns:
         ``NeedleResults``.
     """
@@ -115,7 +118,9 @@ def evaluate_needles(
     if strategy == "semantic":
         options.setdefault("model", model)
     rows, comparisons = [], {}
-    for kind, length in needle_pools(tasks):
+    pools = needle_pools(tasks)
+    bar = progress_bar(len(pools), "needle pools", "pool", disable=not progress)
+    for kind, length in pools:
         pool = select_needles(tasks, kinds=[kind], lengths=[length])
         chunks = {d: chunk_text(text, strategy, **options) for d, text in pool.documents.items()}
         comparison = compare_naive_late(
@@ -143,5 +148,7 @@ def evaluate_needles(
                 frame["ndcg@10"] = comparison.per_query[method][level]["ndcg@10"]
                 frame["relevant_cosine"] = pd.Series(best)
                 rows.append(frame)
+        bar.update(1)
+    bar.close()
     per_query = pd.concat(rows).rename_axis("query_id").reset_index()
     return NeedleResults(per_query, comparisons)
