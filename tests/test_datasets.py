@@ -50,18 +50,26 @@ def write_beir(root, *, qrels_test=None, qrels_dev=None):
 
 def test_load_beir_round_trip(tmp_path):
     root = write_beir(tmp_path / "toy", qrels_dev=[("q3", "d3", "1")])
-    data = ds.load_beir(root)
-    assert data.corpus == {
+    corpus, queries, qrels = ds.read_beir_folder(root)
+    assert corpus == {
         "d1": {"title": "Late chunking", "text": "Embed first, then pool."},
         "d2": {"title": "", "text": "Naive chunking embeds each chunk alone."},
         "d3": {"title": "", "text": "No title field at all."},
     }
-    assert data.queries == {"q1": "what is late chunking", "q2": "naive chunking"}
-    assert data.qrels == {"q1": {"d1": 2, "d2": 0}, "q2": {"d2": 1}}
-    assert data.split == "test" and data.path == root
-    assert data.documents()["d1"] == "Late chunking\n\nEmbed first, then pool."
-    assert data.documents()["d2"] == "Naive chunking embeds each chunk alone."
-    assert "documents=3" in repr(data) and "Embed" not in repr(data)
+    assert queries == {"q1": "what is late chunking", "q2": "naive chunking"}
+    assert qrels == {"q1": {"d1": 2, "d2": 0}, "q2": {"d2": 1}}
+    task = ds.load_beir(root)
+    assert isinstance(task, ds.RetrievalTask)
+    assert (task.name, task.source, task.queries) == ("toy", "folder", queries)
+    assert task.documents["d1"] == "Late chunking\n\nEmbed first, then pool."
+    assert task.documents["d2"] == "Naive chunking embeds each chunk alone."
+    assert (
+        ds.load_beir(root, separator=": ").documents["d1"]
+        == "Late chunking: Embed first, then pool."
+    )
+    # Grades <= 0 mean "not relevant": the task keeps the relevant documents only.
+    assert task.qrels_doc == {"q1": {"d1": 2}, "q2": {"d2": 1}}
+    assert "documents=3" in repr(task) and "Embed" not in repr(task)
 
     dev = ds.load_beir(root, split="dev")
     assert dev.queries == {"q3": "a query judged only in the dev split"}
@@ -74,16 +82,13 @@ def test_beir_data_runs_through_the_naive_late_comparison(tmp_path, tiny_model):
 
     root = write_beir(tmp_path / "toy", qrels_test=[("q1", "d1", "2"), ("q1", "d9", "1")])
     with pytest.warns(UserWarning, match="missing from"):
-        data = ds.load_beir(root)
-    spans = data.document_spans()
-    text = data.documents()["d1"]
+        task = ds.load_beir(root)
+    text = task.documents["d1"]
     # Only judged, relevant documents that the corpus holds become spans, over the whole text.
-    assert spans == {"q1": [("d1", 0, len(text), 2)]}
-    documents = data.documents()
-    chunks = {d: lc.chunk_text(t, "sentences") for d, t in documents.items()}
-    result = lc.eval.compare_naive_late(
-        tiny_model, documents, chunks, data.queries, qrels_spans=spans, progress=False
-    )
+    assert task.qrels_spans == {"q1": [("d1", 0, len(text), 2)]}
+    assert task.qrels_doc == {"q1": {"d1": 2}}
+    chunks = {d: lc.chunk_text(t, "sentences") for d, t in task.documents.items()}
+    result = lc.eval.compare_naive_late(tiny_model, task, chunks, progress=False)
     # One query, one relevant document: document-level recall@5 over 3 documents is 1.
     for method in ("naive", "late"):
         assert result.results[method]["document"]["recall@5"] == 1.0
@@ -121,8 +126,11 @@ def test_load_beir_malformed_lines_name_file_and_line(tmp_path):
 def test_load_beir_warns_on_judgments_of_missing_documents(tmp_path):
     root = write_beir(tmp_path / "toy", qrels_test=[("q1", "d1", "1"), ("q1", "gone", "1")])
     with pytest.warns(UserWarning, match="1 document id\\(s\\) missing"):
-        data = ds.load_beir(root)
-    assert data.qrels == {"q1": {"d1": 1, "gone": 1}}
+        _, _, qrels = ds.read_beir_folder(root)
+    assert qrels == {"q1": {"d1": 1, "gone": 1}}  # the files as they are
+    with pytest.warns(UserWarning, match="1 document id\\(s\\) missing"):
+        task = ds.load_beir(root)
+    assert task.qrels_doc == {"q1": {"d1": 1}}  # the task judges its own documents only
 
 
 def test_download_beir_fails_fast_when_unreachable(tmp_path):
@@ -297,12 +305,13 @@ def test_pydoc_judgments_map_onto_a_real_chunking(topics, built):
 def test_load_pydoc_task_is_the_two_calls_it_replaces():
     task = ds.load_pydoc_task(10, max_queries=20, seed=3)
     documents = ds.load_pydoc_topics(limit=10)
-    queries, qrels_doc, qrels_spans = ds.build_pydoc_queries(documents, seed=3, limit=20)
+    built = ds.build_pydoc_queries(documents, seed=3, limit=20)
+    assert task == built and (task.name, task.source) == ("pydoc", "pydoc")
     assert task.documents == documents and list(task.documents) == sorted(documents)
-    assert (task.queries, task.qrels_doc, task.qrels_spans) == (queries, qrels_doc, qrels_spans)
-    assert task.query_ids == list(queries)
-    kinds = Counter(ds.query_kind(q) for q in queries)
-    assert task.query_kinds() == {k: kinds[k] for k in ds.QUERY_KINDS if kinds[k]}
+    assert task.query_ids == list(built.queries)
+    kinds = Counter(ds.query_kind(q) for q in built.queries)
+    expected = {k: kinds[k] for k in ds.QUERY_KINDS if kinds[k]}
+    assert ds.count_query_kinds(task.queries) == expected
     assert len(ds.load_pydoc_task(0, max_queries=5).documents) == len(ds.load_pydoc_topics())
     with pytest.raises(ValueError, match="n_documents=-1"):
         ds.load_pydoc_task(-1)
@@ -347,3 +356,20 @@ def test_query_name_and_spelled_names(built):
     assert ds.spells_query_name("section:x:finally-clause", "The finally Clause:")
     assert not ds.spells_query_name("title:x:try", "retry it")
     assert not ds.spells_query_name("entry:x:str.center", "Return a centered string.")
+
+
+def test_a_task_derives_document_judgments_and_takes_subsets():
+    documents = {"a": "alpha text", "b": "beta text", "c": "gamma text"}
+    queries = {"q1": "alpha", "q2": "beta or gamma"}
+    spans = {"q1": [("a", 0, 5)], "q2": [("b", 0, 4, 2), ("c", 0, 5), ("c", 6, 10, 0)]}
+    task = ds.RetrievalTask(documents, queries, spans, name="toy")
+    assert task.qrels_doc == {"q1": {"a": 1}, "q2": {"b": 2, "c": 1}}
+    part = task.subset(doc_ids=["c", "a"])
+    assert list(part.documents) == ["a", "c"] and part.queries == queries
+    assert part.qrels_spans == {"q1": [("a", 0, 5)], "q2": [("c", 0, 5), ("c", 6, 10, 0)]}
+    assert part.qrels_doc == {"q1": {"a": 1}, "q2": {"c": 1}}
+    assert task.subset(query_ids=["q2"], doc_ids=["a"]).qrels_doc == {"q2": {}}
+    with pytest.raises(KeyError, match="no document 'z'"):
+        task.subset(doc_ids=["z"])
+    with pytest.raises(ValueError, match="not in queries"):
+        ds.RetrievalTask(documents, {"q1": "alpha"}, spans)

@@ -8,7 +8,7 @@ import pytest
 import lc_utils as lc
 from lc_utils import eval as ev
 
-from .test_metrics import evaluate_levels
+from .test_metrics import evaluate, evaluate_levels
 
 # ---------------------------------------------------------------------------------------------
 # Comparing methods: paired differences, evaluate_methods, pool_records, compare_naive_late
@@ -69,17 +69,17 @@ def test_evaluate_methods_matches_evaluate_levels():
         queries, ["q", "r"], records, {"good": good, "bad": bad}, qrels_spans=spans, k=(1, 2)
     )
     assert comparison.methods == ["good", "bad"]
-    assert comparison.chunk_qrels == {"q": {"d1#1": 1}, "r": {"d2#0": 1}}
+    assert comparison.qrels_chunk == {"q": {"d1#1": 1}, "r": {"d2#0": 1}}
     # d3 holds a span but no chunk: documents outside the records are not judged.
-    assert comparison.doc_qrels == {"q": {"d1": 1}, "r": {"d2": 1}}
+    assert comparison.qrels_doc == {"q": {"d1": 1}, "r": {"d2": 1}}
     for method, vectors in (("good", good), ("bad", bad)):
         expected = evaluate_levels(
             lc.vectors.cosine_scores(queries, vectors),
             query_ids=["q", "r"],
             chunk_keys=["d1#0", "d1#1", "d2#0", "d2#1"],
             chunk_doc_ids=["d1", "d1", "d2", "d2"],
-            chunk_qrels=comparison.chunk_qrels,
-            doc_qrels=comparison.doc_qrels,
+            chunk_qrels=comparison.qrels_chunk,
+            doc_qrels=comparison.qrels_doc,
             k=(1, 2),
         )
         assert comparison.results[method] == expected
@@ -150,25 +150,15 @@ def test_compare_naive_late_with_and_without_encoded(tiny_model):
     first = LONG_TEXT.index("Sentence 3 ")
     spans = {"q3": [("long", first, first + 40)], "q9": [("other", 0, 10)]}
     queries = {"q3": "topic 3", "q9": "different topic"}
-    direct = ev.compare_naive_late(
-        tiny_model,
-        documents,
-        chunks,
-        queries,
-        qrels_spans=spans,
-        window=48,
-        overlap=8,
-        progress=False,
-    )
+    task = lc.datasets.RetrievalTask(documents, queries, spans)
+    direct = ev.compare_naive_late(tiny_model, task, chunks, window=48, overlap=8, progress=False)
     encoded = {
         d: lc.encode_document(tiny_model, t, window=48, overlap=8) for d, t in documents.items()
     }
     reused = ev.compare_naive_late(
         tiny_model,
-        documents,
+        task,
         chunks,
-        queries,
-        qrels_spans=spans,
         encoded=encoded,
         query_vectors=lc.embed_queries(tiny_model, list(queries.values())),
         progress=False,
@@ -180,18 +170,10 @@ def test_compare_naive_late_with_and_without_encoded(tiny_model):
             for name, value in direct.results[method][level].items():
                 assert reused.results[method][level][name] == pytest.approx(value, abs=1e-6)
     with pytest.raises(ValueError, match="already fixed"):
-        ev.compare_naive_late(
-            tiny_model, documents, chunks, queries, qrels_spans=spans, encoded=encoded, window=48
-        )
+        ev.compare_naive_late(tiny_model, task, chunks, encoded=encoded, window=48)
     with pytest.raises(ValueError, match="query_vectors has 1 rows for 2 queries"):
         ev.compare_naive_late(
-            tiny_model,
-            documents,
-            chunks,
-            queries,
-            qrels_spans=spans,
-            encoded=encoded,
-            query_vectors=np.ones((1, tiny_model.dim)),
+            tiny_model, task, chunks, encoded=encoded, query_vectors=np.ones((1, tiny_model.dim))
         )
 
 
@@ -307,11 +289,11 @@ def study(tiny_model):
     first = LONG_TEXT.index("Sentence 3 ")
     spans = {"q3": [("long", first, first + 40)], "q9": [("other", 0, 10)]}
     queries = {"q3": "topic 3", "q9": "different topic"}
-    return documents, spans, queries
+    return lc.datasets.RetrievalTask(documents, queries, spans)
 
 
 def test_compare_chunkings_equals_one_compare_naive_late_each(tiny_model, study):
-    documents, spans, queries = study
+    documents = study.documents
     chunkings = {
         "sentences": {d: lc.chunk_text(t, "sentences") for d, t in documents.items()},
         "fixed-8": {
@@ -321,20 +303,10 @@ def test_compare_chunkings_equals_one_compare_naive_late_each(tiny_model, study)
     }
     encoded = ev.encode_documents(tiny_model, documents, window=48, overlap=8)
     assert list(encoded) == list(documents) and len(encoded["long"].plan.windows) > 5
-    comparisons = ev.compare_chunkings(
-        tiny_model, documents, chunkings, queries, qrels_spans=spans, encoded=encoded
-    )
+    comparisons = ev.compare_chunkings(tiny_model, study, chunkings, encoded=encoded)
     assert list(comparisons) == ["sentences", "fixed-8"]
     for label, chunks in chunkings.items():
-        alone = ev.compare_naive_late(
-            tiny_model,
-            documents,
-            chunks,
-            queries,
-            qrels_spans=spans,
-            encoded=encoded,
-            progress=False,
-        )
+        alone = ev.compare_naive_late(tiny_model, study, chunks, encoded=encoded, progress=False)
         assert comparisons[label].results == alone.results
     lengths = lc.show.chunk_lengths(tiny_model, comparisons)
     assert list(lengths.index) == ["sentences", "fixed-8"]
@@ -342,22 +314,20 @@ def test_compare_chunkings_equals_one_compare_naive_late_each(tiny_model, study)
     assert lengths.loc["fixed-8", "n_chunks"] == len(comparisons["fixed-8"].records)
     assert lengths.loc["sentences", "truncated_by_naive"] == 0
     with pytest.raises(ValueError, match="chunkings is empty"):
-        ev.compare_chunkings(tiny_model, documents, {}, queries, qrels_spans=spans)
+        ev.compare_chunkings(tiny_model, study, {})
 
 
 def test_max_tokens_reaches_naive_chunking_only(tiny_model, study):
-    documents, spans, queries = study
+    documents = study.documents
     chunks = {
         d: lc.chunk_text(t, "fixed", tokenizer=tiny_model.tokenizer, chunk_size=40)
         for d, t in documents.items()
     }
     encoded = ev.encode_documents(tiny_model, documents, window=48, overlap=8)
-    compare = dict(qrels_spans=spans, encoded=encoded, progress=False)
+    compare = dict(encoded=encoded, progress=False)
     with pytest.warns(UserWarning, match="truncated"):
-        cut = ev.compare_naive_late(
-            tiny_model, documents, chunks, queries, max_tokens=12, **compare
-        )
-    whole = ev.compare_naive_late(tiny_model, documents, chunks, queries, **compare)
+        cut = ev.compare_naive_late(tiny_model, study, chunks, max_tokens=12, **compare)
+    whole = ev.compare_naive_late(tiny_model, study, chunks, **compare)
     # Each naive vector is that of its chunk's first 10 tokens; late vectors are untouched.
     texts = [record["text"] for record in cut.records]
     expected = lc.naive_chunking(tiny_model, texts, max_tokens=12, progress=False)
@@ -365,25 +335,24 @@ def test_max_tokens_reaches_naive_chunking_only(tiny_model, study):
     assert not np.allclose(cut.vectors["naive"], whole.vectors["naive"], atol=1e-3)
     np.testing.assert_array_equal(cut.vectors["late"], whole.vectors["late"])
     several = ev.compare_chunkings(
-        tiny_model, documents, {"fixed-40": chunks}, queries, qrels_spans=spans,
-        encoded=encoded, max_tokens=12,
-    )  # fmt: skip
+        tiny_model, study, {"fixed-40": chunks}, encoded=encoded, max_tokens=12
+    )
     np.testing.assert_array_equal(several["fixed-40"].vectors["naive"], cut.vectors["naive"])
 
 
 def test_evaluate_document_vectors_scores_whole_documents(tiny_model, study):
-    documents, spans, queries = study
+    documents, queries = study.documents, study.queries
     query_vectors = lc.embed_queries(tiny_model, list(queries.values()))
     qrels_doc = {"q3": {"long": 1}, "q9": {"other": 1}}
-    baseline = ev.evaluate_document_vectors(
-        tiny_model, documents, list(queries), query_vectors, qrels_doc
-    )
+    assert study.qrels_doc == qrels_doc  # derived from the spans
+    baseline = ev.evaluate_document_vectors(tiny_model, study, query_vectors)
+    assert ev.evaluate_document_vectors(tiny_model, study).results == baseline.results
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         vectors = lc.naive_chunking(tiny_model, list(documents.values()))
-    expected = lc.eval.metrics.evaluate(
+    expected = evaluate(
         lc.vectors.cosine_scores(query_vectors, vectors),
         qrels_doc,
         query_ids=list(queries),
@@ -398,24 +367,15 @@ def test_evaluate_document_vectors_scores_whole_documents(tiny_model, study):
 
 
 def test_compare_window_plans_keeps_naive_and_late_and_adds_the_new_plan(tiny_model, study):
-    documents, spans, queries = study
+    documents, queries = study.documents, study.queries
     chunks = {d: lc.chunk_text(t, "sentences") for d, t in documents.items()}
     encoded = ev.encode_documents(tiny_model, documents, window=48, overlap=8)
     query_vectors = lc.embed_queries(tiny_model, list(queries.values()))
     comparison = ev.compare_naive_late(
-        tiny_model,
-        documents,
-        chunks,
-        queries,
-        qrels_spans=spans,
-        encoded=encoded,
-        query_vectors=query_vectors,
-        progress=False,
+        tiny_model, study, chunks, encoded=encoded, query_vectors=query_vectors, progress=False
     )
     blind = ev.encode_documents(tiny_model, {"long": LONG_TEXT}, window=48, overlap=0)
-    plans = ev.compare_window_plans(
-        comparison, blind, query_vectors, qrels_spans=spans, name="no overlap"
-    )
+    plans = ev.compare_window_plans(comparison, study, blind, query_vectors, name="no overlap")
     assert plans.methods == ["naive", "late", "no overlap"]
     assert {r["doc_id"] for r in plans.records} == {"long"}
     rows = [i for i, r in enumerate(comparison.records) if r["doc_id"] == "long"]
@@ -425,10 +385,28 @@ def test_compare_window_plans_keeps_naive_and_late_and_adds_the_new_plan(tiny_mo
     )
     # Another window plan really moves the vectors of a long document.
     assert lc.vectors.row_cosine(plans.vectors["late"], plans.vectors["no overlap"]).min() < 0.999
-    assert plans.doc_qrels == {"q3": {"long": 1}, "q9": {}}
+    assert plans.qrels_doc == {"q3": {"long": 1}, "q9": {}}
     with pytest.raises(ValueError, match="is taken"):
-        ev.compare_window_plans(comparison, blind, query_vectors, qrels_spans=spans, name="late")
+        ev.compare_window_plans(comparison, study, blind, query_vectors, name="late")
     with pytest.raises(ValueError, match="none of the 1 documents"):
-        ev.compare_window_plans(
-            comparison, {"zzz": blind["long"]}, query_vectors, qrels_spans=spans
-        )
+        ev.compare_window_plans(comparison, study, {"zzz": blind["long"]}, query_vectors)
+
+
+def test_long_evaluation_calls_report_progress_to_the_runners_console(
+    tiny_model, study, capfd, monkeypatch
+):
+    from lc_utils import progress
+
+    monkeypatch.setattr(progress, "PROGRESS_EVERY_S", 0.0)  # echo every update
+    monkeypatch.setenv(progress.RUNNER_LABEL, "[6/11] 06_x")
+    chunkings = {
+        "sentences": {d: lc.chunk_text(t, "sentences") for d, t in study.documents.items()}
+    }
+    encoded = ev.encode_documents(tiny_model, study.documents, window=48, overlap=8)
+    ev.compare_chunkings(tiny_model, study, chunkings, encoded=encoded)
+    console = capfd.readouterr().out
+    assert "    [6/11] 06_x | encoding documents:" in console
+    assert "    [6/11] 06_x | naive chunking:" in console  # each chunking's naive run
+    ev.encode_documents(tiny_model, study.documents, window=48, overlap=8, progress=False)
+    ev.compare_chunkings(tiny_model, study, chunkings, encoded=encoded, progress=False)
+    assert capfd.readouterr().out == ""

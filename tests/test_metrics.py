@@ -12,15 +12,35 @@ from sklearn.metrics import average_precision_score, ndcg_score
 from lc_utils.eval import metrics as ev
 
 
+def evaluate(scores, qrels, *, no_relevant="skip", **options):
+    """The means over queries through the public path: the per-query table, then its means."""
+    return ev.mean_metrics(ev.evaluate_per_query(scores, qrels, **options), no_relevant)
+
+
+def per_query(metric, scores, relevance, k=None, *, gain="linear"):
+    """One metric of each query through the public path, from a grade matrix like ``scores``."""
+    relevance = np.asarray(relevance)
+    qrels = {q: {i: int(g) for i, g in enumerate(row) if g > 0} for q, row in enumerate(relevance)}
+    n_queries, n_items = relevance.shape
+    frame = ev.evaluate_per_query(
+        scores,
+        qrels,
+        query_ids=list(range(n_queries)),
+        item_ids=list(range(n_items)),
+        k=k or 1,
+        metrics=[metric],
+        gain=gain,
+    )
+    return frame[f"{metric}@{k}" if k else metric].to_numpy()
+
+
 def evaluate_levels(
     chunk_scores, *, query_ids, chunk_keys, chunk_doc_ids, chunk_qrels, doc_qrels, k=(1, 5, 10)
 ):
     """Both levels through the public path: chunk columns, then best chunk per document."""
-    chunk_level = ev.evaluate(
-        chunk_scores, chunk_qrels, query_ids=query_ids, item_ids=chunk_keys, k=k
-    )
+    chunk_level = evaluate(chunk_scores, chunk_qrels, query_ids=query_ids, item_ids=chunk_keys, k=k)
     doc_scores, doc_ids = ev.document_scores(chunk_scores, chunk_doc_ids)
-    doc_level = ev.evaluate(doc_scores, doc_qrels, query_ids=query_ids, item_ids=doc_ids, k=k)
+    doc_level = evaluate(doc_scores, doc_qrels, query_ids=query_ids, item_ids=doc_ids, k=k)
     return {"chunk": chunk_level, "document": doc_level}
 
 
@@ -39,7 +59,7 @@ def _log2(rank):
 def test_perfect_ranking_scores_one_everywhere():
     scores = np.array([[5.0, 4.0, 3.0, 2.0, 1.0]])
     qrels = {"q": {"a": 2, "b": 1}}
-    result = ev.evaluate(scores, qrels, query_ids=["q"], item_ids=ITEMS, k=(2, 5))
+    result = evaluate(scores, qrels, query_ids=["q"], item_ids=ITEMS, k=(2, 5))
     assert result["ndcg@2"] == pytest.approx(1.0)
     assert result["ndcg@5"] == pytest.approx(1.0)
     assert result["recall@2"] == pytest.approx(1.0)
@@ -52,9 +72,7 @@ def test_reversed_ranking_has_known_values():
     # Relevant a and b rank last (positions 5 and 4) when the order is reversed.
     scores = np.array([[1.0, 2.0, 3.0, 4.0, 5.0]])
     qrels = {"q": {"a": 1, "b": 1}}
-    result = ev.evaluate(
-        scores, qrels, query_ids=["q"], item_ids=ITEMS, k=(3, 5), metrics=ev.METRICS
-    )
+    result = evaluate(scores, qrels, query_ids=["q"], item_ids=ITEMS, k=(3, 5), metrics=ev.METRICS)
     ideal = _log2(1) + _log2(2)
     assert result["ndcg@3"] == 0.0
     assert result["ndcg@5"] == pytest.approx((_log2(4) + _log2(5)) / ideal)
@@ -74,11 +92,11 @@ def test_graded_ndcg_known_value():
     qrels = {"q": {"a": 3, "b": 1, "d": 2, "e": 0}}
     dcg = 3 * _log2(2) + 1 * _log2(3) + 2 * _log2(4)
     ideal = 3 * _log2(1) + 2 * _log2(2) + 1 * _log2(3)
-    value = ev.ndcg_at_k(scores, ev.relevance_matrix(qrels, ["q"], ITEMS)[0], 5)
+    value = per_query("ndcg", scores, ev.relevance_matrix(qrels, ["q"], ITEMS)[0], 5)
     assert value[0] == pytest.approx(dcg / ideal)
     exp_dcg = 7 * _log2(2) + 1 * _log2(3) + 3 * _log2(4)
     exp_ideal = 7 * _log2(1) + 3 * _log2(2) + 1 * _log2(3)
-    exponential = ev.evaluate(
+    exponential = evaluate(
         scores, qrels, query_ids=["q"], item_ids=ITEMS, k=5, metrics=["ndcg"], gain="exponential"
     )
     assert exponential["ndcg@5"] == pytest.approx(exp_dcg / exp_ideal)
@@ -87,25 +105,27 @@ def test_graded_ndcg_known_value():
 def test_ndcg_at_k_ideal_uses_the_best_k_grades():
     # Top-1 holds grade 1 while a grade-2 item exists: nDCG@1 = 1/2.
     scores = np.array([[0.9, 0.1]])
-    assert ev.ndcg_at_k(scores, np.array([[1, 2]]), 1)[0] == pytest.approx(0.5)
+    assert per_query("ndcg", scores, np.array([[1, 2]]), 1)[0] == pytest.approx(0.5)
 
 
 def test_ties_are_broken_by_item_order():
     scores = np.array([[1.0, 1.0, 1.0]])
     relevance = np.array([[0, 0, 1]])
-    np.testing.assert_array_equal(ev.rank_items(scores), [[0, 1, 2]])
-    assert ev.reciprocal_rank(scores, relevance)[0] == pytest.approx(1 / 3)
+    assert per_query("mrr", scores, relevance)[0] == pytest.approx(1 / 3)
     # Moving the relevant item to the first column flips the outcome: documented behaviour.
-    assert ev.reciprocal_rank(scores, relevance[:, ::-1])[0] == 1.0
-    np.testing.assert_array_equal(ev.rank_items(np.array([[0.5, 2.0, 0.5, 2.0]])), [[1, 3, 0, 2]])
+    assert per_query("mrr", scores, relevance[:, ::-1])[0] == 1.0
+    # Ranked 1, 3, 0, 2: each tie keeps its column order.
+    scores = np.array([[0.5, 2.0, 0.5, 2.0]])
+    ranks = [1 / per_query("mrr", scores, np.eye(4, dtype=int)[[i]])[0] for i in range(4)]
+    assert ranks == pytest.approx([3, 1, 4, 2])
 
 
 def test_minus_infinity_ranks_last_and_cutoff_beyond_items_is_fine():
     scores = np.array([[-np.inf, 0.0, 1.0]])
     relevance = np.array([[1, 0, 0]])
-    assert ev.reciprocal_rank(scores, relevance)[0] == pytest.approx(1 / 3)
-    assert ev.recall_at_k(scores, relevance, 10)[0] == 1.0
-    assert ev.precision_at_k(scores, relevance, 10)[0] == pytest.approx(0.1)
+    assert per_query("mrr", scores, relevance)[0] == pytest.approx(1 / 3)
+    assert per_query("recall", scores, relevance, 10)[0] == 1.0
+    assert per_query("precision", scores, relevance, 10)[0] == pytest.approx(0.1)
 
 
 def test_per_query_values_and_mean():
@@ -115,7 +135,7 @@ def test_per_query_values_and_mean():
     assert list(frame.index) == ["q1", "q2"]
     assert frame.loc["q1", "mrr"] == 1.0 and frame.loc["q2", "mrr"] == pytest.approx(1 / 3)
     assert list(frame["num_relevant"]) == [1, 1]
-    means = ev.evaluate(scores, qrels, query_ids=["q1", "q2"], item_ids=["x", "y", "z"])
+    means = evaluate(scores, qrels, query_ids=["q1", "q2"], item_ids=["x", "y", "z"])
     assert means["mrr"] == pytest.approx((1 + 1 / 3) / 2)
     assert set(means) >= {"ndcg@1", "ndcg@5", "ndcg@10", "recall@10", "mrr@10", "map@10"}
 
@@ -138,11 +158,11 @@ def test_ndcg_and_ap_match_sklearn(seed, n_items, n_queries):
     grades = rng.integers(0, 4, size=(n_queries, n_items))
     grades[:, 0] = np.maximum(grades[:, 0], 1)  # every query has a relevant item
     for k in (1, 3, n_items):
-        ours = ev.ndcg_at_k(scores, grades, k)
+        ours = per_query("ndcg", scores, grades, k)
         reference = [ndcg_score(grades[[q]], scores[[q]], k=k) for q in range(n_queries)]
         np.testing.assert_allclose(ours, reference, rtol=1e-9)
     binary = (grades > 0).astype(int)
-    ours = ev.average_precision(scores, binary)
+    ours = per_query("map", scores, binary)
     reference = [average_precision_score(binary[q], scores[q]) for q in range(n_queries)]
     np.testing.assert_allclose(ours, reference, rtol=1e-9)
 
@@ -156,39 +176,39 @@ def test_queries_without_relevant_items_are_skipped_by_default():
     scores = np.array([[2.0, 1.0], [2.0, 1.0], [2.0, 1.0]])
     qrels = {"q1": {"x": 1}, "q2": {"x": 0}}  # q2 judged but nothing relevant; q3 not judged
     ids = dict(query_ids=["q1", "q2", "q3"], item_ids=["x", "y"])
-    result = ev.evaluate(scores, qrels, **ids)
+    result = evaluate(scores, qrels, **ids)
     assert result["mrr"] == 1.0
     assert result["num_queries"] == 1 and result["num_queries_without_relevant"] == 2
-    zero = ev.evaluate(scores, qrels, **ids, no_relevant="zero")
+    zero = evaluate(scores, qrels, **ids, no_relevant="zero")
     assert zero["mrr"] == pytest.approx(1 / 3) and zero["num_queries"] == 3
     with pytest.raises(ValueError, match="query 'q2' has no relevant item"):
-        ev.evaluate(scores, qrels, **ids, no_relevant="error")
+        evaluate(scores, qrels, **ids, no_relevant="error")
     frame = ev.evaluate_per_query(scores, qrels, **ids)
     assert np.isnan(frame.loc["q2", "ndcg@10"]) and frame.loc["q2", "num_relevant"] == 0
 
 
 def test_no_query_with_relevant_items_is_an_error():
     with pytest.raises(ValueError, match="none of the 1 queries has a relevant item"):
-        ev.evaluate(np.ones((1, 2)), {"q": {"x": 0}}, query_ids=["q"], item_ids=["x", "y"])
+        evaluate(np.ones((1, 2)), {"q": {"x": 0}}, query_ids=["q"], item_ids=["x", "y"])
 
 
 def test_unknown_items_error_by_default_and_hint_at_types():
     scores = np.array([[2.0, 1.0]])
     with pytest.raises(KeyError, match="judges item 'z', which is not in item_ids"):
-        ev.evaluate(scores, {"q": {"x": 1, "z": 1}}, query_ids=["q"], item_ids=["x", "y"])
+        evaluate(scores, {"q": {"x": 1, "z": 1}}, query_ids=["q"], item_ids=["x", "y"])
     with pytest.raises(KeyError, match="type str, the ids have 1 of type int"):
-        ev.evaluate(scores, {"q": {"1": 1}}, query_ids=["q"], item_ids=[1, 2])
+        evaluate(scores, {"q": {"1": 1}}, query_ids=["q"], item_ids=[1, 2])
 
 
 def test_unknown_items_drop_or_count():
     scores = np.array([[2.0, 1.0]])
     qrels = {"q": {"x": 1, "z": 1}}
     with pytest.warns(UserWarning, match="1 judgment"):
-        dropped = ev.evaluate(
+        dropped = evaluate(
             scores, qrels, query_ids=["q"], item_ids=["x", "y"], unknown_items="drop"
         )
     assert dropped["recall@1"] == 1.0 and dropped["map"] == 1.0
-    counted = ev.evaluate(
+    counted = evaluate(
         scores, qrels, query_ids=["q"], item_ids=["x", "y"], unknown_items="count", k=2
     )
     assert counted["recall@2"] == 0.5
@@ -198,12 +218,12 @@ def test_unknown_items_drop_or_count():
 
 def test_unscored_judged_queries_are_ignored_but_no_overlap_is_an_error():
     scores = np.array([[2.0, 1.0]])
-    result = ev.evaluate(
+    result = evaluate(
         scores, {"q": {"x": 1}, "other": {"y": 1}}, query_ids=["q"], item_ids=["x", "y"]
     )
     assert result["num_queries"] == 1
     with pytest.raises(KeyError, match="none of the 1 query_ids has judgments"):
-        ev.evaluate(scores, {1: {"x": 1}}, query_ids=["1"], item_ids=["x", "y"])
+        evaluate(scores, {1: {"x": 1}}, query_ids=["1"], item_ids=["x", "y"])
 
 
 @pytest.mark.parametrize(
@@ -229,14 +249,7 @@ def test_bad_inputs_name_the_input(kwargs, error, message):
     arguments.update(kwargs)
     scores, qrels = arguments.pop("scores"), arguments.pop("qrels")
     with pytest.raises(error, match=message):
-        ev.evaluate(scores, qrels, **arguments)
-
-
-def test_relevance_shape_must_match_scores():
-    with pytest.raises(
-        ValueError, match="relevance has shape \\(1, 3\\) but scores has \\(1, 2\\)"
-    ):
-        ev.ndcg_at_k(np.ones((1, 2)), np.ones((1, 3), dtype=int), 1)
+        evaluate(scores, qrels, **arguments)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,14 +343,17 @@ def test_identical_items_get_identical_scores_wherever_their_columns_fall():
     np.testing.assert_array_equal(scores[:, 0], scores[:, 299])
 
 
-def test_mean_metrics_is_what_evaluate_returns():
+def test_mean_metrics_skips_or_zeroes_queries_without_relevant_items():
     scores = np.array([[0.9, 0.1, 0.5], [0.2, 0.8, 0.3], [0.1, 0.2, 0.3]])
     qrels = {"a": {"x": 1}, "b": {"z": 2}}  # c has no relevant item
     options = dict(query_ids=["a", "b", "c"], item_ids=["x", "y", "z"], k=2)
     frame = ev.evaluate_per_query(scores, qrels, **options)
-    assert ev.mean_metrics(frame) == ev.evaluate(scores, qrels, **options)
+    skip = ev.mean_metrics(frame)
+    assert skip["mrr"] == pytest.approx((1 + 1 / 2) / 2) and skip["num_queries"] == 2
+    assert set(skip) == {*frame.columns.drop("num_relevant"), "num_queries",
+                         "num_queries_without_relevant"}  # fmt: skip
     zero = ev.mean_metrics(frame, "zero")
-    assert zero == ev.evaluate(scores, qrels, no_relevant="zero", **options)
+    assert zero["mrr"] == pytest.approx((1 + 1 / 2 + 0) / 3)
     assert zero["num_queries"] == 3 and zero["num_queries_without_relevant"] == 1
     with pytest.raises(KeyError, match="no 'num_relevant' column"):
         ev.mean_metrics(frame.drop(columns="num_relevant"))

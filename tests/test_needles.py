@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import lc_utils as lc
-from lc_utils.datasets.needles import build_needle_tasks
+from lc_utils.datasets import build_needle_tasks, needle_pools, select_needles
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +20,14 @@ def tasks(tokenizer):
 
 
 def test_every_pool_holds_one_needle_per_document_with_a_query_for_it(tasks):
-    assert tasks.pools == [("passkey", 128), ("passkey", 300), ("needle", 128), ("needle", 300)]
+    assert needle_pools(tasks) == [
+        ("passkey", 128),
+        ("passkey", 300),
+        ("needle", 128),
+        ("needle", 300),
+    ]
     assert len(tasks.documents) == len(tasks.queries) == 4 * 6
-    for query_id, row in tasks.needles.iterrows():
+    for query_id, row in tasks.query_info.iterrows():
         text = tasks.documents[row.doc_id]
         [(doc_id, start, end)] = tasks.qrels_spans[query_id]
         assert (doc_id, start, end) == (row.doc_id, row.start, row.end)
@@ -31,20 +36,20 @@ def test_every_pool_holds_one_needle_per_document_with_a_query_for_it(tasks):
         # The query asks for the fact without giving the answer away; the needle holds it.
         assert row.answer in row.needle and row.answer not in tasks.queries[query_id]
     # Within a pool no two queries ask about the same person.
-    for kind, length in tasks.pools:
-        queries = list(tasks.pool(kind, length).queries.values())
+    for kind, length in needle_pools(tasks):
+        queries = list(select_needles(tasks, kinds=[kind], lengths=[length]).queries.values())
         assert len(set(queries)) == len(queries)
 
 
 def test_documents_have_the_asked_length_in_tokens(tasks, tokenizer):
-    for row in tasks.needles.itertuples():
+    for row in tasks.query_info.itertuples():
         n_tokens = len(lc.tokenize_document(tokenizer, tasks.documents[row.doc_id]))
         assert n_tokens == row.n_tokens
         assert abs(n_tokens - row.length) <= 3
 
 
 def test_the_needle_sits_at_its_depth_on_a_sentence_boundary(tasks, tokenizer):
-    for row in tasks.needles.itertuples():
+    for row in tasks.query_info.itertuples():
         text = tasks.documents[row.doc_id]
         assert row.start == 0 or text[row.start - 1] == " "
         assert row.end == len(text) or text[row.end] == " "
@@ -67,21 +72,21 @@ def test_the_same_seed_gives_the_same_tasks_and_pools_are_independent(tasks, tok
         tokenizer, lengths=(128, 300), depths=(0.0, 0.5, 1.0), documents_per_depth=2, seed=3
     )
     assert again.documents == tasks.documents and again.queries == tasks.queries
-    assert again.needles.equals(tasks.needles)
+    assert again.query_info.equals(tasks.query_info)
     only_one = build_needle_tasks(
         tokenizer, kinds=["needle"], lengths=[300], depths=(0.0, 0.5, 1.0), seed=3
     )
-    pool = tasks.pool("needle", 300)
+    pool = select_needles(tasks, kinds=["needle"], lengths=[300])
     assert only_one.documents == pool.documents and only_one.qrels_spans == pool.qrels_spans
     other = build_needle_tasks(tokenizer, lengths=[128], depths=(0.0, 0.5, 1.0), seed=4)
-    assert other.documents != tasks.pool("passkey", 128).documents
+    assert other.documents != select_needles(tasks, kinds=["passkey"], lengths=[128]).documents
 
 
 def test_passkeys_are_numbers_and_needles_come_from_their_templates(tasks):
-    passkeys = tasks.needles[tasks.needles["kind"] == "passkey"]
+    passkeys = tasks.query_info[tasks.query_info["kind"] == "passkey"]
     assert passkeys["answer"].str.fullmatch(r"\d{5}").all()
     assert passkeys["needle"].str.contains("pass key").all()
-    needles = tasks.needles[tasks.needles["kind"] == "needle"]
+    needles = tasks.query_info[tasks.query_info["kind"] == "needle"]
     assert not needles["needle"].str.contains("pass key").any()
 
 
@@ -105,7 +110,11 @@ def test_bad_arguments_are_refused(tokenizer):
     with pytest.raises(ValueError, match="too short"):
         build_needle_tasks(tokenizer, lengths=[5000], haystack={"h": "Short text. " * 10})
     with pytest.raises(KeyError, match="no pool"):
-        build_needle_tasks(tokenizer, lengths=[128], depths=[0.0]).pool("needle", 999)
+        select_needles(
+            build_needle_tasks(tokenizer, lengths=[128], depths=[0.0]),
+            kinds=["needle"],
+            lengths=[999],
+        )
 
 
 def test_evaluate_needles_scores_each_pool_on_its_own(tiny_model):
@@ -116,15 +125,17 @@ def test_evaluate_needles_scores_each_pool_on_its_own(tiny_model):
         tiny_model, tasks, chunk_options={"chunk_size": 16}
     )
     frame = results.per_query
-    assert len(frame) == 8 * 2 * 2 and set(results.comparisons) == set(tasks.pools)
+    assert len(frame) == 8 * 2 * 2 and set(results.comparisons) == set(needle_pools(tasks))
     # Each pool is its own corpus: its records hold its own documents only.
     for (kind, length), comparison in results.comparisons.items():
-        assert {r["doc_id"] for r in comparison.records} == set(tasks.pool(kind, length).documents)
+        assert {r["doc_id"] for r in comparison.records} == set(
+            select_needles(tasks, kinds=[kind], lengths=[length]).documents
+        )
     # The relevant cosine, recomputed for one query: the query against its best needle chunk.
     row = frame[(frame["method"] == "late") & (frame["level"] == "chunk")].iloc[0]
     comparison = results.comparisons[row["kind"], row["length"]]
     query = lc.embed_queries(tiny_model, tasks.queries[row["query_id"]])[0]
-    needle = tasks.needles.loc[row["query_id"]]
+    needle = tasks.query_info.loc[row["query_id"]]
     rows = [
         i
         for i, r in enumerate(comparison.records)

@@ -89,7 +89,9 @@ def cosine(a, b):
 
 def test_load_benchmark_reads_a_beir_folder_and_keeps_judged_queries(tmp_path):
     bench = lc.studies.paper.load_benchmark(str(write_beir(tmp_path / "mini")))
-    assert bench.source == "folder" and bench.name == "mini" and bench.paper is None
+    assert isinstance(bench, lc.datasets.RetrievalTask)
+    assert bench.source == "folder" and bench.name == "mini"
+    assert lc.studies.paper.paper_values(bench) is None
     assert list(bench.queries) == ["q1", "q2", "q3", "q4"]  # q5 is not judged
     assert bench.qrels_doc["q1"] == {"d1": 2, "d3": 1} and bench.qrels_doc["q4"] == {"d4": 1}
     assert bench.documents["d1"].startswith("Tides\n\nThe moon") and bench.documents["d2"][:9] == (
@@ -107,11 +109,14 @@ def test_load_benchmark_knows_the_papers_values_and_reads_pydoc(tmp_path):
     bench = lc.studies.paper.load_benchmark(
         "scifact", data_dir=tmp_path / "cache"
     )  # cached: no network
-    assert bench.source == "beir" and bench.path == folder
-    assert bench.paper == {"naive": 64.20, "late": 66.10, "no_chunking": 63.89}
+    assert (bench.source, bench.name) == ("beir", "scifact")
+    assert bench.documents == lc.datasets.load_beir(folder).documents
+    expected = {"naive": 64.20, "late": 66.10, "no_chunking": 63.89}
+    assert lc.studies.paper.paper_values(bench) == expected
     assert lc.studies.paper.PAPER_NDCG10["nfcorpus"]["late"] == 29.98
     pydoc = lc.studies.paper.load_benchmark("pydoc", n_documents=5, max_queries=10)
-    assert len(pydoc.documents) == 5 and len(pydoc.queries) == 10 and pydoc.paper is None
+    assert len(pydoc.documents) == 5 and len(pydoc.queries) == 10
+    assert lc.studies.paper.paper_values(pydoc) is None
 
 
 def offline(monkeypatch):
@@ -152,9 +157,9 @@ def test_11_on_a_beir_folder_equals_a_hand_computation(tmp_path, tiny_model_dir)
     assert m["n_documents"] == 5 and m["n_queries"] == 4 and m["chunk_size"] == 8
 
     model = lc.load_model(str(tiny_model_dir), verbose=False)
-    bench = lc.datasets.load_beir(folder)
-    documents = bench.documents()
-    judged = {q: g for q, g in bench.qrels.items() if any(v > 0 for v in g.values())}
+    _, queries, qrels = lc.datasets.read_beir_folder(folder)
+    documents = lc.datasets.load_beir(folder).documents
+    judged = {q: g for q, g in qrels.items() if any(v > 0 for v in g.values())}
     vectors = {"naive": {}, "late": {}, "no_chunking": {}}
     for doc_id, text in documents.items():
         chunks = lc.chunk_text(text, "fixed", tokenizer=model.tokenizer, chunk_size=8)
@@ -162,7 +167,7 @@ def test_11_on_a_beir_folder_equals_a_hand_computation(tmp_path, tiny_model_dir)
         vectors["naive"][doc_id] = lc.naive_chunking(model, chunks)
         vectors["late"][doc_id] = lc.late_chunking(model, text, chunks)
         vectors["no_chunking"][doc_id] = lc.naive_chunking(model, [text])
-    queries = lc.embed_queries(model, [bench.queries[q] for q in judged])
+    queries = lc.embed_queries(model, [queries[q] for q in judged])
     for method, by_doc in vectors.items():
         per_query = []
         for query, grades in zip(queries, judged.values(), strict=True):

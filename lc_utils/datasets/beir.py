@@ -1,6 +1,7 @@
 """BEIR-format folders: ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/<split>.tsv``.
 
-``load_beir`` reads one from disk and never downloads; ``download_beir`` fetches a public BEIR
+``load_beir`` reads one from disk as a ``RetrievalTask`` and never downloads
+(``read_beir_folder`` gives the files as they are); ``download_beir`` fetches a public BEIR
 dataset only when called, and fails within seconds when the machine is offline.
 """
 
@@ -18,9 +19,10 @@ import urllib.request
 import warnings
 import zipfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
+
+from .task import RetrievalTask
 
 BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
 
@@ -30,60 +32,12 @@ _BEIR_LAYOUT = """expected a BEIR folder laid out as
   {root}/qrels/{split}.tsv     query-id<TAB>corpus-id<TAB>score, after a header line"""
 
 
-@dataclass(repr=False)
-class BeirDataset:
-    """A BEIR-format dataset: documents, queries and the judgments of one split.
+def join_title(title: str, text: str, separator: str = "\n\n") -> str:
+    """A BEIR document as one text: the title (when there is one), ``separator``, the text.
 
-    Attributes:
-        corpus: ``{doc_id: {"title": str, "text": str}}`` in file order.
-        queries: ``{query_id: text}``; by default only the queries judged in ``split``.
-        qrels: ``{query_id: {doc_id: int grade}}``; grades ``<= 0`` mean "not relevant".
-        path: the folder it was read from.
-        split: the qrels split (``"test"``, ``"dev"``, ``"train"``).
+    Character spans of a BEIR task refer to this joined string.
     """
-
-    corpus: dict[str, dict[str, str]]
-    queries: dict[str, str]
-    qrels: dict[str, dict[str, int]]
-    path: Path
-    split: str
-
-    def __repr__(self) -> str:
-        return (
-            f"BeirDataset(path={str(self.path)!r}, split={self.split!r}, "
-            f"documents={len(self.corpus)}, queries={len(self.queries)}, "
-            f"judgments={sum(len(v) for v in self.qrels.values())})"
-        )
-
-    def documents(self, separator: str = "\n\n") -> dict[str, str]:
-        """``{doc_id: text}`` with the title (when there is one) joined before the text.
-
-        The result feeds ``lc_utils.embed_corpus`` directly; character spans then refer to the
-        joined string.
-        """
-        return {
-            doc_id: (f"{d['title']}{separator}{d['text']}" if d["title"] else d["text"])
-            for doc_id, d in self.corpus.items()
-        }
-
-    def document_spans(self, separator: str = "\n\n") -> dict[str, list[tuple[str, int, int, int]]]:
-        """The judgments as span judgments over whole documents, for ``lc_utils.eval``.
-
-        BEIR judges documents, not passages, so each relevant document (grade > 0, present in
-        the corpus) becomes one span ``(doc_id, 0, len(text), grade)`` over the text that
-        ``documents(separator)`` returns. With these spans the document-level metrics of
-        ``compare_naive_late`` are BEIR's own; the chunk-level ones count every chunk of a
-        relevant document as relevant, a looser measure.
-        """
-        texts = self.documents(separator)
-        return {
-            query_id: [
-                (doc_id, 0, len(texts[doc_id]), grade)
-                for doc_id, grade in grades.items()
-                if grade > 0 and doc_id in texts
-            ]
-            for query_id, grades in self.qrels.items()
-        }
+    return f"{title}{separator}{text}" if title else text
 
 
 def _layout_error(root: Path, split: str, missing: Path, extra: str = "") -> FileNotFoundError:
@@ -123,10 +77,13 @@ def _parse_grade(value: str, path: Path, number: int) -> int:
     return int(grade)
 
 
-def load_beir(
+def read_beir_folder(
     path: str | os.PathLike[str], split: str = "test", *, only_judged_queries: bool = True
-) -> BeirDataset:
-    """Read a BEIR-format folder from disk. Never downloads.
+) -> tuple[dict[str, dict[str, str]], dict[str, str], dict[str, dict[str, int]]]:
+    """The three files of a BEIR folder as they are: ``(corpus, queries, qrels)``. Never downloads.
+
+    For tools that want BEIR's own form (titles apart, every judged grade), such as an MTEB task
+    (``lc_utils.eval.mteb.beir_folder_task``); ``load_beir`` makes a ``RetrievalTask`` of it.
 
     Args:
         path: the dataset folder (e.g. ``datasets/scifact``) holding ``corpus.jsonl``,
@@ -135,12 +92,13 @@ def load_beir(
         only_judged_queries: keep only the queries that have judgments in ``split`` (what the
             BEIR loader does, since ``queries.jsonl`` holds every split's queries).
     Returns:
-        ``BeirDataset``. Ids are strings, as in the files; titles default to ``""``.
+        ``corpus`` ``{doc_id: {"title": str, "text": str}}`` in file order (titles default to
+        ``""``), ``queries`` ``{query_id: text}`` and ``qrels`` ``{query_id: {doc_id: int
+        grade}}``, grades ``<= 0`` included. Ids are strings, as in the files.
     Raises:
         FileNotFoundError naming the missing file and the expected layout; ValueError naming
         ``file:line`` for a malformed line or a repeated id.
-    Judgments that name documents missing from the corpus are kept, with a warning: the
-    metrics decide what to do with them (``unknown_items`` in ``lc_utils.metrics.evaluate``).
+    Judgments that name documents missing from the corpus are kept, with a warning.
     """
     root = Path(path)
     if not root.is_dir():
@@ -201,7 +159,52 @@ def load_beir(
         if only_judged_queries
         else all_queries
     )
-    return BeirDataset(corpus=corpus, queries=queries, qrels=qrels, path=root, split=split)
+    return corpus, queries, qrels
+
+
+def load_beir(
+    path: str | os.PathLike[str],
+    split: str = "test",
+    *,
+    only_judged_queries: bool = True,
+    separator: str = "\n\n",
+) -> RetrievalTask:
+    """Read a BEIR-format folder from disk as a ``RetrievalTask``. Never downloads.
+
+    BEIR judges documents, not passages, so each relevant document (grade > 0, present in the
+    corpus) becomes one span ``(doc_id, 0, len(text), grade)`` over the whole joined text. With
+    these spans the document-level metrics of ``compare_naive_late`` are BEIR's own; the
+    chunk-level ones count every chunk of a relevant document as relevant, a looser measure.
+
+    Args:
+        path, split, only_judged_queries: as in ``read_beir_folder``.
+        separator: joins each title to its text (``join_title``).
+    Returns:
+        ``RetrievalTask`` named after the folder, of source ``"folder"``: ``documents`` in file
+        order, ``qrels_doc`` the grades ``> 0`` of documents in the corpus.
+    Raises:
+        as ``read_beir_folder``. Judgments that name documents missing from the corpus are
+        dropped, with a warning.
+    """
+    corpus, queries, qrels = read_beir_folder(path, split, only_judged_queries=only_judged_queries)
+    documents = {d: join_title(f["title"], f["text"], separator) for d, f in corpus.items()}
+    qrels_doc = {
+        q: {d: g for d, g in grades.items() if g > 0 and d in documents}
+        for q, grades in qrels.items()
+        if q in queries
+    }
+    qrels_spans = {
+        q: [(d, 0, len(documents[d]), g) for d, g in grades.items()]
+        for q, grades in qrels_doc.items()
+    }
+    return RetrievalTask(
+        documents=documents,
+        queries=queries,
+        qrels_spans=qrels_spans,
+        qrels_doc=qrels_doc,
+        name=Path(path).name,
+        source="folder",
+    )
 
 
 def _probe(url: str, timeout: float) -> str | None:

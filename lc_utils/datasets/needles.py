@@ -19,8 +19,8 @@ are rebuilt from text that ships with Python, deterministically from a seed:
 
 * **Pools**: the documents of one ``(kind, length)`` form one retrieval pool, as LongEmbed keeps
   one candidate set per length: a query is answered by exactly one document of its pool, and
-  its relevant span is the needle. ``NeedleTasks.pool`` returns one pool; evaluating each pool
-  on its own keeps every document length's results apart.
+  its relevant span is the needle. ``select_needles`` returns one pool (or several merged);
+  evaluating each pool on its own keeps every document length's results apart.
 
 Lengths are counted in the given tokenizer's content tokens (no special tokens), so the same seed
 gives slightly different text for different tokenizers. Spans are half-open character offsets.
@@ -31,7 +31,6 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -39,8 +38,9 @@ import pandas as pd
 from ..text.chunking import chunk_sentences
 from ..text.tokens import token_offsets
 from .pydoc_topics import load_pydoc_topics
+from .task import RetrievalTask
 
-__all__ = ["NEEDLE_KINDS", "NeedleTasks", "build_needle_tasks"]
+__all__ = ["NEEDLE_KINDS", "build_needle_tasks", "needle_pools", "select_needles"]
 
 NEEDLE_KINDS = ("passkey", "needle")
 
@@ -79,70 +79,42 @@ _FILLERS = {
 }
 
 
-@dataclass(repr=False)
-class NeedleTasks:
-    """Documents with one hidden fact each, the queries that ask for it, and their judgments.
+def needle_pools(task: RetrievalTask) -> list[tuple[str, int]]:
+    """The ``(kind, length)`` of every pool of a ``build_needle_tasks`` task, in build order."""
+    keys = _needles(task)[["kind", "length"]].drop_duplicates()
+    return [(str(kind), int(length)) for kind, length in keys.itertuples(index=False)]
 
-    Attributes:
-        documents: ``{doc_id: text}``; ids ``"<kind>-<length>-<index>"``.
-        queries: ``{query_id: text}``; ids ``"q-<kind>-<length>-<index>"``, one per document.
-        qrels_spans: ``{query_id: [(doc_id, start, end)]}``: the needle's half-open character
-            span, for ``lc_utils.eval`` (a chunk is relevant when it overlaps it).
-        qrels_doc: ``{query_id: {doc_id: 1}}``.
-        needles: one row per query, indexed by query id, with columns ``doc_id``, ``kind``,
-            ``length`` (the target in tokens), ``n_tokens`` (the document's actual content
-            tokens), ``depth`` (the target, in ``[0, 1]``), ``needle_token`` (index of the
-            needle's first token), ``actual_depth`` (the haystack tokens before the needle, as a
-            share of all haystack tokens), ``start`` and ``end`` (the needle's characters),
-            ``needle`` (its text) and ``answer`` (what the query asks for).
+
+def select_needles(
+    task: RetrievalTask,
+    *,
+    kinds: Sequence[str] | None = None,
+    lengths: Sequence[int] | None = None,
+) -> RetrievalTask:
+    """The pools of the given kinds and lengths (``None``: all), merged into one task.
+
+    Merged pools make one retrieval corpus: a query then competes with the documents of every
+    selected pool, and a name may recur across kinds. ``select_needles(task, kinds=[kind],
+    lengths=[length])`` is one pool, the candidate set LongEmbed scores a query against.
     """
-
-    documents: dict[str, str]
-    queries: dict[str, str]
-    qrels_spans: dict[str, list[tuple[str, int, int]]]
-    qrels_doc: dict[str, dict[str, int]]
-    needles: pd.DataFrame
-
-    def __repr__(self) -> str:
-        pools = self.needles.groupby(["kind", "length"], sort=False).size()
-        return f"NeedleTasks({len(self.documents)} documents in {len(pools)} pools)"
-
-    @property
-    def pools(self) -> list[tuple[str, int]]:
-        """The ``(kind, length)`` of every pool, in build order."""
-        keys = self.needles[["kind", "length"]].drop_duplicates()
-        return [(str(kind), int(length)) for kind, length in keys.itertuples(index=False)]
-
-    def pool(self, kind: str, length: int) -> NeedleTasks:
-        """The documents, queries and judgments of one ``(kind, length)`` pool."""
-        if (kind, length) not in self.pools:
-            raise KeyError(f"no pool ({kind!r}, {length}); pools: {self.pools}")
-        return self.select(kinds=[kind], lengths=[length])
-
-    def select(
-        self, *, kinds: Sequence[str] | None = None, lengths: Sequence[int] | None = None
-    ) -> NeedleTasks:
-        """The pools of the given kinds and lengths (``None``: all), merged into one task.
-
-        Merged pools make one retrieval corpus: a query then competes with the documents of
-        every selected pool, and a name may recur across kinds.
-        """
-        keep = self.needles["kind"].isin(kinds if kinds is not None else self.needles["kind"])
-        keep &= self.needles["length"].isin(
-            lengths if lengths is not None else self.needles["length"]
+    needles = _needles(task)
+    keep = needles["kind"].isin(kinds if kinds is not None else needles["kind"])
+    keep &= needles["length"].isin(lengths if lengths is not None else needles["length"])
+    if not keep.any():
+        raise KeyError(
+            f"no pool has kind in {kinds} and length in {lengths}; pools: {needle_pools(task)}"
         )
-        if not keep.any():
-            raise KeyError(f"no pool has kind in {kinds} and length in {lengths}; {self.pools}")
-        rows = self.needles[keep]
-        documents = {d: self.documents[d] for d in rows["doc_id"]}
-        queries = {q: self.queries[q] for q in rows.index}
-        return NeedleTasks(
-            documents,
-            queries,
-            {q: self.qrels_spans[q] for q in queries},
-            {q: self.qrels_doc[q] for q in queries},
-            rows.copy(),
+    rows = needles[keep]
+    return task.subset(query_ids=rows.index, doc_ids=rows["doc_id"])
+
+
+def _needles(task: RetrievalTask) -> pd.DataFrame:
+    if task.source != "needles" or task.query_info is None:
+        raise ValueError(
+            f"task {task.name!r} (source {task.source!r}) is not from build_needle_tasks; its "
+            "query_info holds no needles"
         )
+    return task.query_info
 
 
 def _needle(kind: str, name: str, rng: random.Random) -> tuple[str, str, str]:
@@ -184,7 +156,7 @@ def build_needle_tasks(
     documents_per_depth: int = 2,
     haystack: Mapping[str, str] | None = None,
     seed: int = 0,
-) -> NeedleTasks:
+) -> RetrievalTask:
     """Build passkey and needle retrieval pools over pydoc text, deterministically.
 
     Args:
@@ -200,8 +172,22 @@ def build_needle_tasks(
         seed: the same seed, tokenizer and haystack give the same tasks. Each pool draws from
             its own generator, so adding a length or kind leaves the other pools unchanged.
     Returns:
-        ``NeedleTasks``. Every document has ``length`` tokens, give or take a few where the
-        needle meets the haystack.
+        ``RetrievalTask`` named ``"needles"``, of source ``"needles"``:
+
+        * ``documents``: ids ``"<kind>-<length>-<index>"``; ``queries``: ids
+          ``"q-<kind>-<length>-<index>"``, one per document;
+        * ``qrels_spans``: ``{query_id: [(doc_id, start, end)]}``, the needle's half-open
+          character span (a chunk is relevant when it overlaps it); ``qrels_doc``: ``{query_id:
+          {doc_id: 1}}``;
+        * ``query_info``: one row per query, indexed by query id, with columns ``doc_id``,
+          ``kind``, ``length`` (the target in tokens), ``n_tokens`` (the document's actual
+          content tokens), ``depth`` (the target, in ``[0, 1]``), ``needle_token`` (index of the
+          needle's first token), ``actual_depth`` (the haystack tokens before the needle, as a
+          share of all haystack tokens), ``start`` and ``end`` (the needle's characters),
+          ``needle`` (its text) and ``answer`` (what the query asks for).
+
+        Every document has ``length`` tokens, give or take a few where the needle meets the
+        haystack. ``needle_pools`` lists the pools and ``select_needles`` takes some of them.
     """
     kinds, lengths, depths = list(kinds), [int(n) for n in lengths], [float(d) for d in depths]
     unknown = [k for k in kinds if k not in NEEDLE_KINDS]
@@ -268,4 +254,12 @@ def build_needle_tasks(
                     }
                 )
     needles = pd.DataFrame(rows).set_index("query_id")
-    return NeedleTasks(documents, queries, spans, judged, needles)
+    return RetrievalTask(
+        documents=documents,
+        queries=queries,
+        qrels_spans=spans,
+        qrels_doc=judged,
+        name="needles",
+        source="needles",
+        query_info=needles,
+    )

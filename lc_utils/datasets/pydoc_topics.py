@@ -14,15 +14,13 @@ import builtins
 import random
 import re
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
-from ..progress import progress_bar
 from ..text.chunking import strip_span
-from ..text.strategies import chunk_text
+from .task import RetrievalTask
 
 
 def load_pydoc_topics(min_chars: int = 0, limit: int | None = None) -> dict[str, str]:
@@ -108,24 +106,6 @@ class _Candidate:
     end: int
 
 
-class PydocQueries(NamedTuple):
-    """Queries and judgments built from the pydoc topics; unpacks as a 3-tuple.
-
-    Attributes:
-        queries: ``{query_id: text}``. The id is ``"<kind>:<doc_id>:<key>"``; ``query_kind``
-            reads the kind back.
-        qrels_doc: ``{query_id: {doc_id: 1}}``, every document that contains an answer span.
-        qrels_spans: ``{query_id: [(doc_id, start, end), ...]}``, half-open character spans of
-            the answer in every document that contains it, sorted; a title query's spans in one
-            document may overlap.
-    Introduced in notebook 01_chunking.
-    """
-
-    queries: dict[str, str]
-    qrels_doc: dict[str, dict[str, int]]
-    qrels_spans: dict[str, list[tuple[str, int, int]]]
-
-
 def query_name(query_id: str) -> str:
     """The name a ``build_pydoc_queries`` query asks about, as its id stores it (a slug).
 
@@ -162,6 +142,17 @@ def query_kind(query_id: str) -> str:
     if kind not in QUERY_KINDS:
         raise ValueError(f"query id {query_id!r} does not start with one of {QUERY_KINDS}")
     return kind
+
+
+def count_query_kinds(query_ids: Iterable[str]) -> dict[str, int]:
+    """How many queries of each kind, in ``QUERY_KINDS`` order, for the kinds present.
+
+    Introduced in notebook 06_chunking_strategies.
+    """
+    counts = {kind: 0 for kind in QUERY_KINDS}
+    for query_id in query_ids:
+        counts[query_kind(query_id)] += 1
+    return {kind: n for kind, n in counts.items() if n}
 
 
 def _clean(title: str) -> str:
@@ -347,7 +338,7 @@ def build_pydoc_queries(
     seed: int = 0,
     min_answer_chars: int = 80,
     limit: int | None = None,
-) -> PydocQueries:
+) -> RetrievalTask:
     """Build queries and relevance judgments from the structure of the pydoc topics.
 
     **What the task measures.** Each query names an entity (a topic, a section, a documented
@@ -400,7 +391,12 @@ def build_pydoc_queries(
         limit: keep a random sample (drawn with ``seed``) of at most this many queries, in build
             order.
     Returns:
-        ``PydocQueries(queries, qrels_doc, qrels_spans)``; see its docstring. All grades are 1.
+        ``RetrievalTask`` named ``"pydoc"`` over ``docs``, with ``queries`` ``{query_id:
+        text}`` (the id is ``"<kind>:<doc_id>:<key>"``, which ``query_kind`` reads back),
+        ``qrels_spans`` the half-open character spans of the answer in every document that
+        contains it, sorted (a title query's spans in one document may overlap), and
+        ``qrels_doc`` ``{query_id: {doc_id: 1}}``, every document holding an answer span.
+        All grades are 1.
         The same arguments always give the same result. On Python 3.11 with the defaults:
         314 queries (78 title, 91 section, 145 entry).
     Introduced in notebook 10_long_documents.
@@ -474,121 +470,19 @@ def build_pydoc_queries(
     qrels_doc = {
         q: {doc: 1 for doc in sorted({s[0] for s in spans})} for q, spans in qrels_spans.items()
     }
-    return PydocQueries(queries, qrels_doc, qrels_spans)
-
-
-def chunk_documents(
-    documents: Mapping[str, str],
-    strategy: str = "sentences",
-    *,
-    tokenizer=None,
-    chunk_size: int | None = None,
-    **options,
-) -> dict[str, list]:
-    """Chunk every document of a corpus with one strategy.
-
-    Args:
-        documents: ``{doc_id: text}``.
-        strategy: ``"sentences"``, ``"fixed"``, ``"paragraphs"`` or ``"semantic"`` (see
-            ``chunk_text``; ``"semantic"`` needs ``model=`` and shows a progress bar).
-        tokenizer: the model's tokenizer; required by ``"fixed"``.
-        chunk_size: model tokens per chunk for ``"fixed"``; ignored by the other strategies, so
-            one notebook parameter can serve every strategy.
-        options: further options for ``chunk_text`` (``sentences_per_chunk``, ...).
-    Returns:
-        ``{doc_id: [Chunk, ...]}`` in the order of ``documents``.
-    Introduced in notebook 04_naive_vs_late.
-    """
-    if strategy == "fixed" and chunk_size is not None:
-        options = {**options, "chunk_size": chunk_size}
-    # "semantic" embeds every sentence: a minute or more for a whole corpus on a CPU.
-    shown = strategy == "semantic"
-    bar = progress_bar(len(documents), f"{strategy} chunking", "doc", disable=not shown)
-    chunked = {}
-    for doc_id, text in documents.items():
-        chunked[doc_id] = chunk_text(text, strategy, tokenizer=tokenizer, **options)
-        bar.update(1)
-    bar.close()
-    return chunked
-
-
-def chunkings(
-    documents: Mapping[str, str],
-    strategies: Sequence[str],
-    *,
-    tokenizer=None,
-    chunk_sizes: Sequence[int] = (64,),
-    model=None,
-    percentile: float = 90.0,
-) -> dict[str, dict[str, list]]:
-    """Several chunkings of one corpus, labelled: ``"fixed"`` gives one per chunk size.
-
-    Args:
-        documents: ``{doc_id: text}``.
-        strategies: e.g. ``["sentences", "fixed", "paragraphs", "semantic"]``.
-        tokenizer: the model's tokenizer (for ``"fixed"``).
-        chunk_sizes: the sizes of ``"fixed"``, each labelled ``"fixed-<size>"``.
-        model: the embedding model that places ``"semantic"`` boundaries (its sentence vectors).
-        percentile: ``"semantic"``'s breakpoint threshold (see ``lc_utils.text.semantic``).
-    Returns:
-        ``{label: {doc_id: [Chunk, ...]}}``: the strategy's name as label, or ``"fixed-<size>"``.
-    Introduced in notebook 06_chunking_strategies.
-    """
-    if isinstance(strategies, str):
-        raise TypeError(f"strategies={strategies!r} is one str; pass a list, e.g. [{strategies!r}]")
-    labelled: dict[str, dict[str, list]] = {}
-    for strategy in strategies:
-        if strategy == "fixed":
-            if not chunk_sizes:
-                raise ValueError("chunk_sizes is empty; give at least one size for 'fixed'")
-            for size in chunk_sizes:
-                labelled[f"fixed-{int(size)}"] = chunk_documents(
-                    documents, "fixed", tokenizer=tokenizer, chunk_size=int(size)
-                )
-        elif strategy == "semantic":
-            if model is None:
-                raise ValueError("the 'semantic' strategy needs model=: its sentence vectors")
-            labelled[strategy] = chunk_documents(
-                documents, strategy, model=model, percentile=percentile
-            )
-        else:
-            labelled[strategy] = chunk_documents(documents, strategy)
-    return labelled
-
-
-@dataclass
-class PydocTask:
-    """A retrieval task on the pydoc topics: documents, queries and their judgments.
-
-    Attributes:
-        documents: ``{doc_id: text}``, sorted by id.
-        queries: ``{query_id: text}`` (see ``build_pydoc_queries``).
-        qrels_doc: ``{query_id: {doc_id: 1}}``.
-        qrels_spans: ``{query_id: [(doc_id, start, end), ...]}``.
-    Introduced in notebook 01_chunking.
-    """
-
-    documents: dict[str, str]
-    queries: dict[str, str]
-    qrels_doc: dict[str, dict[str, int]]
-    qrels_spans: dict[str, list[tuple[str, int, int]]]
-
-    @property
-    def query_ids(self) -> list[str]:
-        """The query ids, in order."""
-        return list(self.queries)
-
-    def query_kinds(self) -> dict[str, int]:
-        """How many queries of each kind (``QUERY_KINDS`` order, kinds present only)."""
-        counts = {kind: 0 for kind in QUERY_KINDS}
-        for query_id in self.queries:
-            counts[query_kind(query_id)] += 1
-        return {kind: n for kind, n in counts.items() if n}
+    return RetrievalTask(
+        documents=dict(docs),
+        queries=queries,
+        qrels_spans=qrels_spans,
+        qrels_doc=qrels_doc,
+        name="pydoc",
+        source="pydoc",
+    )
 
 
 def load_pydoc_task(
     n_documents: int = 0, *, max_queries: int | None = None, seed: int = 0
-) -> PydocTask:
+) -> RetrievalTask:
     """The pydoc topics (the first ``n_documents`` by id; 0 means all) with their queries.
 
     One call for what the evaluation notebooks share: ``load_pydoc_topics(limit=...)`` then
@@ -599,11 +493,11 @@ def load_pydoc_task(
         max_queries: at most this many queries, sampled with ``seed``; ``None`` keeps all.
         seed: draws the query wording and the sample.
     Returns:
-        ``PydocTask``. The same arguments give the same task on the same Python version.
+        ``RetrievalTask`` named ``"pydoc"``. The same arguments give the same task on the same
+        Python version.
     Introduced in notebook 04_naive_vs_late.
     """
     if isinstance(n_documents, bool) or not isinstance(n_documents, int) or n_documents < 0:
         raise ValueError(f"n_documents={n_documents!r}; expected a count >= 0 (0 means all)")
     documents = load_pydoc_topics(limit=n_documents or None)
-    queries, qrels_doc, qrels_spans = build_pydoc_queries(documents, seed=seed, limit=max_queries)
-    return PydocTask(documents, queries, qrels_doc, qrels_spans)
+    return build_pydoc_queries(documents, seed=seed, limit=max_queries)

@@ -1,6 +1,8 @@
-"""Running methods over one corpus and its queries: the model runs behind every comparison.
+"""Running methods over one retrieval task: the model runs behind every comparison.
 
-``compare_naive_late`` embeds a corpus both ways and scores it (``lc_utils.eval.scoring``);
+Every comparison takes a ``RetrievalTask`` (``lc_utils.datasets``): its documents, queries and
+judgments. ``compare_naive_late`` embeds a task's corpus both ways and scores it
+(``lc_utils.eval.scoring``);
 ``compare_chunkings`` does so for several chunkings, from one forward pass per document
 (``encode_documents``); ``evaluate_document_vectors`` scores one vector per document; and
 ``compare_window_plans`` pools the long documents again under another window plan.
@@ -16,8 +18,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..corpus import embed_corpus
+from ..datasets.task import RetrievalTask
 from ..late.naive import embed_queries, naive_chunking
 from ..late.pooling import encode_document, pool_records
+from ..progress import progress_bar
 from ..text.tokens import tokenize_document
 from ..vectors import cosine_scores
 from .metrics import evaluate_per_query, mean_metrics
@@ -39,12 +43,9 @@ TRUNCATION_WARNING = ".*were truncated"
 
 def compare_naive_late(
     model,
-    documents,
+    task: RetrievalTask,
     chunks: Mapping[str, Sequence],
-    queries: Mapping[str, str],
     *,
-    qrels_spans: Mapping,
-    qrels_doc: Mapping | None = None,
     window: int | None = None,
     overlap: int | None = None,
     encoded: Mapping | None = None,
@@ -58,17 +59,16 @@ def compare_naive_late(
 
     Args:
         model: from ``load_model``.
-        documents: ``{doc_id: text}`` (or anything ``as_documents`` accepts).
+        task: the documents, queries and judgments (``qrels_spans`` at chunk level,
+            ``qrels_doc`` at document level, as in ``evaluate_methods``).
         chunks: ``{doc_id: [Chunk, ...]}``, the one chunking both methods get.
-        queries: ``{query_id: text}``.
-        qrels_spans / qrels_doc: as in ``evaluate_methods``.
         window / overlap: late chunking's windows for long documents (see ``late_chunking``).
         encoded: ``{doc_id: DocumentEmbedding}`` from ``encode_document``, to pool the late
             vectors from token embeddings computed once for several chunkings (``pool_records``)
             instead of running the model again; its window plan then applies, so ``window``
             and ``overlap`` must be left at ``None``.
-        query_vectors: float ``(len(queries), dim)`` in the order of ``queries``, to reuse
-            query embeddings across calls; ``None`` embeds the queries.
+        query_vectors: float ``(len(task.queries), dim)`` in the order of ``task.queries``, to
+            reuse query embeddings across calls; ``None`` embeds the queries.
         k, batch_tokens, progress: cutoffs, forward batch size, progress bars.
         max_tokens: where naive chunking cuts a chunk (``naive_chunking``'s default: the model's
             trained length); e.g. ``model.max_length`` to give naive chunks every position.
@@ -82,6 +82,7 @@ def compare_naive_late(
             f"window={window} and overlap={overlap} given together with encoded, whose window "
             "plan is already fixed; pass them to encode_document instead, or drop encoded"
         )
+    documents, queries = task.documents, task.queries
     common = dict(chunks=chunks, batch_tokens=batch_tokens, progress=progress)
     naive = embed_corpus(model, documents, method="naive", max_tokens=max_tokens, **common)
     if encoded is not None:
@@ -108,8 +109,8 @@ def compare_naive_late(
         query_ids,
         naive.records,
         {"naive": naive.vectors, "late": late_vectors},
-        qrels_spans=qrels_spans,
-        qrels_doc=qrels_doc,
+        qrels_spans=task.qrels_spans,
+        qrels_doc=task.qrels_doc,
         k=k,
     )
 
@@ -121,6 +122,7 @@ def encode_documents(
     window: int | None = None,
     overlap: int | None = None,
     batch_tokens: int | None = None,
+    progress: bool = True,
 ) -> dict:
     """Token embeddings of every document, once, for pooling any number of chunkings later.
 
@@ -129,31 +131,38 @@ def encode_documents(
         documents: ``{doc_id: text}``.
         window / overlap: the window plan for long documents (see ``late_chunking``).
         batch_tokens: padded tokens per forward batch.
+        progress: a bar over the documents, and a token bar inside a document of many windows,
+            both echoed to the runner's console (``lc_utils.progress``).
     Returns:
         ``{doc_id: DocumentEmbedding}`` in the order of ``documents``; feed it to
         ``compare_chunkings`` or ``pool_records``.
     """
-    return {
-        doc_id: encode_document(
-            model, text, window=window, overlap=overlap, batch_tokens=batch_tokens, progress=False
-        )
-        for doc_id, text in documents.items()
-    }
+    inner = None if progress else False  # encode_document shows a bar for many windows only
+    bar = progress_bar(len(documents), "encoding documents", "doc", disable=not progress)
+    encoded = {}
+    try:
+        for doc_id, text in documents.items():
+            encoded[doc_id] = encode_document(
+                model, text, window=window, overlap=overlap, batch_tokens=batch_tokens,
+                progress=inner,
+            )  # fmt: skip
+            bar.update(1)
+    finally:
+        bar.close()
+    return encoded
 
 
 def compare_chunkings(
     model,
-    documents: Mapping[str, str],
+    task: RetrievalTask,
     chunkings: Mapping[str, Mapping[str, Sequence]],
-    queries: Mapping[str, str],
     *,
-    qrels_spans: Mapping,
-    qrels_doc: Mapping | None = None,
     encoded: Mapping | None = None,
     query_vectors=None,
     k: int | Sequence[int] = (1, 5, 10),
     batch_tokens: int | None = None,
     max_tokens: int | None = None,
+    progress: bool = True,
 ) -> dict[str, MethodComparison]:
     """``compare_naive_late`` for several chunkings of one corpus, on the same queries.
 
@@ -162,13 +171,14 @@ def compare_chunkings(
     longer than the model takes without a warning here: ``chunk_lengths`` counts them.
 
     Args:
-        model, documents, queries, qrels_spans, qrels_doc, k, batch_tokens, max_tokens: as in
-            ``compare_naive_late``.
+        model, task, k, batch_tokens, max_tokens: as in ``compare_naive_late``.
         chunkings: ``{label: {doc_id: [Chunk, ...]}}``, e.g. from
             ``lc_utils.datasets.chunk_documents``.
         encoded: ``{doc_id: DocumentEmbedding}``; ``None`` runs late chunking per chunking.
-        query_vectors: float ``(len(queries), dim)`` in the order of ``queries``; ``None``
-            embeds the queries once.
+        query_vectors: float ``(len(task.queries), dim)`` in the order of ``task.queries``;
+            ``None`` embeds the queries once.
+        progress: the bars of each chunking's runs (``compare_naive_late``), which the runner
+            echoes to its console.
     Returns:
         ``{label: MethodComparison}`` in the order of ``chunkings``.
     Introduced in notebook 06_chunking_strategies.
@@ -177,7 +187,7 @@ def compare_chunkings(
         raise ValueError("chunkings is empty; pass {label: {doc_id: chunks}}, e.g. sentences")
     if query_vectors is None:
         query_vectors = embed_queries(
-            model, list(queries.values()), batch_tokens=batch_tokens, progress=False
+            model, list(task.queries.values()), batch_tokens=batch_tokens, progress=False
         )
     comparisons = {}
     for label, chunks in chunkings.items():
@@ -185,16 +195,13 @@ def compare_chunkings(
             warnings.filterwarnings("ignore", message=TRUNCATION_WARNING)
             comparisons[label] = compare_naive_late(
                 model,
-                documents,
+                task,
                 chunks,
-                queries,
-                qrels_spans=qrels_spans,
-                qrels_doc=qrels_doc,
                 encoded=encoded,
                 query_vectors=query_vectors,
                 k=k,
                 batch_tokens=batch_tokens,
-                progress=False,
+                progress=progress,
                 max_tokens=max_tokens,
             )
     return comparisons
@@ -202,13 +209,12 @@ def compare_chunkings(
 
 def evaluate_document_vectors(
     model,
-    documents: Mapping[str, str],
-    query_ids: Sequence,
-    query_vectors,
-    qrels_doc: Mapping,
+    task: RetrievalTask,
+    query_vectors=None,
     *,
     k: int | Sequence[int] = (1, 5, 10),
     batch_tokens: int | None = None,
+    progress: bool = True,
 ) -> DocumentVectorBaseline:
     """The no-chunking baseline: embed each document whole, as the model's pooling does.
 
@@ -219,22 +225,34 @@ def evaluate_document_vectors(
 
     Args:
         model: from ``load_model``.
-        documents: ``{doc_id: text}``.
-        query_ids / query_vectors: the queries, float ``(len(query_ids), dim)``.
-        qrels_doc: ``{query_id: {doc_id: grade}}``.
+        task: the documents, queries and document judgments (``qrels_doc``).
+        query_vectors: float ``(len(task.queries), dim)`` in the order of ``task.queries``;
+            ``None`` embeds the queries.
         k, batch_tokens: cutoffs; padded tokens per forward batch.
+        progress: a token bar over the documents' passes when there are many, echoed to the
+            runner's console.
     Returns:
         ``DocumentVectorBaseline``.
     Introduced in notebook 06_chunking_strategies.
     """
+    documents, query_ids = task.documents, task.query_ids
+    if query_vectors is None:
+        query_vectors = embed_queries(
+            model, [task.queries[q] for q in query_ids], batch_tokens=batch_tokens, progress=False
+        )
     doc_ids = list(documents)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=TRUNCATION_WARNING)
         vectors = naive_chunking(
-            model, [documents[d] for d in doc_ids], batch_tokens=batch_tokens, progress=False
+            model,
+            [documents[d] for d in doc_ids],
+            batch_tokens=batch_tokens,
+            progress=None if progress else False,  # None: a bar for more than a few passes
         )
     scores = cosine_scores(query_vectors, vectors)
-    per_query = evaluate_per_query(scores, qrels_doc, query_ids=query_ids, item_ids=doc_ids, k=k)
+    per_query = evaluate_per_query(
+        scores, task.qrels_doc, query_ids=query_ids, item_ids=doc_ids, k=k
+    )
     content_tokens = model.window().content_tokens  # where naive chunking cut each document
     n_tokens = np.array([len(tokenize_document(model.tokenizer, documents[d])) for d in doc_ids])
     coverage = float(np.minimum(n_tokens, content_tokens).sum() / max(int(n_tokens.sum()), 1))
@@ -243,10 +261,10 @@ def evaluate_document_vectors(
 
 def compare_window_plans(
     comparison: MethodComparison,
+    task: RetrievalTask,
     encoded: Mapping,
     query_vectors,
     *,
-    qrels_spans: Mapping,
     name: str = "late, other windows",
     k: int | Sequence[int] = (1, 5, 10),
 ) -> MethodComparison:
@@ -259,10 +277,10 @@ def compare_window_plans(
     Args:
         comparison: from ``compare_naive_late`` or ``compare_chunkings``, with methods ``"naive"``
             and ``"late"``.
+        task: the task ``comparison`` was scored on; its span judgments score the new vectors.
         encoded: ``{doc_id: DocumentEmbedding}`` under the other plan (``encode_documents``),
             for some or all of the comparison's documents.
         query_vectors: float ``(len(comparison.query_ids), dim)`` in that order.
-        qrels_spans: the span judgments ``comparison`` was scored with.
         name: the method name of the new vectors.
         k: cutoffs.
     Returns:
@@ -288,5 +306,5 @@ def compare_window_plans(
         name: pool_records(encoded, records),
     }
     return evaluate_methods(
-        query_vectors, comparison.query_ids, records, vectors, qrels_spans=qrels_spans, k=k
+        query_vectors, comparison.query_ids, records, vectors, qrels_spans=task.qrels_spans, k=k
     )

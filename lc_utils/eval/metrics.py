@@ -11,9 +11,9 @@ Conventions used throughout:
   metric deterministic, but it means the item order can favour one method when scores tie exactly
   (for example two identical chunks); order items the same way for every method compared.
 * **Queries with no relevant item** (absent from ``qrels``, or only grades ``<= 0``) have no
-  defined nDCG, recall or AP. By default they are left out of the means and counted in
-  ``num_queries_without_relevant``; ``no_relevant="zero"`` scores them 0 instead and
-  ``no_relevant="error"`` raises.
+  defined nDCG, recall or AP. By default ``mean_metrics`` leaves them out of the means and
+  counts them in ``num_queries_without_relevant``; ``no_relevant="zero"`` scores them 0 instead
+  and ``no_relevant="error"`` raises.
 * **Unknown ids.** A query id in ``qrels`` that is not in ``query_ids`` is ignored, since scoring
   a subset of the judged queries is legitimate; if no judged query was scored at all, that is an
   error. An item id in ``qrels`` that is not in ``item_ids`` is an error by default, because it
@@ -57,14 +57,7 @@ __all__ = [
     "LEVELS",
     "cosine_scores",
     "relevance_matrix",
-    "rank_items",
-    "ndcg_at_k",
-    "recall_at_k",
-    "precision_at_k",
-    "reciprocal_rank",
-    "average_precision",
     "evaluate_per_query",
-    "evaluate",
     "mean_metrics",
     "document_scores",
 ]
@@ -222,21 +215,6 @@ def relevance_matrix(
     return grades, unreachable
 
 
-def rank_items(scores) -> np.ndarray:
-    """Column indices of each row sorted by descending score; ties keep column order.
-
-    Args:
-        scores: float ``(n_queries, n_items)``, no NaN.
-    Returns:
-        int64 ``(n_queries, n_items)``: row ``q`` lists item columns from best to worst.
-    Introduced in notebook 10_long_documents.
-    """
-    scores = _check_scores(scores)
-    # Negating and sorting ascending with a stable sort is what gives "ties keep item order":
-    # argsort of -scores in descending mode would not be stable.
-    return np.argsort(-scores, axis=1, kind="stable")
-
-
 def _gain(grades: np.ndarray, gain: str) -> np.ndarray:
     grades = grades.astype(np.float64)
     return grades if gain == "linear" else np.exp2(grades) - 1.0
@@ -306,88 +284,6 @@ def _average_precision(ranked: np.ndarray, n_relevant: np.ndarray, k: int | None
     return _safe_divide((precision * relevant).sum(axis=1), n_relevant)
 
 
-def _ranked_grades(scores, relevance) -> tuple[np.ndarray, np.ndarray]:
-    scores = _check_scores(scores)
-    grades = np.asarray(relevance)
-    if grades.shape != scores.shape:
-        raise ValueError(
-            f"relevance has shape {grades.shape} but scores has {scores.shape}; "
-            "they must match (one grade per query and item)"
-        )
-    if not np.issubdtype(grades.dtype, np.integer) and not np.issubdtype(grades.dtype, np.bool_):
-        raise TypeError(f"relevance has dtype {grades.dtype}; expected integer grades")
-    grades = np.clip(grades.astype(np.int64), 0, None)
-    order = np.argsort(-scores, axis=1, kind="stable")
-    return np.take_along_axis(grades, order, axis=1), grades
-
-
-def ndcg_at_k(scores, relevance, k: int, *, gain: str = "linear") -> np.ndarray:
-    """nDCG@k of each query (see the module docstring for the definition and ties).
-
-    Args:
-        scores: float ``(n_queries, n_items)``.
-        relevance: integer grades ``(n_queries, n_items)``; ``<= 0`` is not relevant.
-        k: cutoff, ``>= 1``.
-        gain: ``"linear"`` (grade) or ``"exponential"`` (``2**grade - 1``).
-    Returns:
-        float64 ``(n_queries,)``; NaN for a query with no relevant item.
-    Introduced in notebook 10_long_documents.
-    """
-    (k,) = _check_k(k)
-    _check_choice(gain, "gain", _GAINS)
-    ranked, grades = _ranked_grades(scores, relevance)
-    return _ndcg(ranked, grades, None, k, gain)
-
-
-def recall_at_k(scores, relevance, k: int) -> np.ndarray:
-    """Recall@k of each query: relevant items in the top ``k`` over all relevant items.
-
-    Args and ties as ``ndcg_at_k``. Returns float64 ``(n_queries,)``; NaN for a query with no
-    relevant item. Introduced in notebook 10_long_documents.
-    """
-    (k,) = _check_k(k)
-    ranked, grades = _ranked_grades(scores, relevance)
-    return _recall(ranked, _num_relevant(grades, None), k)
-
-
-def precision_at_k(scores, relevance, k: int) -> np.ndarray:
-    """Precision@k of each query: relevant items in the top ``k`` over ``k``.
-
-    Args and ties as ``ndcg_at_k``. Returns float64 ``(n_queries,)``; NaN for a query with no
-    relevant item. Introduced in notebook 10_long_documents.
-    """
-    (k,) = _check_k(k)
-    ranked, grades = _ranked_grades(scores, relevance)
-    return _precision(ranked, _num_relevant(grades, None), k)
-
-
-def reciprocal_rank(scores, relevance, k: int | None = None) -> np.ndarray:
-    """Reciprocal rank of the first relevant item (MRR is its mean), optionally cut at ``k``.
-
-    Args and ties as ``ndcg_at_k``; ``k=None`` looks at the whole ranking. Returns float64
-    ``(n_queries,)``: ``1 / rank``, 0 when no relevant item is in the top ``k``, NaN for a query
-    with no relevant item. Introduced in notebook 10_long_documents.
-    """
-    if k is not None:
-        (k,) = _check_k(k)
-    ranked, grades = _ranked_grades(scores, relevance)
-    return _reciprocal_rank(ranked, _num_relevant(grades, None), k)
-
-
-def average_precision(scores, relevance, k: int | None = None) -> np.ndarray:
-    """Average precision of each query (MAP is its mean), optionally cut at ``k``.
-
-    ``sum_i rel_i * precision@i / R``: grades only count as relevant or not. With ``k`` the sum
-    stops at rank ``k`` but still divides by all ``R`` relevant items (trec_eval ``map_cut``).
-    Args and ties as ``ndcg_at_k``. Returns float64 ``(n_queries,)``; NaN for a query with no
-    relevant item. Introduced in notebook 10_long_documents.
-    """
-    if k is not None:
-        (k,) = _check_k(k)
-    ranked, grades = _ranked_grades(scores, relevance)
-    return _average_precision(ranked, _num_relevant(grades, None), k)
-
-
 # ---------------------------------------------------------------------------------------------
 # Entry points
 # ---------------------------------------------------------------------------------------------
@@ -441,6 +337,8 @@ def evaluate_per_query(
         )
     grades, unreachable = relevance_matrix(qrels, query_ids, item_ids, unknown_items=unknown_items)
     n_relevant = _num_relevant(grades, unreachable)
+    # Sorting the negated scores with a stable sort is what makes ties keep item order: argsort
+    # in descending order would not be stable.
     ranked = np.take_along_axis(grades, np.argsort(-scores, axis=1, kind="stable"), axis=1)
 
     columns: dict[str, np.ndarray] = {}
@@ -466,52 +364,18 @@ def evaluate_per_query(
     return frame
 
 
-def evaluate(
-    scores,
-    qrels: Mapping,
-    *,
-    query_ids: Sequence,
-    item_ids: Sequence,
-    k: int | Sequence[int] = (1, 5, 10),
-    metrics: Sequence[str] = DEFAULT_METRICS,
-    gain: str = "linear",
-    unknown_items: str = "error",
-    no_relevant: str = "skip",
-) -> dict[str, float | int]:
-    """Mean of every metric over the queries, ready for ``metrics.json``.
-
-    Args are those of ``evaluate_per_query`` (which gives the per-query values), plus
-    ``no_relevant``: ``"skip"`` (default) leaves queries without relevant items out of the
-    means, ``"zero"`` scores them 0 on every metric, ``"error"`` raises naming the first one.
-    Returns:
-        ``{"ndcg@10": float, ..., "num_queries": int, "num_queries_without_relevant": int}``
-        where ``num_queries`` is how many queries the means are over.
-    Raises:
-        ValueError when no query can be scored (every query lacks relevant items).
-    Introduced in notebook 10_long_documents.
-    """
-    _check_choice(no_relevant, "no_relevant", _NO_RELEVANT)
-    frame = evaluate_per_query(
-        scores,
-        qrels,
-        query_ids=query_ids,
-        item_ids=item_ids,
-        k=k,
-        metrics=metrics,
-        gain=gain,
-        unknown_items=unknown_items,
-    )
-    return mean_metrics(frame, no_relevant)
-
-
 def mean_metrics(frame: pd.DataFrame, no_relevant: str = "skip") -> dict[str, float | int]:
-    """Column means of an ``evaluate_per_query`` table, as ``evaluate`` returns them.
+    """Column means of an ``evaluate_per_query`` table, ready for ``metrics.json``.
 
     Args:
         frame: a table from ``evaluate_per_query`` (it needs the ``num_relevant`` column).
-        no_relevant: ``"skip"``, ``"zero"`` or ``"error"``, as in ``evaluate``.
+        no_relevant: ``"skip"`` (default) leaves queries without relevant items out of the
+            means, ``"zero"`` scores them 0 on every metric, ``"error"`` raises naming the first.
     Returns:
-        ``{metric: float, ..., "num_queries": int, "num_queries_without_relevant": int}``.
+        ``{metric: float, ..., "num_queries": int, "num_queries_without_relevant": int}``, where
+        ``num_queries`` is how many queries the means are over.
+    Raises:
+        ValueError when no query can be scored (every query lacks relevant items).
     """
     _check_choice(no_relevant, "no_relevant", _NO_RELEVANT)
     if "num_relevant" not in frame:

@@ -35,10 +35,10 @@ class MethodComparison:
         query_ids: the queries, in the order of the score rows.
         records: the chunk records every method shares (``doc_id``, ``chunk_index``, ``start``,
             ``end``, ``text``), row for row with each method's vectors.
-        chunk_qrels: ``{query_id: {chunk_key: grade}}``, the span judgments mapped to these
+        qrels_chunk: ``{query_id: {chunk_key: grade}}``, the span judgments mapped to these
             chunks (``chunk_qrels``).
-        doc_qrels: ``{query_id: {doc_id: grade}}`` used at document level.
-        results: ``{method: {"chunk": {...}, "document": {...}}}``, the means of ``evaluate``
+        qrels_doc: ``{query_id: {doc_id: grade}}`` used at document level.
+        results: ``{method: {"chunk": {...}, "document": {...}}}``, the means of ``mean_metrics``
             at both levels, ready for ``metrics.json``.
         per_query: ``{method: {"chunk": DataFrame, "document": DataFrame}}`` as from
             ``evaluate_per_query``; a query with no relevant item at a level has NaN metrics.
@@ -47,8 +47,8 @@ class MethodComparison:
 
     query_ids: list
     records: list[dict]
-    chunk_qrels: dict
-    doc_qrels: dict
+    qrels_chunk: dict
+    qrels_doc: dict
     results: dict[str, dict[str, dict[str, float | int]]]
     per_query: dict[str, dict[str, pd.DataFrame]] = field(repr=False)
     vectors: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
@@ -170,10 +170,10 @@ class MethodComparison:
         return table.astype(types)
 
     def relevant_texts(self, query_id) -> list[str]:
-        """Texts of the chunks judged relevant to ``query_id`` (``chunk_qrels`` order)."""
-        if query_id not in self.chunk_qrels:
+        """Texts of the chunks judged relevant to ``query_id`` (``qrels_chunk`` order)."""
+        if query_id not in self.qrels_chunk:
             raise KeyError(f"query {query_id!r} was not evaluated; e.g. {self.query_ids[:3]}")
-        relevant = self.chunk_qrels[query_id]
+        relevant = self.qrels_chunk[query_id]
         return [
             r["text"] for r in self.records if chunk_key(r["doc_id"], r["chunk_index"]) in relevant
         ]
@@ -254,7 +254,7 @@ def evaluate_methods(
             keeping only documents that appear in ``records``: the right choice when ``records``
             covers part of a corpus on purpose (documents left out are then not counted as
             missed). Given explicitly, it must only judge documents in ``records``.
-        k, metrics: as in ``evaluate``.
+        k, metrics: as in ``evaluate_per_query``.
         min_overlap: characters a chunk must share with a span to be relevant.
     Returns:
         ``MethodComparison``. Queries without a relevant chunk (or document) are left out of
@@ -308,7 +308,7 @@ class DocumentVectorBaseline:
     """One vector per whole document (no chunking), scored at document level.
 
     Attributes:
-        results: ``evaluate``'s means (``{"ndcg@10": float, ..., "num_queries": int}``).
+        results: ``mean_metrics``' means (``{"ndcg@10": float, ..., "num_queries": int}``).
         per_query: ``evaluate_per_query``'s table, indexed by query id.
         token_coverage: share of the corpus tokens the vectors saw (the model truncates each
             document to one pass), in ``[0, 1]``.

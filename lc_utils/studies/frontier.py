@@ -15,7 +15,7 @@ worse than the best:
   rotated, so that a slow spell of a shared machine falls on every setting alike);
 * ``frontier_table``: per setting, the mean metric at chunk and document level and its paired
   bootstrap difference from the best setting of that level;
-* ``measure_frontier``: all of the above for one corpus and its queries, in one call;
+* ``measure_frontier``: all of the above for one retrieval task, in one call;
 * ``choose_setting``: among the settings whose interval against the best reaches zero at every
   level of every table, the one computing the fewest tokens (then the least attention work).
 
@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ..corpus import embed_corpus
+from ..datasets.task import RetrievalTask
 from ..eval.metrics import LEVELS
 from ..eval.scoring import MethodComparison, evaluate_methods
 from ..eval.stats import paired_difference
@@ -40,6 +41,7 @@ from ..late.naive import embed_queries
 from ..late.pooling import encode_document, pool_records
 from ..late.windows import plan_windows
 from ..models.model import EmbeddingModel
+from ..progress import progress_bar
 from ..text.tokens import tokenize_document
 
 __all__ = [
@@ -133,6 +135,7 @@ def encode_settings(
     settings: Sequence[WindowSetting],
     *,
     batch_tokens: int | None = None,
+    progress: bool = True,
 ) -> FrontierRun:
     """Late-pool the same chunk records under every window setting.
 
@@ -144,6 +147,8 @@ def encode_settings(
             and the naive baseline score the same chunks.
         settings: from ``window_settings``.
         batch_tokens: as in ``encode_document``.
+        progress: a bar over the documents, echoed to the runner's console; it moves between
+            documents, outside the timed passes.
     Returns:
         ``FrontierRun``. Each document is encoded once per distinct window plan and pooled at
         once, so memory holds one document's token embeddings at a time. A setting whose plan
@@ -166,6 +171,7 @@ def encode_settings(
     cost = {label: dict.fromkeys(("tokens_computed", "attention", "passes"), 0) for label in labels}
     seconds = dict.fromkeys(labels, 0.0)
     n_tokens = 0
+    bar = progress_bar(len(rows_of), "window settings", "doc", disable=not progress)
     for position, (doc_id, rows) in enumerate(rows_of.items()):
         doc_records = [records[r] for r in rows]
         n_doc = len(tokenize_document(model.tokenizer, documents[doc_id], model.document_prefix))
@@ -198,6 +204,8 @@ def encode_settings(
             cost[setting.label]["attention"] += int((lengths**2).sum())
             cost[setting.label]["passes"] += len(lengths)
         n_tokens += n_doc
+        bar.update(1)
+    bar.close()
     costs = pd.DataFrame(
         [
             {
@@ -344,37 +352,44 @@ def choose_setting(
 
 def measure_frontier(
     model: EmbeddingModel,
-    documents: Mapping[str, str],
-    queries: Mapping[str, str],
+    task: RetrievalTask,
     settings: Sequence[WindowSetting],
     *,
-    qrels_spans: Mapping,
-    qrels_doc: Mapping | None = None,
     strategy: str = "fixed",
     chunk_options: Mapping | None = None,
     baseline: str | None = None,
     n_resamples: int = 2000,
     seed: int = 0,
+    progress: bool = True,
 ) -> tuple[pd.DataFrame, MethodComparison]:
     """The whole frontier on one corpus: chunk, embed naive, encode every setting, evaluate.
 
     Args:
-        model, documents, settings: as in ``encode_settings``.
-        queries: ``{query_id: text}``; qrels_spans / qrels_doc as in ``evaluate_methods``.
+        model, settings: as in ``encode_settings``.
+        task: the documents, queries and judgments (``qrels_spans``, ``qrels_doc``, as in
+            ``evaluate_methods``).
         strategy / chunk_options: the one chunking every setting and the naive baseline share
             (passed to ``embed_corpus``; default fixed chunks of 64 tokens).
         baseline: a setting label (e.g. the library default ``"512/127"``) whose seconds divide
             every setting's into the column ``time_ratio``; ``None`` leaves the column out.
         n_resamples, seed: the paired bootstrap of ``frontier_table``.
+        progress: the bars of the naive run and of ``encode_settings``, echoed to the runner's
+            console.
     Returns:
         ``(table, comparison)``: ``frontier_table`` of nDCG@10 at both levels, and the
         ``MethodComparison`` of ``"naive"`` and every setting label, for further differences.
     """
+    documents, queries = task.documents, task.queries
     options = dict(chunk_options or ({"chunk_size": 64} if strategy == "fixed" else {}))
     naive = embed_corpus(
-        model, documents, method="naive", strategy=strategy, chunk_options=options, progress=False
+        model,
+        documents,
+        method="naive",
+        strategy=strategy,
+        chunk_options=options,
+        progress=progress,
     )
-    run = encode_settings(model, documents, naive.records, settings)
+    run = encode_settings(model, documents, naive.records, settings, progress=progress)
     query_ids = list(queries)
     query_vectors = embed_queries(model, [queries[q] for q in query_ids], progress=False)
     comparison = evaluate_methods(
@@ -382,8 +397,8 @@ def measure_frontier(
         query_ids,
         naive.records,
         {"naive": naive.vectors, **run.vectors},
-        qrels_spans=qrels_spans,
-        qrels_doc=qrels_doc,
+        qrels_spans=task.qrels_spans,
+        qrels_doc=task.qrels_doc,
     )
     table = frontier_table(comparison, run.costs, n_resamples=n_resamples, seed=seed)
     if baseline is not None:

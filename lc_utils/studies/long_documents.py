@@ -1,7 +1,7 @@
 """Naive against late chunking on the passkey and needle tasks, pool by pool.
 
 ``evaluate_needles`` runs ``lc_utils.eval.compare.compare_naive_late`` on every ``(kind, length)``
-pool of ``lc_utils.datasets.needles.NeedleTasks`` (a query competes only with its own pool's
+pool of a ``lc_utils.datasets.build_needle_tasks`` task (a query competes only with its own pool's
 documents) and gathers, per query, nDCG@10 at chunk and document level and the cosine between the
 query and its best relevant chunk, the quantity that explains who wins. ``NeedleResults.gains``
 gives late − naive by length, depth or kind with paired bootstrap intervals.
@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..corpus import METHODS
-from ..datasets.needles import NeedleTasks, build_needle_tasks
+from ..datasets.needles import build_needle_tasks, needle_pools, select_needles
+from ..datasets.task import RetrievalTask
 from ..eval.compare import compare_naive_late
 from ..eval.judgments import chunk_keys
 from ..eval.metrics import LEVELS
@@ -25,6 +26,7 @@ from ..eval.scoring import MethodComparison
 from ..eval.stats import paired_difference
 from ..late.naive import embed_queries
 from ..models.model import EmbeddingModel
+from ..progress import progress_bar
 from ..text.strategies import chunk_text
 from ..vectors import cosine_scores
 
@@ -90,12 +92,13 @@ class NeedleResults:
 
 def evaluate_needles(
     model: EmbeddingModel,
-    tasks: NeedleTasks,
+    tasks: RetrievalTask,
     *,
     strategy: str = "fixed",
     chunk_options: Mapping | None = None,
     window: int | None = None,
     overlap: int | None = None,
+    progress: bool = True,
 ) -> NeedleResults:
     """Naive and late chunking on every pool of ``tasks``, on the same chunks.
 
@@ -105,6 +108,7 @@ def evaluate_needles(
         strategy / chunk_options: the chunking (``chunk_text``), by default fixed chunks of 64
             tokens; a ``"semantic"`` chunking gets ``model`` added to its options.
         window / overlap: late chunking's windows (default: the library's).
+        progress: a bar over the pools, echoed to the runner's console.
     Returns:
         ``NeedleResults``.
     """
@@ -114,16 +118,15 @@ def evaluate_needles(
     if strategy == "semantic":
         options.setdefault("model", model)
     rows, comparisons = [], {}
-    for kind, length in tasks.pools:
-        pool = tasks.pool(kind, length)
+    pools = needle_pools(tasks)
+    bar = progress_bar(len(pools), "needle pools", "pool", disable=not progress)
+    for kind, length in pools:
+        pool = select_needles(tasks, kinds=[kind], lengths=[length])
         chunks = {d: chunk_text(text, strategy, **options) for d, text in pool.documents.items()}
         comparison = compare_naive_late(
             model,
-            pool.documents,
+            pool,
             chunks,
-            pool.queries,
-            qrels_spans=pool.qrels_spans,
-            qrels_doc=pool.qrels_doc,
             window=window,
             overlap=overlap,
             progress=False,
@@ -135,15 +138,17 @@ def evaluate_needles(
             cosine = cosine_scores(query_vectors, comparison.vectors[method])
             best = {
                 query_id: max(
-                    float(cosine[i, column[key]]) for key in comparison.chunk_qrels[query_id]
+                    float(cosine[i, column[key]]) for key in comparison.qrels_chunk[query_id]
                 )
                 for i, query_id in enumerate(comparison.query_ids)
             }
             for level in LEVELS:
-                frame = pool.needles[["kind", "length", "depth"]].copy()
+                frame = pool.query_info[["kind", "length", "depth"]].copy()
                 frame["method"], frame["level"] = method, level
                 frame["ndcg@10"] = comparison.per_query[method][level]["ndcg@10"]
                 frame["relevant_cosine"] = pd.Series(best)
                 rows.append(frame)
+        bar.update(1)
+    bar.close()
     per_query = pd.concat(rows).rename_axis("query_id").reset_index()
     return NeedleResults(per_query, comparisons)

@@ -5,7 +5,7 @@ Models", arXiv 2409.04701, report nDCG@10 on four BEIR datasets with jina-embedd
 and fixed chunks of 256 tokens, for naive chunking, late chunking and no chunking (one vector per
 document). ``PAPER_NDCG10`` holds those published values as facts, in percent.
 
-``load_benchmark`` gives one dataset in the shape ``lc_utils.eval`` takes: Python's own
+``load_benchmark`` gives one dataset as the ``RetrievalTask`` ``lc_utils.eval`` takes: Python's own
 reference topics (``"pydoc"``, offline, with the queries of ``build_pydoc_queries``), a BEIR
 folder on disk, or a BEIR dataset by name, downloaded on first use through
 ``lc_utils.datasets.download_beir`` into a cache folder and read from there afterwards.
@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 from ..datasets.beir import download_beir, load_beir
-from ..datasets.pydoc_topics import build_pydoc_queries, load_pydoc_topics
+from ..datasets.pydoc_topics import load_pydoc_task
+from ..datasets.task import RetrievalTask
 
-__all__ = ["PAPER_NDCG10", "PAPER_SETTINGS", "Benchmark", "load_benchmark"]
+__all__ = ["PAPER_NDCG10", "PAPER_SETTINGS", "load_benchmark", "paper_values"]
 
 PAPER_NDCG10: dict[str, dict[str, float]] = {
     "scifact": {"naive": 64.20, "late": 66.10, "no_chunking": 63.89},
@@ -37,37 +38,14 @@ PAPER_SETTINGS = {"model": "jinaai/jina-embeddings-v2-small-en", "chunk_size": 2
 """The model and fixed chunk size behind ``PAPER_NDCG10``."""
 
 
-@dataclass(repr=False)
-class Benchmark:
-    """One retrieval dataset, ready for ``lc_utils.eval.compare_naive_late``.
+def paper_values(task: RetrievalTask) -> dict[str, float] | None:
+    """The published ``{"naive", "late", "no_chunking"}`` nDCG@10 in percent for the task's
+    dataset (``PAPER_NDCG10``, looked up by the task's name), or ``None`` when the paper has no
+    value for it.
 
-    Attributes:
-        name: ``"pydoc"``, the BEIR name, or the folder's name.
-        source: ``"pydoc"``, ``"folder"`` (read from a path) or ``"beir"`` (a cached download).
-        path: the BEIR folder, ``None`` for pydoc.
-        documents: ``{doc_id: text}`` (for BEIR: title and text joined by a blank line).
-        queries: ``{query_id: text}``.
-        qrels_spans: ``{query_id: [(doc_id, start, end[, grade]), ...]}``, half-open characters;
-            for BEIR one span over each relevant document.
-        qrels_doc: ``{query_id: {doc_id: grade}}``, restricted to ``documents``.
-        paper: the published ``{"naive", "late", "no_chunking"}`` nDCG@10 in percent for this
-            dataset (``PAPER_NDCG10``), or ``None`` when the paper has no value for it.
+    Introduced in notebook 11_paper_benchmarks.
     """
-
-    name: str
-    source: str
-    path: Path | None
-    documents: dict[str, str]
-    queries: dict[str, str]
-    qrels_spans: dict
-    qrels_doc: dict
-    paper: dict[str, float] | None
-
-    def __repr__(self) -> str:
-        return (
-            f"Benchmark({self.name!r}, source={self.source!r}, documents={len(self.documents)}, "
-            f"queries={len(self.queries)})"
-        )
+    return PAPER_NDCG10.get(task.name.lower())
 
 
 def _is_path(dataset: str) -> bool:
@@ -83,7 +61,7 @@ def load_benchmark(
     max_queries: int = 0,
     seed: int = 0,
     timeout: float = 5.0,
-) -> Benchmark:
+) -> RetrievalTask:
     """Load ``"pydoc"``, a BEIR folder, or a BEIR dataset by name (downloading it once).
 
     Args:
@@ -101,7 +79,10 @@ def load_benchmark(
         seed: draws the pydoc query templates and the query sample.
         timeout: seconds for the download's reachability probe.
     Returns:
-        ``Benchmark``.
+        ``RetrievalTask`` named ``"pydoc"``, the BEIR name, or the folder's name, of source
+        ``"pydoc"``, ``"folder"`` (read from a path) or ``"beir"`` (a cached download). For
+        BEIR, documents join title and text with a blank line and ``qrels_spans`` hold one
+        span over each relevant document; judgments are restricted to the documents kept.
     Raises:
         ConnectionError within seconds when a BEIR name is not in ``data_dir`` and the machine
         is offline; the message says where to put the files. FileNotFoundError for a path
@@ -115,11 +96,8 @@ def load_benchmark(
     for name, value in (("n_documents", n_documents), ("max_queries", max_queries)):
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"{name}={value!r}; expected 0 (all) or a positive count")
-    path = None
     if dataset == "pydoc":
-        documents = load_pydoc_topics(limit=n_documents or None)
-        queries, qrels_doc, qrels_spans = build_pydoc_queries(documents, seed=seed)
-        name, source, paper = "pydoc", "pydoc", None
+        task = load_pydoc_task(n_documents, seed=seed)
     else:
         if _is_path(dataset):
             path, source = Path(dataset), "folder"
@@ -131,34 +109,17 @@ def load_benchmark(
                     f"{error} Or run the notebook with -p DATASET <path of that folder>."
                 ) from None
             source = "beir"
-        data = load_beir(path, split)
-        documents = data.documents()
+        task = load_beir(path, split)
         if n_documents:
-            documents = dict(list(documents.items())[:n_documents])
-        queries, qrels_spans = data.queries, data.document_spans()
-        name = dataset if source == "beir" else path.name
-        paper = PAPER_NDCG10.get(name.lower())
-        qrels_doc = {
-            q: {d: g for d, g in grades.items() if g > 0 and d in documents}
-            for q, grades in data.qrels.items()
-        }
-    qrels_spans = {q: [s for s in spans if s[0] in documents] for q, spans in qrels_spans.items()}
-    kept = [q for q in queries if qrels_doc.get(q) and qrels_spans.get(q)]
+            task = task.subset(doc_ids=list(task.documents)[:n_documents])
+        task = replace(task, name=dataset if source == "beir" else path.name, source=source)
+    kept = [q for q in task.queries if task.qrels_doc.get(q) and task.qrels_spans.get(q)]
     if max_queries and len(kept) > max_queries:
         chosen = set(random.Random(seed).sample(kept, max_queries))
         kept = [q for q in kept if q in chosen]
     if not kept:
         raise ValueError(
-            f"no query of {name!r} has a relevant document among the {len(documents)} kept; "
-            "raise n_documents or check the qrels split"
+            f"no query of {task.name!r} has a relevant document among the "
+            f"{len(task.documents)} kept; raise n_documents or check the qrels split"
         )
-    return Benchmark(
-        name=name,
-        source=source,
-        path=path,
-        documents=documents,
-        queries={q: queries[q] for q in kept},
-        qrels_spans={q: qrels_spans[q] for q in kept},
-        qrels_doc={q: qrels_doc[q] for q in kept},
-        paper=paper,
-    )
+    return task.subset(query_ids=kept)

@@ -17,7 +17,7 @@ import numpy as np
 from huggingface_hub import try_to_load_from_cache
 
 from ...corpus import embed_corpus
-from ...datasets.beir import BeirDataset
+from ...datasets.beir import join_title
 from ...late.naive import embed_queries, naive_chunking
 from ...late.windows import DEFAULT_OVERLAP_FRACTION
 from ...models.loading import packaged_minilm_path
@@ -202,12 +202,11 @@ class BestChunkSearch:
         ids = [str(i) for i in corpus["id"]]
         texts = list(corpus["text"])
         titles = list(corpus["title"]) if "title" in corpus.column_names else [""] * len(ids)
-        fields = {
-            doc_id: {"title": title or "", "text": text}
+        # The BEIR loader's own join, so that a BEIR folder gives the texts notebook 11 embeds.
+        return {
+            doc_id: join_title(title or "", text, self.title_separator)
             for doc_id, title, text in zip(ids, titles, texts, strict=True)
         }
-        # The BEIR loader's own join, so that a BEIR folder gives the texts notebook 11 embeds.
-        return BeirDataset(fields, {}, {}, Path(), "").documents(self.title_separator)
 
     def index(
         self,

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from huggingface_hub import constants
 
-from ...datasets.beir import load_beir
+from ...datasets.beir import read_beir_folder
 from ...models.loading import hub_reachable, load_model
 from ...models.model import EmbeddingModel
 from .search import METHODS, BestChunkSearch, require_mteb
@@ -28,8 +28,9 @@ LONGEMBED_TASKS = ("LEMBNeedleRetrieval", "LEMBPasskeyRetrieval")
 def beir_folder_task(folder, *, split: str = "test", name: str | None = None):
     """An MTEB retrieval task over a BEIR folder on disk; nothing is downloaded.
 
-    The folder is read with ``lc.datasets.load_beir`` (every query, judged or not: MTEB drops
-    the queries without judgments itself) and handed to MTEB in its own corpus, queries and
+    The folder is read with ``lc.datasets.read_beir_folder`` as BEIR has it (titles apart from
+    the texts, every grade, every query judged or not: MTEB drops the queries without judgments
+    itself) and handed to MTEB in its own corpus, queries and
     judgments form, so every step after loading is MTEB's. Besides MTEB's scores, which it
     rounds to 5 decimals, the result holds ``ndcg_at_10_unrounded`` and
     ``ndcg_at_10_per_query`` (pytrec_eval's values as MTEB computed them).
@@ -45,7 +46,7 @@ def beir_folder_task(folder, *, split: str = "test", name: str | None = None):
     from mteb.abstasks.retrieval import AbsTaskRetrieval  # optional dependency: extra "mteb"
 
     folder = Path(folder)
-    data = load_beir(folder, split, only_judged_queries=False)
+    corpus, queries, qrels = read_beir_folder(folder, split, only_judged_queries=False)
     task_metadata = mteb.TaskMetadata(
         name=name or f"BEIR-{folder.name}",
         description=f"The BEIR-format folder {folder}, read from disk.",
@@ -64,9 +65,9 @@ def beir_folder_task(folder, *, split: str = "test", name: str | None = None):
         def load_data(self, num_proc=None, **kwargs) -> None:
             # MTEB's own retrieval tasks on local files fill these split-keyed attributes too;
             # AbsTaskRetrieval.evaluate converts them to its datasets.
-            self.corpus = {split: {d: dict(fields) for d, fields in data.corpus.items()}}
-            self.queries = {split: dict(data.queries)}
-            self.relevant_docs = {split: {q: dict(g) for q, g in data.qrels.items()}}
+            self.corpus = {split: {d: dict(fields) for d, fields in corpus.items()}}
+            self.queries = {split: dict(queries)}
+            self.relevant_docs = {split: {q: dict(g) for q, g in qrels.items()}}
             self.data_loaded = True
 
         def task_specific_scores(self, scores, qrels, results, hf_split, hf_subset) -> dict:
