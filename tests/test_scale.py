@@ -171,7 +171,7 @@ def test_reads_json_lines_parquet_and_a_beir_folder(ray_session, tmp_path):
 
     assert read(tmp_path / "docs.jsonl") == {"a": "first", "b": "second"}
     assert read(str(tmp_path / "docs.parquet")) == {"7": "x", "8": ""}
-    # As lc.datasets.load_beir(...).documents() joins them: title, blank line, text.
+    # As lc.datasets.load_beir(...).documents holds them: title, blank line, text.
     assert read(beir) == {"d1": "Title\n\nBody.", "d2": "No title."}
     with pytest.raises(ValueError, match="id column"):
         lc.scale.read_documents({"a": "b"}, id_column="nope")

@@ -4,7 +4,7 @@
 spread over a Ray cluster (or a local Ray on this machine's cores):
 
 1. **Read.** A ``ray.data.Dataset``, JSON Lines / Parquet files, a BEIR ``corpus.jsonl`` (title
-   joined before the text, as ``load_beir(...).documents()`` does), or an in-memory
+   joined before the text, as ``load_beir(...).documents`` holds them), or an in-memory
    ``{doc_id: text}`` mapping. Each row is one document: an id and a text.
 2. **Check.** Before any chunking or embedding: the Milvus URI answers (within seconds), and no
    document id appears twice (the error names it). One pass reads only the id column and keeps
