@@ -236,23 +236,14 @@ def iter_embed_corpus(
     groups = _groups(_with_given_chunks(iter_documents(documents), chunks), documents_per_batch)
     try:
         # While the model embeds one group, the workers prepare the next ones.
-        for group, prepared in ordered_map(_Prepare(preparer), groups, workers):
-            yield _embed_group(model, group, prepared, **settings)
+        for group, prepared in ordered_map(preparer, groups, workers):
+            pairs = [(doc_id, text) for doc_id, text, _ in group]
+            yield _embed_group(model, pairs, prepared, **settings)
             if bar is not None:
                 bar.update(len(group))
     finally:
         if bar is not None:
             bar.close()
-
-
-class _Prepare:
-    """``group -> (group, preparer(group))``, so the caller keeps the texts it already holds."""
-
-    def __init__(self, preparer: Preparer) -> None:
-        self.preparer = preparer
-
-    def __call__(self, group):
-        return [(doc_id, text) for doc_id, text, _ in group], self.preparer(group)
 
 
 def _with_given_chunks(pairs: Iterator[tuple[str, str]], chunks) -> Iterator[tuple]:

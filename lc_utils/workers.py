@@ -1,6 +1,7 @@
 """Host work in parallel with the model: an ordered map over a stream, a few items ahead.
 
-``ordered_map(function, items, workers)`` yields ``function(item)`` for every item, in input order,
+``ordered_map(function, items, workers)`` yields ``(item, function(item))`` for every item, in
+input order (the item from the caller's own copy, so that it never travels back from a worker),
 while later items are already being computed, so that the caller's loop (the model's forward
 passes) overlaps with the preparation of what comes next:
 
@@ -72,11 +73,12 @@ def _process_pool(function: Callable, workers: int) -> Executor:
 
 
 def ordered_map(function: Callable, items: Iterable, workers: int) -> Iterator:
-    """``function(item)`` for every item, in order, computed up to ``workers + 1`` items ahead
-    (see the module docstring for what ``workers`` selects; callers check it is an int >= 0)."""
+    """``(item, function(item))`` for every item, in order, computed up to ``workers + 1`` items
+    ahead (see the module docstring for what ``workers`` selects; callers check it is an int
+    >= 0)."""
     if workers == 0:
         for item in items:
-            yield function(item)
+            yield item, function(item)
         return
     if workers == 1:
         executor: Executor = ThreadPoolExecutor(1, thread_name_prefix="lc-prepare")
@@ -84,17 +86,18 @@ def ordered_map(function: Callable, items: Iterable, workers: int) -> Iterator:
     else:
         executor = _process_pool(function, workers)
         submit = lambda item: executor.submit(_call, item)  # noqa: E731
-    pending: deque = deque()
-    iterator = iter(items)
+    pending: deque = deque()  # (item, future), oldest first
     try:
-        for item in iterator:
-            pending.append(submit(item))
+        for item in items:
+            pending.append((item, submit(item)))
             if len(pending) > workers:
-                yield _result(pending.popleft())
+                done, future = pending.popleft()
+                yield done, _result(future)
         while pending:
-            yield _result(pending.popleft())
+            done, future = pending.popleft()
+            yield done, _result(future)
     finally:
-        for future in pending:
+        for _, future in pending:
             future.cancel()
         executor.shutdown(wait=True, cancel_futures=True)
 

@@ -226,3 +226,38 @@ def test_a_long_document_is_cut_into_blocks_at_word_boundaries(minilm):
     assert all(text[c] in " \n" for c in cuts[1:-1])
     whole = minilm.tokenizer(text, add_special_tokens=False)["input_ids"]
     assert lc.tokenize_document(minilm.tokenizer, text).input_ids.tolist() == whole
+
+
+def _square_or_die(x):
+    import os
+
+    if x == "die":
+        os._exit(3)
+    return x * x
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2, 3])
+def test_ordered_map_keeps_order_and_holds_few_items_at_once(workers):
+    from lc_utils.workers import ordered_map
+
+    pulled = []
+
+    def items():
+        for i in range(20):
+            pulled.append(i)
+            yield i
+
+    seen = []
+    for item, result in ordered_map(_square_or_die, items(), workers):
+        assert result == item * item
+        # Never more than workers + 1 items taken ahead of the one being handed out.
+        assert len(pulled) - item <= workers + 1
+        seen.append(item)
+    assert seen == list(range(20))
+
+
+def test_a_worker_that_dies_is_reported_with_what_to_do():
+    from lc_utils.workers import WorkerError, ordered_map
+
+    with pytest.raises(WorkerError, match="workers=1"):
+        list(ordered_map(_square_or_die, [1, 2, "die", 4], 2))

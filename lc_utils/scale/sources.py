@@ -31,7 +31,7 @@ def read_documents(source, *, id_column: str | None = None, text_column: str = "
             ``(doc_id, text)`` pairs.
         id_column: the id column; by default the first of ``doc_id``, ``_id``, ``id`` present.
         text_column: the text column. A ``title`` column, where present and non-empty, is joined
-            before the text with a blank line, as ``lc.datasets.load_beir(...).documents`` holds them.
+            before the text with a blank line, as in ``lc.datasets.load_beir(...).documents``.
     Returns:
         ``ray.data.Dataset`` with ``doc_id`` (str) and ``text`` (str; ``""`` for a missing text).
     """
