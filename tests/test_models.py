@@ -230,3 +230,33 @@ def test_a_vocabulary_larger_than_the_embedding_table_is_refused_at_load(tmp_pat
         lc.ModelLoadError, match=r"knows 30522 tokens but the network embeds only 1000"
     ):
         lc.load_model(str(tmp_path), device="cpu", verbose=False)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("num_attention_heads", 0, "num_attention_heads: 0"),
+        ("num_hidden_layers", -1, "num_hidden_layers: -1"),
+        ("hidden_size", "32", "hidden_size: '32'"),
+        ("num_attention_heads", 5, "num_attention_heads 5 does not divide"),
+    ],
+)
+@pytest.mark.parametrize("architecture", ["bert", "jina-v2"])
+def test_impossible_sizes_in_config_are_named_before_any_network_is_built(
+    tmp_path, architecture, field, value, said
+):
+    import json
+
+    from .conftest import build_tiny_bert
+    from .jina_checkpoints import write_checkpoint
+
+    if architecture == "bert":
+        directory = build_tiny_bert(tmp_path / "m")
+    else:
+        directory = write_checkpoint(tmp_path / "m")
+    config = json.loads((directory / "config.json").read_text())
+    config[field] = value
+    (directory / "config.json").write_text(json.dumps(config))
+    with pytest.raises(lc.ModelLoadError, match=said) as caught:
+        lc.load_model(str(directory), device="cpu", verbose=False)
+    assert "with transformers" not in str(caught.value)

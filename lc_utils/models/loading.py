@@ -297,6 +297,8 @@ def _load_native_jina(target: str, source: str, device, dtype) -> EmbeddingModel
     """jina-embeddings-v2 through lc_utils.models.jina_v2: no hub code, strict tensor names."""
     directory = _native_directory(target, source)
     torch_device = _pick_device(device)
+    if (directory / "config.json").is_file():
+        _check_sizes(_read_json(directory / "config.json"), target)
     try:
         network, config = load_jina_v2(directory, device=torch_device, dtype=dtype)
     except JinaV2LoadError as error:
@@ -376,16 +378,49 @@ def _attach_task_adapters(loaded: EmbeddingModel, target: str, source: str, base
     loaded.use_role("document")
 
 
-def _load(
-    target: str, source: str, trust_remote_code: bool, device, dtype, base_weights: bool = False
-) -> EmbeddingModel:
+def _runs_natively(target: str, source: str) -> bool:
+    """Whether ``target`` loads through lc_utils' own jina-v2 module rather than transformers."""
     known = known_model(target)
     # A checkpoint whose config describes jina-v2 (ALiBi + GLU BERT) runs natively even outside
     # the registry (e.g. a fine-tuned copy): its hub code would not import on transformers 5.
     on_disk = Path(target) if source == "local" else _cached_snapshot(target)
-    if (known is not None and known.loader == "jina_v2") or (
+    return (known is not None and known.loader == "jina_v2") or (
         on_disk is not None and is_jina_v2_checkpoint(on_disk)
-    ):
+    )
+
+
+# Sizes in config.json that must be positive integers; a 0 or a negative one otherwise fails deep
+# inside the network's constructor (a ZeroDivisionError) or loads with tensors left over.
+_POSITIVE_SIZES = (
+    "hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size",
+    "vocab_size", "max_position_embeddings",
+)  # fmt: skip
+
+
+def _check_sizes(config: dict, target: str) -> None:
+    """Refuse a config.json whose sizes cannot describe a network, naming the field."""
+    for key in _POSITIVE_SIZES:
+        value = config.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ModelLoadError(
+                f"{target}: config.json has {key}: {value!r}; it must be a positive integer "
+                "(the file is damaged or hand-edited)"
+            )
+    hidden, heads = config.get("hidden_size"), config.get("num_attention_heads")
+    if isinstance(hidden, int) and isinstance(heads, int) and hidden % heads:
+        raise ModelLoadError(
+            f"{target}: config.json has hidden_size {hidden}, which num_attention_heads {heads} "
+            "does not divide; each head needs hidden_size / num_attention_heads dimensions"
+        )
+
+
+def _load(
+    target: str, source: str, trust_remote_code: bool, device, dtype, base_weights: bool = False
+) -> EmbeddingModel:
+    known = known_model(target)
+    if _runs_natively(target, source):
         loaded = _load_native_jina(target, source, device, dtype)
     else:
         loaded = _load_transformers(target, source, trust_remote_code, device, dtype, known)
@@ -409,7 +444,11 @@ def _load_transformers(target, source, trust_remote_code, device, dtype, known):
 
     offline = source in {"package", "local", "cache"}
     kwargs = {"trust_remote_code": trust_remote_code, "local_files_only": offline}
+    on_disk = Path(target) if offline and Path(target).is_dir() else _cached_snapshot(target)
+    if on_disk is not None and (on_disk / "config.json").is_file():
+        _check_sizes(_read_json(on_disk / "config.json"), target)
     config = AutoConfig.from_pretrained(target, **kwargs)
+    _check_sizes(config.to_dict(), target)
     if known is None:
         _check_remote_code(config, target, trust_remote_code)
     elif getattr(config, "model_type", "") == "bert" and known.loader == "transformers":
@@ -494,9 +533,11 @@ def load_model(
         if isinstance(error, ModelLoadError):
             message = str(error)
         else:
+            how = f"with transformers {transformers.__version__}"
+            if _runs_natively(target, source):
+                how = "with lc_utils' jina-v2 module (no transformers model code)"
             message = (
-                f"could not load {target!r} (from {source}) with transformers "
-                f"{transformers.__version__}: {type(error).__name__}: {error}"
+                f"could not load {target!r} (from {source}) {how}: {type(error).__name__}: {error}"
             )
         if name_or_path != "auto":
             if isinstance(error, ModelLoadError):
