@@ -6,11 +6,12 @@ while later items are already being computed, so that the caller's loop (the mod
 passes) overlaps with the preparation of what comes next:
 
 * ``workers=0``: in the caller's thread, one item after another (what a debugger wants);
-* ``workers=1``: one background thread; the tokenizer's Rust code and numpy release the GIL, so
-  this overlaps tokenizing with the model at no cost of copying;
-* ``workers>=2``: that many processes (``fork`` where the platform has it, as PyTorch's data
-  loader does, so the function need not be picklable; ``spawn`` elsewhere), for the work that
-  holds the GIL, such as spaCy's sentencizer.
+* ``workers>=1`` with ``kind="thread"`` (the default): that many background threads. The
+  tokenizer's Rust code releases the GIL, and so does most of numpy, so threads tokenize in
+  parallel with each other and with the model, at no cost of starting processes or copying;
+* ``kind="process"``: that many processes (``fork`` where the platform has it, as PyTorch's data
+  loader does, so the function need not be picklable; ``spawn`` elsewhere), for work that holds
+  the GIL; each costs a start (a fork of this process) and a copy of every result.
 
 At most ``workers + 1`` items are in flight, so memory stays bounded on a stream of any length. An
 exception raised by ``function`` reaches the caller unchanged, at the item that raised it; a
@@ -72,7 +73,12 @@ def _process_pool(function: Callable, workers: int) -> Executor:
     )
 
 
-def ordered_map(function: Callable, items: Iterable, workers: int) -> Iterator:
+KINDS = ("thread", "process")
+
+
+def ordered_map(
+    function: Callable, items: Iterable, workers: int, kind: str = "thread"
+) -> Iterator:
     """``(item, function(item))`` for every item, in order, computed up to ``workers + 1`` items
     ahead (see the module docstring for what ``workers`` selects; callers check it is an int
     >= 0)."""
@@ -80,8 +86,10 @@ def ordered_map(function: Callable, items: Iterable, workers: int) -> Iterator:
         for item in items:
             yield item, function(item)
         return
-    if workers == 1:
-        executor: Executor = ThreadPoolExecutor(1, thread_name_prefix="lc-prepare")
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}; valid: {KINDS}")
+    if kind == "thread":
+        executor: Executor = ThreadPoolExecutor(workers, thread_name_prefix="lc-prepare")
         submit = lambda item: executor.submit(function, item)  # noqa: E731
     else:
         executor = _process_pool(function, workers)
@@ -108,5 +116,5 @@ def _result(future):
     except BrokenProcessPool as error:
         raise WorkerError(
             "a worker process preparing documents died (out of memory, or killed); "
-            "re-run with fewer workers (workers=1 prepares in a thread of this process)"
+            "re-run with fewer workers, or with threads (kind='thread', the default)"
         ) from error

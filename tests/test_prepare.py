@@ -236,8 +236,10 @@ def _square_or_die(x):
     return x * x
 
 
-@pytest.mark.parametrize("workers", [0, 1, 2, 3])
-def test_ordered_map_keeps_order_and_holds_few_items_at_once(workers):
+@pytest.mark.parametrize(
+    ("workers", "kind"), [(0, "thread"), (1, "thread"), (3, "thread"), (2, "process")]
+)
+def test_ordered_map_keeps_order_and_holds_few_items_at_once(workers, kind):
     from lc_utils.workers import ordered_map
 
     pulled = []
@@ -248,7 +250,7 @@ def test_ordered_map_keeps_order_and_holds_few_items_at_once(workers):
             yield i
 
     seen = []
-    for item, result in ordered_map(_square_or_die, items(), workers):
+    for item, result in ordered_map(_square_or_die, items(), workers, kind):
         assert result == item * item
         # Never more than workers + 1 items taken ahead of the one being handed out.
         assert len(pulled) - item <= workers + 1
@@ -259,5 +261,5 @@ def test_ordered_map_keeps_order_and_holds_few_items_at_once(workers):
 def test_a_worker_that_dies_is_reported_with_what_to_do():
     from lc_utils.workers import WorkerError, ordered_map
 
-    with pytest.raises(WorkerError, match="workers=1"):
-        list(ordered_map(_square_or_die, [1, 2, "die", 4], 2))
+    with pytest.raises(WorkerError, match="kind='thread'"):
+        list(ordered_map(_square_or_die, [1, 2, "die", 4], 2, "process"))
