@@ -771,6 +771,36 @@ def test_progress_bars_are_widgets_in_the_notebook_and_lines_on_the_console(
     assert re.search(r"documents:(\\u2007|\s)*100%", page)  # the state of the finished bar
 
 
+@pytest.mark.slow
+def test_the_runner_console_is_never_silent_for_long(tmp_path: Path) -> None:
+    """``python -m lc_utils.run`` on a small notebook, its console read as it comes: a cell with
+    a bar speaks every PROGRESS_EVERY_S, a cell without one gets the runner's heartbeat every
+    HEARTBEAT_S, so no stretch of the console is silent for longer (about 35 s in all)."""
+    cells = [
+        "import time\nfrom lc_utils import progress\n"
+        "bar = progress.progress_bar(48, 'documents', 'doc')\n"
+        "for _ in range(48):\n    time.sleep(0.25)\n    bar.update()\nbar.close()",
+        "time.sleep(runner_quiet_s)",
+    ]
+    quiet = runner.HEARTBEAT_S + 3
+    directory = tmp_path / "notebooks"
+    make_notebook(directory, "01_slow.ipynb", f'runner_quiet_s = {quiet}\nOUTPUT_DIR = "x"', cells)
+    command = [sys.executable, "-u", "-m", "lc_utils.run", "--notebooks", str(directory),
+               "--output-root", str(tmp_path / "out"), "--run-name", "r"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    started, stamps, console = time.monotonic(), [], b""
+    while chunk := os.read(process.stdout.fileno(), 65536):
+        stamps.append(time.monotonic() - started)
+        console += chunk
+    assert process.wait(timeout=60) == 0, console.decode(errors="replace")[-3000:]
+    text = console.decode(errors="replace")
+    gaps = [later - earlier for earlier, later in zip([0.0, *stamps], stamps, strict=False)]
+    assert max(gaps) < runner.HEARTBEAT_S + 4, (max(gaps), text[-2000:])
+    assert re.search(r"\[1/1\] 01_slow \| documents: +\d+%", text)  # the bar, every 10 s
+    assert re.search(r"\[1/1\] 01_slow \| still working, \d+ s in", text)  # the quiet cell
+    assert "without encryption" not in text  # the kernel talks over Unix sockets, not TCP
+
+
 def test_kernel_environment_defaults_respect_the_user(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
