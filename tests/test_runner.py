@@ -420,6 +420,7 @@ def test_headlines_have_three_significant_digits_and_their_interval() -> None:
     assert report.headline_of(exact, metrics)["text"] == "agreement: 1.00"  # nothing to find
     twice = {"a": {"mean": 0.5, "low": 0.4, "high": 0.6}, "b": {"mean": 0.5, "low": 0.0, "high": 1}}
     assert "low" not in report.headline_of({"headline": {"value": 0.5}}, twice)  # ambiguous
+    assert report.headline_of({"claim": "c."}, metrics)["text"] == ""  # no headline recorded
 
 
 def test_status_line_counts_notebooks_and_claims() -> None:

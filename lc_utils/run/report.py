@@ -138,7 +138,9 @@ def headline_of(summary: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[
     value (``save_metrics`` rounds both the same way), used only when all such places agree.
     """
     headline = dict(summary.get("headline") or {})
-    value = headline.get("value")
+    if "value" not in headline:  # nothing to show but a label, if that
+        return {**headline, "text": str(headline.get("label") or "")}
+    value = headline["value"]
     if "low" not in headline and isinstance(value, int | float) and not isinstance(value, bool):
         matches = [item for item in _intervals(metrics) if item[1] == value]
         if matches and len({(low, high) for _, _, low, high in matches}) == 1:
