@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_DISABLE_PROGRESS_BARS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv run test test-fast test-server lint strip clean bench bench-peers
+.PHONY: venv run test test-fast test-server verify-findings lint strip clean bench bench-peers
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(PY) -m lc_utils.run $(ARGS)
 
-## The whole test suite: library, notebooks (papermill + nbval), then the real Milvus server
+## The whole test suite: library, notebooks (papermill, each once), then the real Milvus server
 ## (its own venv, started inside a loopback-only network namespace; see scripts/test_server.sh).
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -40,6 +40,13 @@ test-server: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not server" $(PYTEST_ARGS)
+
+## Re-run the full runs behind docs/findings.md (the default run, and two larger runs of 10) into
+## outputs/verify-findings/<time>/ and compare every value committed under tests/expected/full/
+## with its tolerance; prints each difference, fails if any. Not part of `make test`: it takes
+## longer than `make run` (docs/testing.md). ONLY=07_chunk_size,... limits it to those files.
+verify-findings: $(STAMP)
+	$(PY) tests/test_notebooks.py --verify-full $(if $(ONLY),--only $(ONLY))
 
 ## The library's ruff rules (pyproject.toml) on the library, tests, benchmarks and notebooks.
 LINTED := lc_utils tests benchmarks notebooks

@@ -5,6 +5,13 @@ A notebook seeds everything with `set_seed`, writes its numbers with `save_metri
 runner (`lc_utils.run`) gives each notebook its own ``OUTPUT_DIR`` and gathers these files into
 the run's report, and the notebook tests assert on the recorded ``metrics.json``.
 
+A notebook's claim goes under the key ``"summary"``: ``{"claim": text, "held": bool,
+"headline": {"label": text, "value": number}, "figure": file name or None}``, where ``held`` is
+the notebook's own test of the claim on this run's numbers and the headline is the number the
+claim is about. A headline that is an estimate may also carry its interval, ``"low"`` and
+``"high"`` (for a paired difference, those of `lc_utils.eval.stats.paired_difference`); without
+them the report takes the interval beside an equal ``"mean"`` elsewhere in the same file.
+
 This module imports nothing heavy at import time: torch and matplotlib are only touched when a
 helper that needs them is called.
 

@@ -12,10 +12,13 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["RUNNER_LABEL", "PROGRESS_EVERY_S", "progress_bar"]
+__all__ = ["RUNNER_LABEL", "RUNNER_CONSOLE_MARK", "PROGRESS_EVERY_S", "progress_bar", "to_console"]
 
 # lc_utils.run.runner names the notebook it runs in this variable of the kernel's environment.
 RUNNER_LABEL = "LC_UTILS_RUNNER_LABEL"
+# ... and here a file whose modification time is that of the last line on its console, so that
+# the runner can tell a quiet cell from one whose bars are talking (its heartbeat).
+RUNNER_CONSOLE_MARK = "LC_UTILS_RUNNER_CONSOLE_MARK"
 PROGRESS_EVERY_S = 10.0  # seconds between two console lines of one bar under the runner
 
 
@@ -38,18 +41,24 @@ def progress_bar(total: int | None, desc: str, unit: str, **options: Any) -> Any
             displayed = super().update(n)
             if label and not self.disable and time.monotonic() - self.echoed >= PROGRESS_EVERY_S:
                 self.echoed = time.monotonic()
-                _to_console(f"    {label} | {self}")
+                to_console(f"    {label} | {self}")
             return displayed
 
     return Bar(total=total, desc=desc, unit=unit, **options)
 
 
-def _to_console(line: str) -> None:
+def to_console(line: str) -> None:
     """Write a line to the console the process started from, past ipykernel's capture of fd 1:
-    a kernel's ``sys.stdout.fileno()`` is the copy of fd 1 it kept (without a capture: fd 1)."""
+    a kernel's ``sys.stdout.fileno()`` is the copy of fd 1 it kept (without a capture: fd 1).
+    Under the runner, also touch the file named in ``LC_UTILS_RUNNER_CONSOLE_MARK``."""
     try:
         fd = sys.stdout.fileno()
     except (AttributeError, OSError):  # io.UnsupportedOperation is an OSError
         fd = sys.__stdout__.fileno()
     clear = "\r\x1b[K" if os.isatty(fd) else ""  # over the runner's bar of cells, if drawn
     os.write(fd, f"{clear}{line}\n".encode())
+    if mark := os.environ.get(RUNNER_CONSOLE_MARK):
+        try:
+            os.utime(mark)
+        except OSError:  # the notebook ended between the check and the touch
+            pass

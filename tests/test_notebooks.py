@@ -1,9 +1,19 @@
-"""Every numbered notebook runs headlessly (papermill) with small parameters, and its recorded
-metrics are pinned: each value in ``metrics.json`` must match ``tests/expected/<notebook>.json``
+"""Every numbered notebook runs headlessly (papermill) with small parameters, once per test run,
+and every check below reads that one execution.
+
+**Pinned metrics.** Each value in ``metrics.json`` must match ``tests/expected/<notebook>.json``
 within a tolerance chosen for its kind (below). So a change that moves a result, such as a pooling
 change that shifts chunk-level nDCG@10 by 0.02, fails here, and so does a notebook that stops
-recording a value. Then nbval re-runs the executed copies and checks that the cells tagged
-``nbval-check-output`` reproduce their outputs.
+recording a value.
+
+**Checked cells.** The cells tagged ``nbval-check-output`` (tables of tokens, spans and window
+plans in 01–03) must show what ``tests/expected/cells/<notebook>.json`` holds. The comparison is
+nbval's own (``IPyNbCell.compare_outputs`` after ``coalesce_streams``, with nbval's default
+``skip_compare``: metadata, execution counts, widget ids and images are not compared; the project
+has no sanitize file). This replaces a second execution of every notebook under
+``pytest --nbval-lax``, which compared the tagged cells of a fresh run with the papermill copy:
+comparing this run with a committed earlier run proves the same reproducibility, and also catches
+an output that changes from one commit to the next.
 
 The notebooks run on the real all-MiniLM-L6-v2 (from PyPI), offline. On CPU the runs are
 deterministic; the tolerances leave room for another machine's float rounding (a near-tie between
@@ -11,11 +21,12 @@ two chunks may rank the other way), not for a changed result.
 
 **Refreshing the expected values on purpose** (after a change that is meant to move results)::
 
-    LC_UPDATE_EXPECTED=1 HF_HUB_OFFLINE=1 pytest tests/test_notebooks.py -s -k pinned
+    LC_UPDATE_EXPECTED=1 HF_HUB_OFFLINE=1 pytest tests/test_notebooks.py -s -k "pinned or checked"
 
-rewrites ``tests/expected/<notebook>.json`` from this run and prints every value that changed;
-review the diff (``git diff tests/expected``) before committing it. ``LC_NOTEBOOKS=07_chunk_size``
-(comma-separated names) runs only those notebooks and skips the others' tests.
+rewrites ``tests/expected/<notebook>.json`` and ``tests/expected/cells/<notebook>.json`` from this
+run and prints every value that changed; review the diff (``git diff tests/expected``) before
+committing it. ``LC_NOTEBOOKS=07_chunk_size`` (comma-separated names) runs only those notebooks and
+skips the others' tests.
 
 docs/findings.md, "What the default run found", quotes the default (full-parameter) run. Those
 metrics are committed under ``tests/expected/full/`` (too slow to re-run in the suite), and
@@ -23,6 +34,11 @@ metrics are committed under ``tests/expected/full/`` (too slow to re-run in the 
 them from a default run (``make run``) with::
 
     python tests/test_notebooks.py --refresh-full outputs/latest
+
+and re-run the full runs and compare them with every committed value (``make verify-findings``)
+with::
+
+    python tests/test_notebooks.py --verify-full [--only NOTEBOOK,...]
 """
 
 from __future__ import annotations
@@ -33,7 +49,9 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -406,19 +424,137 @@ def test_05_against_a_real_milvus_server(tmp_path):
     check_summary(m)
 
 
-def test_nbval_reproduces_the_checked_cells(executed):
-    out, results = executed
-    paths = [str(p) for p in results.values() if isinstance(p, Path)]
-    assert paths, "no notebook ran"
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q", *paths],
-        cwd=out,
-        capture_output=True,
-        text=True,
-        timeout=1500,
-        env=dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_DISABLE_PROGRESS_BARS="1"),
+# ---------------------------------------------------------------------------------------------
+# The cells tagged nbval-check-output, against their committed outputs
+# ---------------------------------------------------------------------------------------------
+
+CELLS = EXPECTED / "cells"
+CHECK_TAG = "nbval-check-output"
+# nbval 0.11's skip_compare without --nbdime (IPyNbFile.__init__): what nbval leaves out.
+SKIP_COMPARE = (
+    "metadata",
+    "traceback",
+    "prompt_number",
+    "output_type",
+    "name",
+    "execution_count",
+    "application/vnd.jupyter.widget-view+json",
+    "image/png",
+    "image/jpeg",
+)
+
+
+def notebooks_with_checked_cells() -> list[str]:
+    import nbformat
+
+    return [
+        path.stem
+        for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+        if any(CHECK_TAG in c.metadata.get("tags", []) for c in nbformat.read(path, 4).cells)
+    ]
+
+
+def checked_cells(executed_notebook: Path) -> list[dict]:
+    """The tagged cells of an executed notebook: their first source line (to name them) and their
+    outputs, without what nbval does not compare, so that the committed file stays small."""
+    import nbformat
+
+    cells = []
+    for cell in nbformat.read(executed_notebook, 4).cells:
+        if CHECK_TAG not in cell.metadata.get("tags", []):
+            continue
+        outputs = []
+        for output in cell.outputs:
+            kept = {k: v for k, v in output.items() if k not in ("metadata", "execution_count")}
+            if "data" in kept:
+                kept["data"] = {k: v for k, v in kept["data"].items() if k not in SKIP_COMPARE}
+            outputs.append(kept)
+        first_line = next((line for line in cell.source.splitlines() if line.strip()), "")
+        cells.append({"first_line": first_line, "outputs": outputs})
+    return cells
+
+
+class NbvalComparison:
+    """nbval's comparison of one cell's outputs, without a kernel or a pytest item: the methods
+    are nbval's own (``IPyNbCell``), given the few attributes they read."""
+
+    def __init__(self) -> None:
+        from nbval import plugin
+
+        self.parent = SimpleNamespace(skip_compare=SKIP_COMPARE, sanitize_patterns={})
+        self.colors = plugin.nocolors
+        self._plugin = plugin
+
+    def differences(self, expected: list[dict], actual: list[dict]) -> list[str]:
+        """nbval's account of how ``actual`` differs from ``expected`` (empty: they agree)."""
+        import nbformat
+
+        plugin = self._plugin
+        reference = plugin.coalesce_streams([nbformat.from_dict(o) for o in expected])
+        test = plugin.coalesce_streams([nbformat.from_dict(o) for o in actual])
+        if plugin.IPyNbCell.compare_outputs(self, test, reference):
+            return []
+        return self.comparison_traceback
+
+    def format_output_compare(self, key, left, right) -> None:
+        # nbval's own method asks pytest for an assertion diff; a plain one is enough here.
+        self.comparison_traceback += [f" mismatch {key!r}", f"  expected: {left!r}"]
+        self.comparison_traceback += [f"  got:      {right!r}"]
+
+    def sanitize(self, text):
+        return self._plugin.IPyNbCell.sanitize(self, text)
+
+
+def test_the_cell_comparison_follows_nbval():
+    """Streams are joined before comparing, and what nbval skips (images, execution counts,
+    metadata) may differ; a changed character in a table may not."""
+    comparison = NbvalComparison()
+    table = {"output_type": "execute_result", "execution_count": 3, "metadata": {},
+             "data": {"text/plain": "   n\n0  52", "image/png": "AAAA"}}  # fmt: skip
+    expected = [{"output_type": "stream", "name": "stdout", "text": "tokens [52, 70)\n"}, table]
+    split = [
+        {"output_type": "stream", "name": "stdout", "text": "tokens [52, "},
+        {"output_type": "stream", "name": "stdout", "text": "70)\n"},
+        {**table, "execution_count": 9, "data": {**table["data"], "image/png": "BBBB"}},
+    ]
+    assert comparison.differences(expected, split) == []
+    moved = [expected[0], {**table, "data": {"text/plain": "   n\n0  53"}}]
+    assert any("text/plain" in line for line in comparison.differences(expected, moved))
+    assert comparison.differences(expected, expected[:1])  # an output went missing
+
+
+@pytest.mark.parametrize("name", notebooks_with_checked_cells())
+def test_checked_cells_match_their_expected_outputs(executed, name):
+    """What ``pytest --nbval-lax`` checked, on the one papermill run (this file's docstring)."""
+    out, _ = executed
+    metrics_of(executed, name)  # skips or fails as the pins do when the notebook did not run
+    actual = checked_cells(out / f"{name}.ipynb")
+    expected_file = CELLS / f"{name}.json"
+    if UPDATE:
+        old = json.loads(expected_file.read_text()) if expected_file.exists() else None
+        expected_file.parent.mkdir(parents=True, exist_ok=True)
+        expected_file.write_text(json.dumps(actual, indent=1, ensure_ascii=False) + "\n")
+        print(
+            f"\n{expected_file.relative_to(ROOT)}: {'unchanged' if old == actual else 'rewritten'}"
+        )
+        return
+    if not expected_file.exists():
+        pytest.fail(
+            f"{expected_file.relative_to(ROOT)} does not exist; record the tagged cells' outputs "
+            "with LC_UPDATE_EXPECTED=1 pytest tests/test_notebooks.py -s -k checked"
+        )
+    expected = json.loads(expected_file.read_text())
+    assert [c["first_line"] for c in actual] == [c["first_line"] for c in expected], (
+        f"{name}: the cells tagged {CHECK_TAG} are not those in {expected_file.name}; refresh "
+        "it with LC_UPDATE_EXPECTED=1 (see this file's docstring)"
     )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    comparison = NbvalComparison()
+    for position, (want, got) in enumerate(zip(expected, actual, strict=True)):
+        problems = comparison.differences(want["outputs"], got["outputs"])
+        assert not problems, (
+            f"{name}: tagged cell {position} ({want['first_line']!r}) shows other outputs than "
+            f"{expected_file.name}:\n" + "\n".join(problems)
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -536,8 +672,105 @@ def test_findings_match_the_full_run():
     check_quotes(findings_section("What the default run found"), FINDINGS)
 
 
+# ---------------------------------------------------------------------------------------------
+# make verify-findings: re-run the full runs and compare them with tests/expected/full/
+# ---------------------------------------------------------------------------------------------
+
+# The runs behind tests/expected/full/ (docs/findings.md gives each command): the runner's
+# arguments, and the committed file each notebook's metrics.json is compared with.
+DEFAULT_RUN_PINS = ["04_naive_vs_late", "05_milvus_validation", "06_chunking_strategies"]
+DEFAULT_RUN_PINS += ["07_chunk_size", "08_windows", "11_paper_benchmarks"]
+FULL_RUNS: dict[str, tuple[list[str], dict[str, str]]] = {
+    "default": ([], {name: f"{name}.json" for name in DEFAULT_RUN_PINS}),
+    "needles": (
+        ["--only", "10", "-p", "DOCUMENTS_PER_DEPTH", "2"],
+        {"10_long_documents": "10_long_documents.json"},
+    ),
+    "frontier": (
+        ["--only", "10", "-p", "PYDOC_DOCUMENTS", "24", "-p", "LENGTHS", "[1024]",
+         "-p", "FRONTIER_LENGTHS", "[1024]", "-p", "DOCUMENTS_PER_DEPTH", "2"],
+        {"10_long_documents": "10_frontier_evidence.json"},
+    ),
+}  # fmt: skip
+# Committed runs that no command makes again, with the reason.
+NOT_RERUN = {
+    "former_window/07_chunk_size.json": "the default run before the window default changed "
+    "(512 positions, overlap 127); kept for the comparison docs/findings.md quotes",
+}
+
+
+def test_verify_findings_covers_every_committed_full_run():
+    committed = {p.relative_to(FULL_RUN).as_posix() for p in FULL_RUN.rglob("*.json")}
+    covered = {file for _, pins in FULL_RUNS.values() for file in pins.values()}
+    assert committed == covered | set(NOT_RERUN), (
+        f"tests/expected/full/ holds {sorted(committed)}, but FULL_RUNS and NOT_RERUN name "
+        f"{sorted(covered | set(NOT_RERUN))}; say which run makes each committed file"
+    )
+    assert all((NOTEBOOKS / f"{stem}.ipynb").is_file() for _, p in FULL_RUNS.values() for stem in p)
+
+
+def verify_full(only: list[str], output_root: Path) -> int:
+    """Run each full run (``FULL_RUNS``) into ``output_root/<run>/`` and print, for every
+    committed file, the values outside their tolerance. ``only``: committed file stems
+    (``07_chunk_size``, ``10_frontier_evidence``) to limit it to. Returns 0 when all agree."""
+    wanted = {f: stem for _, pins in FULL_RUNS.values() for stem, f in pins.items()}
+    unknown = [name for name in only if f"{name}.json" not in wanted]
+    if unknown:
+        print(f"--only {','.join(unknown)}: no such full run; choose from "
+              f"{', '.join(sorted(f.removesuffix('.json') for f in wanted))}")  # fmt: skip
+        return 2
+    env = dict(os.environ, HF_HUB_OFFLINE="1")  # the pins are about the packaged MiniLM
+    compared, failed = [], []
+    for run_name, (arguments, pins) in FULL_RUNS.items():
+        pins = {s: f for s, f in pins.items() if not only or f.removesuffix(".json") in only}
+        if not pins:
+            continue
+        command = [sys.executable, "-m", "lc_utils.run", "--output-root", str(output_root),
+                   "--run-name", run_name, *arguments]  # fmt: skip
+        if not arguments:  # the default run: only the notebooks that have pins, when limited
+            command += ["--only", ",".join(s.split("_")[0] for s in pins)] if only else []
+        print(f"\n== {run_name}: {' '.join(command[1:])}", flush=True)
+        status = subprocess.run(command, cwd=ROOT, env=env).returncode
+        if status:
+            failed.append(f"run {run_name} exited with {status}")
+        for stem, file in pins.items():
+            produced = output_root / run_name / stem / "metrics.json"
+            if not produced.is_file():
+                failed.append(f"{file}: run {run_name} wrote no {stem}/metrics.json")
+                continue
+            changes = differences(
+                json.loads((FULL_RUN / file).read_text()), json.loads(produced.read_text())
+            )
+            compared.append((file, run_name, changes))
+    print("\n== tests/expected/full/ against this run (tolerances: tests/test_notebooks.py)")
+    for file, run_name, changes in compared:
+        print(f"{file} (run {run_name}): {'agrees' if not changes else f'{len(changes)} differ'}")
+        for line in changes:
+            print(f"  {line}")
+    for file, reason in NOT_RERUN.items():
+        if not only:
+            print(f"{file}: not re-run, {reason}")
+    for line in failed:
+        print(f"FAILED: {line}")
+    differing = sum(bool(changes) for _, _, changes in compared)
+    print(f"{len(compared) - differing} of {len(compared)} committed full runs agree; runs are "
+          f"in {output_root}")  # fmt: skip
+    return 1 if differing or failed else 0
+
+
 def main(argv: list[str]) -> int:
-    """``python tests/test_notebooks.py --refresh-full RUN_DIR``: pin a default run's metrics."""
+    """``python tests/test_notebooks.py --refresh-full RUN_DIR``: pin a default run's metrics;
+    ``--verify-full [--only NAME,...]``: re-run the full runs and compare (make verify-findings).
+    """
+    if argv[:1] == ["--verify-full"]:
+        only = (
+            [n for arg in argv[2:] for n in arg.split(",") if n] if argv[1:2] == ["--only"] else []
+        )
+        if len(argv) > 1 and not only:
+            print(main.__doc__)
+            return 2
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        return verify_full(only, ROOT / "outputs" / "verify-findings" / stamp)
     if len(argv) != 2 or argv[0] != "--refresh-full":
         print(__doc__)
         return 2

@@ -366,8 +366,10 @@ def test_report_opens_with_a_summary_and_keeps_the_details_in_an_appendix(tmp_pa
     assert summary.index("## Summary") < summary.index("## Notebooks")
     assert (
         "| [01_a](01_a.html) | Late chunking scores every later sentence higher. | ✅ held | "
-        "mean cosine gain after the first chunk: 0.371235 | [a_plot.png](01_a/a_plot.png) |"
+        "mean cosine gain after the first chunk: 0.371 | [a_plot.png](01_a/a_plot.png) |"
     ) in summary
+    assert "# Late chunking run run\n\n**All 2 notebooks ran; 1 of 1 claim held**" in summary
+    assert 'A claim "held" when the notebook\'s own test of it passed' in summary
     assert "| 02_b | no summary recorded | – |  |  |" in summary
     assert "| torch | 9.9 |" in summary and "| milvus-lite | not installed |" in summary
     assert "| GPU | H100 |" in summary
@@ -391,10 +393,48 @@ def test_report_says_when_a_claim_did_not_hold_and_when_the_library_is_broken(
     summary = {**SUMMARY, "held": False, "figure": "never_saved.png"}
     _fake_run(run_dir, summary, library_error="ImportError: broken")
     markdown = report.write_report(run_dir)[0].read_text()
-    assert "| ❌ did not hold | mean cosine gain after the first chunk: 0.371235 |  |" in markdown
+    assert "| ❌ did not hold | mean cosine gain after the first chunk: 0.371 |  |" in markdown
+    assert "**All 2 notebooks ran; 0 of 1 claim held**" in markdown
     assert "never_saved" not in markdown  # a key figure that is not on disk is not linked
     assert "**lc_utils does not import** in the kernel's environment: `ImportError: broken`" in (
         markdown
+    )
+
+
+def test_headlines_have_three_significant_digits_and_their_interval() -> None:
+    assert report.significant(0.0417944) == "0.0418"
+    assert report.significant(-0.121816) == "−0.122"
+    assert report.significant(1.0) == "1.00" and report.significant(4) == "4"
+    metrics = {
+        "late_minus_naive": {"chunk": {"mean": -0.0370, "low": -0.09, "high": 0.0143}},
+        "other": [{"mean": 0.5, "low": 0.4, "high": 0.6}],
+    }
+    summary = {"headline": {"label": "late − naive", "value": -0.0370}}
+    headline = report.headline_of(summary, metrics)
+    # Found beside the equal mean: the interval says that −0.037 is not "naive ahead".
+    assert headline["text"] == "late − naive: −0.0370 [−0.0900, 0.0143]"
+    assert headline["interval_of"] == "late_minus_naive/chunk"
+    own = {"headline": {"label": "x", "value": 0.5, "low": 0.1, "high": 0.9}}
+    assert report.headline_of(own, metrics)["text"] == "x: 0.500 [0.100, 0.900]"  # recorded wins
+    exact = {"headline": {"label": "agreement", "value": 1.0}}
+    assert report.headline_of(exact, metrics)["text"] == "agreement: 1.00"  # nothing to find
+    twice = {"a": {"mean": 0.5, "low": 0.4, "high": 0.6}, "b": {"mean": 0.5, "low": 0.0, "high": 1}}
+    assert "low" not in report.headline_of({"headline": {"value": 0.5}}, twice)  # ambiguous
+    assert report.headline_of({"claim": "c."}, metrics)["text"] == ""  # no headline recorded
+
+
+def test_status_line_counts_notebooks_and_claims() -> None:
+    held = {"status": "ok", "summary": {"held": True}}
+    missed = {"status": "ok", "summary": {"held": False}}
+    assert report.status_line({"status": "ok"}, [held, missed, held]) == (
+        "All 3 notebooks ran; 2 of 3 claims held"
+    )
+    failed = [held, {"status": "failed", "summary": None}, {"status": "not run"}]
+    assert report.status_line({"status": "failed"}, failed) == (
+        "FAILED: 1 of 3 notebooks ran; 1 of 1 claim held"
+    )
+    assert report.status_line({"status": "ok"}, [{"status": "ok"}]) == (
+        "All 1 notebook ran; no claims recorded"
     )
 
 
@@ -730,6 +770,36 @@ def test_progress_bars_are_widgets_in_the_notebook_and_lines_on_the_console(
     page = (run_dir / "01_bar.html").read_text()
     assert "application/vnd.jupyter.widget-state+json" in page  # nbconvert embeds the state
     assert re.search(r"documents:(\\u2007|\s)*100%", page)  # the state of the finished bar
+
+
+@pytest.mark.slow
+def test_the_runner_console_is_never_silent_for_long(tmp_path: Path) -> None:
+    """``python -m lc_utils.run`` on a small notebook, its console read as it comes: a cell with
+    a bar speaks every PROGRESS_EVERY_S, a cell without one gets the runner's heartbeat every
+    HEARTBEAT_S, so no stretch of the console is silent for longer (about 35 s in all)."""
+    cells = [
+        "import time\nfrom lc_utils import progress\n"
+        "bar = progress.progress_bar(48, 'documents', 'doc')\n"
+        "for _ in range(48):\n    time.sleep(0.25)\n    bar.update()\nbar.close()",
+        "time.sleep(runner_quiet_s)",
+    ]
+    quiet = runner.HEARTBEAT_S + 3
+    directory = tmp_path / "notebooks"
+    make_notebook(directory, "01_slow.ipynb", f'runner_quiet_s = {quiet}\nOUTPUT_DIR = "x"', cells)
+    command = [sys.executable, "-u", "-m", "lc_utils.run", "--notebooks", str(directory),
+               "--output-root", str(tmp_path / "out"), "--run-name", "r"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    started, stamps, console = time.monotonic(), [], b""
+    while chunk := os.read(process.stdout.fileno(), 65536):
+        stamps.append(time.monotonic() - started)
+        console += chunk
+    assert process.wait(timeout=60) == 0, console.decode(errors="replace")[-3000:]
+    text = console.decode(errors="replace")
+    gaps = [later - earlier for earlier, later in zip([0.0, *stamps], stamps, strict=False)]
+    assert max(gaps) < runner.HEARTBEAT_S + 4, (max(gaps), text[-2000:])
+    assert re.search(r"\[1/1\] 01_slow \| documents: +\d+%", text)  # the bar, every 10 s
+    assert re.search(r"\[1/1\] 01_slow \| still working, \d+ s in", text)  # the quiet cell
+    assert "without encryption" not in text  # the kernel talks over Unix sockets, not TCP
 
 
 def test_kernel_environment_defaults_respect_the_user(

@@ -3,6 +3,13 @@
 `write_report` renders ``report.md`` and ``report.html`` from ``run.json``, each notebook's
 ``metrics.json`` (its ``"summary"`` opens the report) and figures, with the Jinja2 templates in
 ``lc_utils/run/templates/``. Like the runner, this module imports nothing of the method.
+
+Each summary row shows the claim, whether it held (the notebook's own test, in the cell that
+records the summary) and the headline number to three significant digits, with its interval:
+the headline's ``low`` and ``high`` where the notebook recorded them, else the ``low`` and
+``high`` beside a ``mean`` equal to the headline's value elsewhere in the same ``metrics.json``
+(a paired difference from `lc_utils.eval.stats.paired_difference`). A headline with neither is
+an exact measurement on fixed inputs and has no interval.
 """
 
 from __future__ import annotations
@@ -97,6 +104,56 @@ def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> list[tuple[
     return rows
 
 
+def significant(value: Any, digits: int = 3) -> str:
+    """A headline number as the summary writes it: ``digits`` significant digits for a float
+    (``0.0418``, ``-0.122``, ``1.00``), an integer or anything else as it is."""
+    if isinstance(value, float):
+        return f"{value:#.{digits}g}".replace("-", "−")
+    return str(value)
+
+
+def _intervals(value: Any, path: str = "") -> list[tuple[str, Any, Any, Any]]:
+    """``(path, mean, low, high)`` of every dict in ``value`` (nested dicts and lists) that has
+    the keys ``mean``, ``low`` and ``high``; ``path`` is written ``a/b/0``."""
+    found = []
+    if isinstance(value, Mapping):
+        if {"mean", "low", "high"} <= value.keys():
+            found.append((path, value["mean"], value["low"], value["high"]))
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return []
+    for key, item in items:
+        found += _intervals(item, f"{path}/{key}" if path else str(key))
+    return found
+
+
+def headline_of(summary: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The summary's headline with its interval (``low``, ``high``, ``interval_of``: where it was
+    found) and ``text``, the line the report prints: ``label: value [low, high]``.
+
+    The interval is the headline's own ``low`` and ``high`` when recorded. Otherwise it is taken
+    from ``metrics``: the ``low`` and ``high`` beside every ``mean`` equal to the headline's
+    value (``save_metrics`` rounds both the same way), used only when all such places agree.
+    """
+    headline = dict(summary.get("headline") or {})
+    if "value" not in headline:  # nothing to show but a label, if that
+        return {**headline, "text": str(headline.get("label") or "")}
+    value = headline["value"]
+    if "low" not in headline and isinstance(value, int | float) and not isinstance(value, bool):
+        matches = [item for item in _intervals(metrics) if item[1] == value]
+        if matches and len({(low, high) for _, _, low, high in matches}) == 1:
+            headline["interval_of"], _, headline["low"], headline["high"] = matches[0]
+    number = significant(value)
+    low, high = headline.get("low"), headline.get("high")
+    if isinstance(low, int | float) and isinstance(high, int | float):
+        number += f" [{significant(low)}, {significant(high)}]"
+    label = headline.get("label")
+    headline["text"] = f"{label}: {number}" if label else number
+    return headline
+
+
 def _notebook(record: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
     """A notebook's record, with its summary, metrics and figures as they are on disk now."""
     try:
@@ -110,6 +167,7 @@ def _notebook(record: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
     if summary:  # the key figure is a file name in the notebook's OUTPUT_DIR
         figure = f"{record['stem']}/{summary.get('figure')}"
         summary["figure"] = figure if (run_dir / figure) in figures else None
+        summary["headline"] = headline_of(summary, metrics)
     return {
         **record,
         "model": metrics.get("model") or record["parameters"].get("MODEL_NAME"),
@@ -118,6 +176,21 @@ def _notebook(record: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
         "figures": [figure.relative_to(run_dir).as_posix() for figure in figures],
         "parameters": {k: _text(v) for k, v in record["parameters"].items()},
     }
+
+
+def status_line(run: Mapping[str, Any], notebooks: list[Mapping[str, Any]]) -> str:
+    """The report's first line: how many notebooks ran and how many of their claims held, e.g.
+    ``All 11 notebooks ran; 9 of 11 claims held``."""
+    total, ran = len(notebooks), sum(nb.get("status") == "ok" for nb in notebooks)
+    plural = "s" if total != 1 else ""
+    if run.get("status") == "ok":
+        line = f"All {total} notebook{plural} ran"
+    else:
+        line = f"{str(run.get('status')).upper()}: {ran} of {total} notebook{plural} ran"
+    verdicts = [nb["summary"].get("held") for nb in notebooks if nb.get("summary")]
+    held = sum(verdict is True for verdict in verdicts)
+    claims = f"{held} of {len(verdicts)} claim{'s' if len(verdicts) != 1 else ''} held"
+    return f"{line}; {claims}" if verdicts else f"{line}; no claims recorded"
 
 
 def write_report(run_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -150,6 +223,7 @@ def write_report(run_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     )
     notebooks = [_notebook(record, run_dir) for record in run.get("notebooks", [])]
     context = {"run": run, "notebooks": notebooks, "environment": run.get("environment", {})}
+    context["status_line"] = status_line(run, notebooks)
     context["title"] = f"Late chunking run {run.get('run_name', run_dir.name)}"
     paths = run_dir / "report.md", run_dir / "report.html"
     for path in paths:

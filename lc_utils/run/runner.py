@@ -10,12 +10,15 @@ runner reports a broken library.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
 import shlex
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,13 +27,66 @@ from typing import Any
 
 import nbformat
 
-from ..progress import RUNNER_LABEL
+from ..progress import RUNNER_CONSOLE_MARK, RUNNER_LABEL, to_console
 from . import parameters, report
 from .parameters import find_notebooks, notebook_parameters
 from .report import KERNEL_NAME, OUTPUT_DIR_PARAMETER, RunnerError, write_report
 
 # The hub's download bars and tokenizers' fork warnings clutter every executed notebook.
 KERNEL_ENVIRONMENT = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+# Under the runner, a notebook whose console has been quiet this long gets a line saying that it
+# still works: the library's bars speak every PROGRESS_EVERY_S, but not every cell has a bar.
+HEARTBEAT_S = 20.0
+
+
+@contextlib.contextmanager
+def _heartbeat(label: str, mark: Path):
+    """While the block runs, write ``label | still working, N s in`` to the console whenever
+    nothing was written to it for `HEARTBEAT_S`: not by the runner, and not by a bar in the
+    kernel, which touches ``mark`` (named in the kernel's ``LC_UTILS_RUNNER_CONSOLE_MARK``)."""
+    mark.touch()
+    os.environ[RUNNER_CONSOLE_MARK] = str(mark)
+    started, stop = time.monotonic(), threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(1.0):
+            try:
+                quiet = time.time() - mark.stat().st_mtime
+            except OSError:
+                continue
+            if quiet >= HEARTBEAT_S:
+                to_console(f"    {label} | still working, {time.monotonic() - started:.0f} s in")
+
+    thread = threading.Thread(target=beat, name="lc-runner-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        os.environ.pop(RUNNER_CONSOLE_MARK, None)
+
+
+def _kernel_transport(folder: str) -> dict[str, Any]:
+    """papermill options that connect runner and kernel through Unix sockets in ``folder``.
+
+    By default a Jupyter kernel listens on five TCP ports of 127.0.0.1, unencrypted, and ipykernel
+    says so on the console for every notebook ("Kernel is running over TCP without encryption").
+    ZeroMQ's ``ipc`` transport opens no port: the sockets are files in a private temporary folder
+    (mode 0700), so only this user reaches them, and the warning has no cause left. Windows has
+    no such transport; there the kernel keeps TCP on loopback, and the warning.
+    """
+    if os.name == "nt":
+        return {}
+    from jupyter_client.manager import AsyncKernelManager  # nbclient's default manager
+
+    class LocalSocketKernelManager(AsyncKernelManager):
+        def __init__(self, **options: Any) -> None:
+            super().__init__(**options, transport="ipc", ip=os.path.join(folder, "kernel"))
+
+    return {"kernel_manager_class": LocalSocketKernelManager}
 
 
 class NotebookExecutionError(RuntimeError):
@@ -64,7 +120,9 @@ def execute_notebook(
 
     ``OUTPUT_DIR`` is set to ``output_dir/<stem>/`` (created first); the kernel runs in the
     notebook's folder, with `KERNEL_ENVIRONMENT` (unless set) and, with a ``progress_bar`` (True
-    or papermill's tqdm options), `RUNNER_LABEL`. Raises `NotebookExecutionError` when a cell
+    or papermill's tqdm options), `RUNNER_LABEL`, and a heartbeat on the console after
+    `HEARTBEAT_S` of silence; it talks to papermill through Unix sockets in a temporary folder,
+    not TCP (`_kernel_transport`). Raises `NotebookExecutionError` when a cell
     raises, and `RunnerError` when the kernel is not installed or ``params`` sets ``OUTPUT_DIR``.
     """
     import papermill
@@ -81,15 +139,20 @@ def execute_notebook(
     label = progress_bar.get("desc", path.stem) if isinstance(progress_bar, dict) else path.stem
     os.environ[RUNNER_LABEL] = label if progress_bar else ""  # empty: the bars stay quiet
     try:
-        papermill.execute_notebook(
-            path,
-            executed,
-            parameters={**params, OUTPUT_DIR_PARAMETER: str(output_dir / path.stem)},
-            kernel_name=kernel_name,
-            cwd=path.parent,
-            progress_bar=progress_bar,
-            log_output=log_output,
-        )
+        with contextlib.ExitStack() as stack:
+            sockets = stack.enter_context(tempfile.TemporaryDirectory(prefix="lc-kernel-"))
+            if progress_bar:
+                stack.enter_context(_heartbeat(label, Path(sockets) / "console"))
+            papermill.execute_notebook(
+                path,
+                executed,
+                parameters={**params, OUTPUT_DIR_PARAMETER: str(output_dir / path.stem)},
+                kernel_name=kernel_name,
+                cwd=path.parent,
+                progress_bar=progress_bar,
+                log_output=log_output,
+                **_kernel_transport(sockets),
+            )
     except PapermillExecutionError as exc:
         # papermill puts its cell of parameters after the source's `parameters` cell, else first.
         tags = [cell.metadata.get("tags", []) for cell in nbformat.read(path, 4).cells]
