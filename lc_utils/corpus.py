@@ -348,9 +348,9 @@ def embed_corpus(
         batch_tokens: padded tokens per forward batch.
         max_tokens: where the naive method cuts each chunk (see ``naive_chunking``; default the
             model's trained length where declared). Late chunking never cuts a chunk.
-        workers: how many workers chunk and tokenize the next groups of documents while the
-            model embeds the current one (``lc_utils.workers``): 0 in this thread, 1 a thread,
-            2 or more processes. Default: none for a corpus of one group, else the CPUs this
+        workers: how many threads chunk and tokenize the next groups of documents while the
+            model embeds the current one (``lc_utils.workers``); 0 does it in this thread, one
+            group after another. Default: 0 for a corpus of one group, else the CPUs this
             process may use (at most 8). The result is the same for any number.
     Returns:
         ``CorpusEmbeddings`` with records in document order and float32 vectors row for row.
