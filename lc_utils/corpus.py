@@ -21,7 +21,7 @@ from .models.batching import NonFiniteStatesError, PassShape
 from .models.model import EmbeddingModel
 from .progress import progress_bar
 from .text.chunking import Chunk, check_integer
-from .text.strategies import chunk_text, chunking_label
+from .text.strategies import chunking_label
 from .text.tokens import warn_unknown_chunks
 from .workers import default_workers, ordered_map
 
@@ -143,14 +143,6 @@ def _groups(pairs: Iterator, size: int) -> Iterator[list]:
             group = []
     if group:
         yield group
-
-
-def chunker(strategy, tokenizer, options: dict) -> Callable[[str], list[Chunk]]:
-    """``text -> list[Chunk]``: ``strategy`` itself if it is a callable, else ``chunk_text`` with
-    that strategy, the model's tokenizer and ``options``."""
-    if callable(strategy):
-        return strategy
-    return lambda text: chunk_text(text, strategy, tokenizer=tokenizer, **options)
 
 
 def corpus_chunking(strategy, options: dict, chunks, chunking: str | None) -> str | None:
@@ -337,7 +329,8 @@ def embed_corpus(
         documents: ``{doc_id: text}``, ``[(doc_id, text), ...]`` or ``[text, ...]``.
         method: ``"late"`` (whole document, then pooling) or ``"naive"`` (each chunk alone).
         strategy / chunk_options: passed to ``chunk_text`` (``"sentences"``, ``"fixed"``,
-            ``"paragraphs"``), or a callable ``text -> list[Chunk]``.
+            ``"paragraphs"``), or a callable ``text -> list[Chunk]``, which runs in the worker
+            threads (pass ``workers=0`` if it calls the model itself).
         chunks: precomputed chunks per document id, to reuse one chunking for both methods;
             every document needs an entry.
         chunking: a label for how the chunks were made, such as ``"fixed-64"`` (see

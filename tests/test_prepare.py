@@ -168,6 +168,8 @@ def test_a_stream_of_documents_is_prepared_in_workers_too(tiny_model):
 def _bad_chunker(text):
     if "boom" in text:
         raise ValueError("cannot chunk this")
+    if "@@key@@" in text:
+        raise KeyError("no such rule")
     return lc.chunk_text(text, "sentences")
 
 
@@ -182,6 +184,12 @@ def test_an_error_in_a_worker_reaches_the_caller_naming_the_document(tiny_model,
     with pytest.raises(ValueError, match=r"document 'odd-one': cannot chunk this"):
         lc.embed_corpus(
             tiny_model, corpus, strategy=_bad_chunker, chunking="custom", documents_per_batch=3,
+            progress=False, workers=workers,
+        )  # fmt: skip
+    corpus = {**_corpus(5), "keyed": "a @@key@@ here."}
+    with pytest.raises(KeyError, match=r"document 'keyed': 'no such rule'"):
+        lc.embed_corpus(
+            tiny_model, corpus, strategy=_bad_chunker, chunking="custom", documents_per_batch=2,
             progress=False, workers=workers,
         )  # fmt: skip
 

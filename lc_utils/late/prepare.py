@@ -156,8 +156,11 @@ class Preparer:
             try:
                 chunks = self._chunks(text, given, own, fixed)
                 spans = validate_chunks(text, chunks)
-            except (TypeError, ValueError) as error:
-                raise name_document(error, doc_id) from None
+            except Exception as error:  # a user's chunker may raise anything; say where
+                named = name_document(error, doc_id)
+                if named is error:
+                    raise
+                raise named from error
             in_tokens = token_spans(document.starts, spans)
             has_tokens = in_tokens[:, 1] > in_tokens[:, 0]
             for i in np.flatnonzero(~has_tokens):
