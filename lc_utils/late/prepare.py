@@ -145,6 +145,8 @@ class Preparer:
             self.tokenizer, texts, self.prefix, words=naive and bool(self._reusable)
         )
         fixed = self.strategy == "fixed" and not callable(self.strategy)
+        if fixed:  # the options' names and the size's type, once per group
+            chunking_label("fixed", **self.options)
         plain = tokens
         if fixed and self.prefix:  # fixed chunks count the text's own tokens, without a prefix
             plain = tokenize_documents(self.tokenizer, texts)
@@ -199,7 +201,6 @@ class Preparer:
         if given is not None:
             return list(given)
         if fixed:
-            chunking_label("fixed", **self.options)  # the options' names and the size's type
             if not text.strip():
                 return []
             return fixed_chunks(text, own.starts, int(self.options.get("chunk_size", 64)))

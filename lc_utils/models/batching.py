@@ -141,7 +141,7 @@ class PassShape:
             batch_tokens = check_integer("batch_tokens", batch_tokens, minimum=1)
         before, after = model.special_token_ids
         return cls(
-            tuple(before), tuple(after), int(model.tokenizer.pad_token_id or 0),
+            tuple(before), tuple(after), model.pad_id,
             batch_tokens or default_batch_tokens(model), pass_cost(model),
         )  # fmt: skip
 

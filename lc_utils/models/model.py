@@ -258,7 +258,7 @@ class EmbeddingModel:
             and the bool attention mask ``(B, L)``, where ``L`` is the longest sequence.
         """
         lengths = np.array([len(s) for s in sequences], dtype=np.int64)
-        input_ids = np.full((len(sequences), int(lengths.max())), self._pad_id(), dtype=np.int64)
+        input_ids = np.full((len(sequences), int(lengths.max())), self.pad_id, dtype=np.int64)
         for row, ids in enumerate(sequences):
             input_ids[row, : len(ids)] = ids
         return self.forward_padded(input_ids, lengths)
@@ -280,8 +280,10 @@ class EmbeddingModel:
         hidden = output[0] if isinstance(output, tuple) else output.last_hidden_state
         return hidden.float(), mask_t
 
-    def _pad_id(self) -> int:
-        return self.tokenizer.pad_token_id or 0
+    @property
+    def pad_id(self) -> int:
+        """The id that pads a batch to its longest sequence (0 where the tokenizer has none)."""
+        return int(self.tokenizer.pad_token_id or 0)
 
 
 class _RoleScope:
