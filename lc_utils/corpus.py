@@ -198,10 +198,10 @@ def iter_embed_corpus(
 ) -> Iterator[CorpusEmbeddings]:
     """Like ``embed_corpus``, but yields one ``CorpusEmbeddings`` per group of documents.
 
-    Memory stays bounded by ``documents_per_batch`` documents (times the groups in flight, at
-    most ``workers + 1``), so a corpus of any size can be streamed into Milvus
-    (``store.ingest_batches``); every part carries the corpus's ``chunking`` label and its
-    documents. Introduced in notebook 05_milvus_validation.
+    Memory stays bounded by ``documents_per_batch`` documents (times the groups in flight: at
+    most ``2 * workers``, or one with ``workers=0``), so a corpus of any size can be streamed
+    into Milvus (``store.ingest_batches``); every part carries the corpus's ``chunking`` label
+    and its documents. Introduced in notebook 05_milvus_validation.
     """
     if method not in METHODS:
         raise ValueError(f"method={method!r}; valid: {METHODS}")

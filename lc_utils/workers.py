@@ -13,9 +13,11 @@ passes) overlaps with the preparation of what comes next:
   loader does, so the function need not be picklable; ``spawn`` elsewhere), for work that holds
   the GIL; each costs a start (a fork of this process) and a copy of every result.
 
-At most ``workers + 1`` items are in flight, so memory stays bounded on a stream of any length. An
-exception raised by ``function`` reaches the caller unchanged, at the item that raised it; a
-worker process that dies (out of memory, killed) raises ``WorkerError``.
+At most ``2 * workers`` items are in flight (one running and one waiting per worker, so that a
+worker that finishes early seldom idles behind a slow item that must be yielded first), so
+memory stays bounded on a stream of any length. An exception raised by ``function`` reaches the
+caller unchanged, at the item that raised it; a worker process that dies (out of memory, killed)
+raises ``WorkerError``.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ KINDS = ("thread", "process")
 def ordered_map(
     function: Callable, items: Iterable, workers: int, kind: str = "thread"
 ) -> Iterator:
-    """``(item, function(item))`` for every item, in order, computed up to ``workers + 1`` items
+    """``(item, function(item))`` for every item, in order, computed up to ``2 * workers`` items
     ahead (see the module docstring for what ``workers`` selects; callers check it is an int
     >= 0)."""
     if workers == 0:
@@ -98,7 +100,7 @@ def ordered_map(
     try:
         for item in items:
             pending.append((item, submit(item)))
-            if len(pending) > workers:
+            if len(pending) >= 2 * workers:
                 done, future = pending.popleft()
                 yield done, _result(future)
         while pending:

@@ -70,6 +70,35 @@ def test_fixed_chunks_hold_chunk_size_tokens_and_lose_none(tiny_model, text, chu
     assert len(chunks) == 0 or counts[-1] >= 1
 
 
+@settings(max_examples=300, deadline=None)
+@given(text=text_strategy, cuts=st.lists(st.integers(0, 400), max_size=40), size=st.integers(1, 5))
+def test_fixed_spans_strip_exactly_as_strip_span_does(text, cuts, size):
+    # Token starts at any characters (repeated ones too, as jamo and byte pieces share one); the
+    # array form must give the spans that cutting at the same boundaries and stripping each
+    # span character by character gives, chunk for chunk.
+    starts = np.array(sorted(c % len(text) for c in cuts) if text else [], dtype=np.int32)
+    spans = lc.text.chunking.fixed_spans(text, starts, size)
+    if not len(starts):
+        assert spans.shape == (0, 2)
+        return
+    # The boundaries fixed_spans cuts at, found one token at a time.
+    first, at = [0], 0
+    while True:
+        nxt = next((j for j in range(at + size, len(starts)) if starts[j] != starts[j - 1]), None)
+        if nxt is None:
+            break
+        first.append(nxt)
+        at = nxt
+    bounds = [int(starts[j]) for j in first] + [len(text)]
+    expected = []
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        a, b = lc.text.chunking.strip_span(text, a, b)
+        if a < b:
+            expected.append((a, b))
+    assert spans.tolist() == [list(pair) for pair in expected]
+    assert spans.dtype == np.int64
+
+
 @pytest.mark.parametrize("strategy", ["sentences", "paragraphs"])
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=text_strategy)

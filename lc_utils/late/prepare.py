@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..models.batching import PackedBatch, PassShape, TextStats, pack_jobs, text_jobs
-from ..text.chunking import Chunk, fixed_chunks, validate_chunks
+from ..text.chunking import Chunk, fixed_spans, validate_chunks
 from ..text.strategies import chunk_text, chunking_label
 from ..text.tokens import (
     TokenizedDocument,
@@ -156,8 +156,7 @@ class Preparer:
         row = 0
         for (doc_id, text, given), document, own in zip(group, tokens, plain, strict=True):
             try:
-                chunks = self._chunks(text, given, own, fixed)
-                spans = validate_chunks(text, chunks)
+                spans = self._spans(text, given, own, fixed)
             except Exception as error:  # a user's chunker may raise anything; say where
                 named = name_document(error, doc_id)
                 if named is error:
@@ -197,16 +196,16 @@ class Preparer:
             jobs, stats = text_jobs(out.naive_chunk_ids(), self.content_tokens, self.unknown_id)
             out.naive = (pack_jobs(jobs, self.shape), stats)
 
-    def _chunks(self, text: str, given, own: TokenizedDocument, fixed: bool) -> list:
+    def _spans(self, text: str, given, own: TokenizedDocument, fixed: bool) -> np.ndarray:
+        if given is None and fixed:  # built from the tokens, valid by construction
+            return fixed_spans(text, own.starts, int(self.options.get("chunk_size", 64)))
         if given is not None:
-            return list(given)
-        if fixed:
-            if not text.strip():
-                return []
-            return fixed_chunks(text, own.starts, int(self.options.get("chunk_size", 64)))
-        if callable(self.strategy):
-            return self.strategy(text)
-        return chunk_text(text, self.strategy, tokenizer=self.tokenizer, **self.options)
+            chunks = list(given)
+        elif callable(self.strategy):
+            chunks = self.strategy(text)
+        else:
+            chunks = chunk_text(text, self.strategy, tokenizer=self.tokenizer, **self.options)
+        return validate_chunks(text, chunks)
 
     def _reusable_chunks(
         self, document: TokenizedDocument, spans: np.ndarray, in_tokens: np.ndarray

@@ -18,7 +18,7 @@ import numpy as np
 
 from .sentences import sentence_spans
 from .sentences import sentencizer as sentencizer
-from .tokens import check_encodable, token_offsets
+from .tokens import check_encodable, token_offsets, whitespace_mask
 
 __all__ = [
     "Chunk",
@@ -26,6 +26,7 @@ __all__ = [
     "chunk_sentences",
     "chunk_fixed",
     "fixed_chunks",
+    "fixed_spans",
     "chunk_paragraphs",
     "validate_chunks",
     "strip_span",
@@ -170,8 +171,15 @@ def fixed_chunks(text: str, starts: np.ndarray, chunk_size: int) -> list[Chunk]:
     """``chunk_fixed`` from token starts already at hand (``TokenizedDocument.starts`` of the
     text, without a prefix), so that a pipeline that tokenizes a document once for late pooling
     also cuts its fixed chunks from that one pass."""
+    return [Chunk(text[a:b], a, b) for a, b in fixed_spans(text, starts, chunk_size).tolist()]
+
+
+def fixed_spans(text: str, starts: np.ndarray, chunk_size: int) -> np.ndarray:
+    """The spans of ``fixed_chunks`` as an int64 array ``(n, 2)``, sorted, disjoint and stripped
+    of surrounding whitespace, computed with array operations only: the form a pipeline uses,
+    which needs no ``Chunk`` objects and no validation of spans built this way."""
     if len(starts) == 0:
-        return []
+        return np.zeros((0, 2), dtype=np.int64)
     # Tokens sharing one character (BERT's jamo for a Hangul syllable, byte-level BPE pieces of
     # an emoji) must stay in one chunk, so a boundary may only fall where a new character starts.
     shared = starts[1:] == starts[:-1]
@@ -185,8 +193,17 @@ def fixed_chunks(text: str, starts: np.ndarray, chunk_size: int) -> list[Chunk]:
             if k == len(new_character):
                 break
             first_tokens.append(int(new_character[k]))
-    boundaries = starts[first_tokens].tolist() + [len(text)]
-    return _chunks_from_spans(text, list(zip(boundaries[:-1], boundaries[1:], strict=True)))
+    boundaries = np.r_[starts[first_tokens].astype(np.int64), len(text)]
+    # Strip: a span runs from its first to past its last non-whitespace character.
+    visible = np.flatnonzero(~whitespace_mask(text))
+    if not len(visible):
+        return np.zeros((0, 2), dtype=np.int64)
+    first = np.searchsorted(visible, boundaries[:-1], side="left")
+    last = np.searchsorted(visible, boundaries[1:], side="left") - 1
+    begin = visible[np.minimum(first, len(visible) - 1)]
+    end = visible[np.maximum(last, 0)] + 1
+    keep = (first < len(visible)) & (last >= 0) & (begin < end)
+    return np.stack([begin[keep], end[keep]], axis=1).astype(np.int64)
 
 
 def validate_chunks(text: str, chunks: Sequence) -> np.ndarray:
