@@ -18,6 +18,14 @@ worker that finishes early seldom idles behind a slow item that must be yielded 
 memory stays bounded on a stream of any length. An exception raised by ``function`` reaches the
 caller unchanged, at the item that raised it; a worker process that dies (out of memory, killed)
 raises ``WorkerError``.
+
+Who parallelizes the tokenizer: with no worker or one, its batch call spreads over the tokenizer's
+own Rust threads; with two or more workers (or processes) the workers are the parallelism, and
+the tokenizer's threads would only compete with them, so they are switched off for the duration
+of the map (``TOKENIZERS_PARALLELISM=false``, restored afterwards; a value the user set is left
+alone). Measured with the network stubbed, 632 pydoc documents on 2 cores (2026-12-04), late
+fixed-64 took 1.09 s with 2 workers and the tokenizer's threads on, 0.96 s with them off; with
+1 worker, 1.15 s on and 1.49 s off.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 __all__ = ["WorkerError", "default_workers", "ordered_map"]
@@ -67,15 +76,28 @@ def _call(item: Any) -> Any:
 def _process_pool(function: Callable, workers: int) -> Executor:
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    # Forking after the tokenizer used its thread pool makes every child print a warning and
-    # turn the pool off; say it once here, for this process, before the first fork.
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     return ProcessPoolExecutor(
         workers, mp_context=context, initializer=_install, initargs=(function,)
     )
 
 
 KINDS = ("thread", "process")
+_TOKENIZER_THREADS = "TOKENIZERS_PARALLELISM"
+
+
+@contextmanager
+def _tokenizer_threads_off() -> Iterator[None]:
+    """The tokenizer's own thread pool off while the workers run (see the module docstring);
+    before a fork it also spares every child the tokenizer's warning about forking after its
+    pool started. The variable is read by the tokenizer at each batch call."""
+    if _TOKENIZER_THREADS in os.environ:
+        yield
+        return
+    os.environ[_TOKENIZER_THREADS] = "false"
+    try:
+        yield
+    finally:
+        os.environ.pop(_TOKENIZER_THREADS, None)
 
 
 def ordered_map(
@@ -90,6 +112,12 @@ def ordered_map(
         return
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r}; valid: {KINDS}")
+    own = kind == "process" or workers >= 2
+    with _tokenizer_threads_off() if own else nullcontext():
+        yield from _pooled(function, items, workers, kind)
+
+
+def _pooled(function: Callable, items: Iterable, workers: int, kind: str) -> Iterator:
     if kind == "thread":
         executor: Executor = ThreadPoolExecutor(workers, thread_name_prefix="lc-prepare")
         submit = lambda item: executor.submit(function, item)  # noqa: E731

@@ -6,6 +6,8 @@ batched call) with the tokenizer's public call, on MiniLM's WordPiece and on a b
 Metaspace Unigram tokenizer trained here, so that every published layout of offsets is covered.
 """
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -272,3 +274,28 @@ def test_a_worker_that_dies_is_reported_with_what_to_do():
 
     with pytest.raises(WorkerError, match="kind='thread'"):
         list(ordered_map(_square_or_die, [1, 2, "die", 4], 2, "process"))
+
+
+def _tokenizer_threads(_):
+    return os.environ.get("TOKENIZERS_PARALLELISM")
+
+
+@pytest.mark.parametrize(
+    ("workers", "kind", "inside"),
+    [(0, "thread", None), (1, "thread", None), (2, "thread", "false"), (1, "process", "false")],
+)
+def test_the_tokenizers_threads_are_off_only_while_two_or_more_workers_run(
+    workers, kind, inside, monkeypatch
+):
+    from lc_utils.workers import ordered_map
+
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    seen = {result for _, result in ordered_map(_tokenizer_threads, range(6), workers, kind)}
+    assert seen == {inside}
+    assert "TOKENIZERS_PARALLELISM" not in os.environ  # restored once the map has ended
+    # A value the user chose is left as it is, inside and after (a forked worker process always
+    # turns the tokenizer's threads off: they must not start after a fork).
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")
+    seen = {result for _, result in ordered_map(_tokenizer_threads, range(6), workers, kind)}
+    assert seen == {"false" if kind == "process" else "true"}
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "true"
