@@ -6,7 +6,10 @@
 # 2. bench_long_context.py: one 8192-token pass against windows and naive chunks on the full
 #    jina-v2-base-en architecture, time per FLOP interleaved in one process, per dtype; then each
 #    path in its own process in float16 for its GPU memory peak.
-# 3. bench_throughput.py --quick: late against naive on the pydoc topics with MiniLM in float16.
+# 3. bench_throughput.py: the pipeline against the raw forward over the same batches (goal
+#    >= 0.8 on a GPU) and late against naive, all pydoc topics, MiniLM in float16.
+# 4. bench_throughput.py --host: the host side with the network stubbed at 1, 2, 4 and 8 workers,
+#    on however many cores the GPU machine has.
 # Every step runs even when an earlier one fails; the exit code is the number of failed steps.
 set -u
 out=${OUT:-outputs/gpu}
@@ -31,8 +34,11 @@ for dtype in float32 bfloat16 float16; do
 done
 step long_context_float16 "$python" benchmarks/bench_long_context.py --device cuda --dtype float16
 cp outputs/bench/long_context.json "$out/long_context_float16.json"
-step throughput_float16 "$python" benchmarks/bench_throughput.py --quick --device cuda \
+step throughput_float16 "$python" benchmarks/bench_throughput.py --rounds 3 --device cuda \
     --dtype float16 --chunkings fixed-16 fixed-64 fixed-256
 cp outputs/bench/throughput.json "$out/throughput_float16.json"
+step host_side "$python" benchmarks/bench_throughput.py --host --rounds 3 --repeat 4 \
+    --workers 1 2 4 8
+cp outputs/bench/throughput_host.json "$out/throughput_host.json"
 echo "failed steps: $failed"
 exit "$failed"
