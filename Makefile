@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	# CPU torch first: otherwise anything that depends on torch pulls a multi-GB CUDA build.
-	$(PY) -m pip install "torch==2.13.0"
-	$(PY) -m pip install -e ".[dev]"
+	bash scripts/with_heartbeat.sh "installing torch" $(PY) -m pip install "torch==2.13.0"
+	bash scripts/with_heartbeat.sh "installing the package and its dependencies" \
+		$(PY) -m pip install -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name lc-utils --display-name "Python (lc-utils)"
 	touch $(STAMP)
 

@@ -155,7 +155,8 @@ if ! "$SERVER_VENV/bin/python" -c \
     "import milvus, sys; sys.exit(milvus.__version__ != '$MILVUS_VERSION')" 2>/dev/null; then
     say "creating $SERVER_VENV with milvus==$MILVUS_VERSION"
     "${PYTHON:-python3}" -m venv --clear "$SERVER_VENV"
-    if ! "$SERVER_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+    if ! bash "$ROOT/scripts/with_heartbeat.sh" "installing milvus==$MILVUS_VERSION" \
+        "$SERVER_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
         "milvus==$MILVUS_VERSION"; then
         say "FAIL: could not install milvus==$MILVUS_VERSION into $SERVER_VENV (see pip above)"
         exit 1
