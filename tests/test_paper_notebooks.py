@@ -257,7 +257,8 @@ def test_10_long_documents(tmp_path):
         if cell.cell_type == "code"
         for output in cell.outputs
     )
-    expected = f"chosen by this run's sweep: {m['choice']['setting']}; library default 256/15\n"
+    setting, default = m["choice"]["setting"], m["default_setting"]
+    expected = f"chosen by this run's sweep: {setting}; library default {default}\n"
     assert expected in printed
 
 
