@@ -152,3 +152,74 @@ def test_bad_grids_are_refused(tiny_model):
         encode_settings(
             tiny_model, {}, [{"doc_id": "d", "start": 0, "end": 1}], [WindowSetting(64, 0, 0.0)]
         )
+
+
+def test_measure_frontier_scores_every_setting_on_the_naive_chunks(tiny_model):
+    """The whole frontier in one call, checked piece by piece against direct computations."""
+    from lc_utils.studies.frontier import measure_frontier
+
+    other = " ".join(f"Note {i} says colour {i % 5} pairs with shape {i % 3}." for i in range(40))
+    documents = {"long": TEXT, "other": other, "short": "A short note about item 3."}
+    sentences = {  # each query asks for one sentence of a long document
+        "q1": ("long", "Paragraph 5 explains how item 5 relates to the value 65."),
+        "q2": ("long", "Paragraph 41 explains how item 6 relates to the value 48."),
+        "q3": ("other", "Note 17 says colour 2 pairs with shape 2."),
+        "q4": ("short", "A short note about item 3."),
+    }
+    queries, qrels = {}, {}
+    for query_id, (doc_id, sentence) in sentences.items():
+        start = documents[doc_id].index(sentence)
+        queries[query_id] = sentence.lower().rstrip(".")
+        qrels[query_id] = [(doc_id, start, start + len(sentence))]
+    task = lc.datasets.RetrievalTask(documents, queries, qrels)
+    settings = window_settings(tiny_model, windows=[48, 96], overlap_fractions=[0, 0.25])
+    labels = [s.label for s in settings]
+    table, comparison = measure_frontier(
+        tiny_model, task, settings, chunk_options={"chunk_size": 16}, baseline="96/0",
+        n_resamples=200, progress=False,
+    )  # fmt: skip
+
+    # One row per setting, in grid order; the comparison holds naive and every setting.
+    assert list(table.index) == labels == ["48/0", "48/11", "96/0", "96/23"]
+    assert comparison.methods == ["naive", *labels]
+    # The chunks are fixed 16-token chunks; naive embeds each alone.
+    naive = lc.embed_corpus(
+        tiny_model, documents, method="naive", strategy="fixed",
+        chunk_options={"chunk_size": 16}, progress=False,
+    )  # fmt: skip
+    assert [(r["doc_id"], r["start"], r["end"]) for r in comparison.records] == [
+        (r["doc_id"], r["start"], r["end"]) for r in naive.records
+    ]
+    np.testing.assert_allclose(comparison.vectors["naive"], naive.vectors, atol=1e-5)
+    # Every setting's vectors are late chunking with that window plan on those chunks.
+    for setting in settings:
+        for doc_id, text in documents.items():
+            rows = [i for i, r in enumerate(comparison.records) if r["doc_id"] == doc_id]
+            spans = [(comparison.records[i]["start"], comparison.records[i]["end"]) for i in rows]
+            direct = lc.late_chunking(
+                tiny_model, text, spans, window=setting.window, overlap=setting.overlap
+            )
+            np.testing.assert_allclose(comparison.vectors[setting.label][rows], direct, atol=1e-5)
+    # Costs are those of encode_settings on the same records; the long documents need several
+    # windows of 48, so overlap there computes more tokens.
+    run = encode_settings(tiny_model, documents, comparison.records, settings, progress=False)
+    for column in ("n_tokens", "tokens_computed", "attention", "passes"):
+        assert table[column].tolist() == run.costs[column].tolist(), column
+    assert table.loc["48/11", "tokens_computed"] > table.loc["48/0", "tokens_computed"]
+    assert table.loc["96/0", "time_ratio"] == 1.0 and (table["time_ratio"] > 0).all()
+    # Quality is the comparison's nDCG@10 at both levels, measured from the best setting.
+    for level in ("chunk", "document"):
+        means = {label: comparison.results[label][level]["ndcg@10"] for label in labels}
+        assert table[level].to_dict() == means
+        best = table.attrs[f"{level}_best"]
+        assert means[best] == max(means.values())
+        assert table.loc[best, f"{level}_vs_best"] == 0
+        for label in labels:
+            assert table.loc[label, f"{level}_vs_best"] == pytest.approx(
+                means[label] - means[best], abs=1e-12
+            )
+            row = table.loc[label]
+            assert row[f"{level}_low"] <= row[f"{level}_vs_best"] <= row[f"{level}_high"]
+            assert row[f"{level}_not_worse"] == (row[f"{level}_high"] >= 0)
+    with pytest.raises(KeyError, match="baseline='64/0' is not a setting"):
+        measure_frontier(tiny_model, task, settings[:1], baseline="64/0", progress=False)

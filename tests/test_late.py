@@ -270,9 +270,25 @@ def test_naive_is_a_masked_mean_unaffected_by_padding(tiny_model):
 
 def test_naive_truncates_long_texts_with_a_warning(tiny_model):
     long_text = "word " * 2000
-    with pytest.warns(UserWarning, match="1 of 2 chunks hold more than 510 tokens .* truncated"):
+    with pytest.warns(UserWarning, match="1 of 2 chunks are longer than 510 tokens.* truncated"):
         vectors = lc.naive_chunking(tiny_model, [long_text, "ok"])
     assert np.isfinite(vectors).all()
+
+
+def test_the_truncation_warning_counts_only_texts_over_what_a_pass_holds(tiny_model):
+    # 16 positions hold 14 text tokens beside [CLS] and [SEP]; "word" is one token.
+    fits, over = " ".join(["word"] * 14), " ".join(["word"] * 15)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a text that exactly fills the pass is not cut
+        lc.naive_chunking(tiny_model, [fits, fits], max_tokens=16)
+    with pytest.warns(UserWarning) as caught:
+        vectors = lc.naive_chunking(tiny_model, [fits, over, over], max_tokens=16)
+    (message,) = [str(w.message) for w in caught]
+    assert message.startswith("2 of 3 chunks are longer than 14 tokens, the text one pass holds ")
+    assert "(16 positions, " in message and "less 2 special tokens)" in message
+    assert "truncated to 14 (first: item 1, 15 tokens)" in message
+    # Cut to 14 tokens, the longer text is the text that fits.
+    np.testing.assert_allclose(vectors[1], vectors[0], atol=1e-6)
 
 
 def test_query_prefix_is_applied(tiny_model):
@@ -439,7 +455,7 @@ def test_naive_truncates_at_the_trained_length_by_default(tiny_model):
     trained = dataclasses.replace(tiny_model, trained_length=40)
     text = " ".join(f"word{i}" for i in range(60))  # well over 40 tokens, under 512
     with pytest.warns(
-        UserWarning, match="more than 38 tokens .* set by the length it was trained on"
+        UserWarning, match="longer than 38 tokens.* set by the length it was trained on"
     ):
         default = lc.naive_chunking(trained, [text])
     cut = lc.naive_chunking(tiny_model, [text], max_tokens=40)
@@ -475,7 +491,9 @@ def test_naive_matches_sentence_transformers_past_the_trained_length(minilm):
     n_tokens = len(lc.tokenize_document(minilm.tokenizer, text))
     assert 280 <= n_tokens <= 320, n_tokens  # a 300-token chunk
     reference = SentenceTransformer(str(lc.packaged_minilm_path()), device="cpu").encode([text])
-    with pytest.warns(UserWarning, match="more than 254 tokens .* 256 positions"):
+    with pytest.warns(
+        UserWarning, match="longer than 254 tokens, the text one pass holds .256 positions"
+    ):
         ours = lc.naive_chunking(minilm, [text])
     assert cosine(ours, reference).min() >= 0.9999
     full = lc.naive_chunking(minilm, [text], max_tokens=minilm.max_length)

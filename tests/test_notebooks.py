@@ -336,10 +336,11 @@ def test_05_milvus_validation(executed):
     # The exact index returns the brute-force top-k for every query, with the same scores.
     assert m["agreement_at_k"]["FLAT"] == {"late": 1.0, "naive": 1.0}
     assert max(m["max_abs_score_diff"]["FLAT"].values()) < 1e-4
-    # HNSW is measured, not assumed; on a corpus this small it must still be nearly exact, and
-    # the summary's headline is that measured value.
+    # HNSW is measured, not assumed; on a corpus this small it must still be nearly exact.
     assert min(m["agreement_at_k"]["HNSW"].values()) >= 0.9
-    assert m["summary"]["headline"]["value"] == min(m["agreement_at_k"]["HNSW"].values())
+    # The headline measures the claim: the FLAT index's agreement, the lower of the two methods.
+    assert m["summary"]["headline"]["value"] == min(m["agreement_at_k"]["FLAT"].values())
+    assert m["summary"]["headline"]["label"].startswith("FLAT agreement@10")
     assert m["rows"] > 100
     assert m["filtered_agreement_at_k"] == 1.0
 
@@ -378,6 +379,21 @@ def test_06_chunking_strategies(executed):
         within = m["within_document_cosine"][label]
         assert within["late"] > within["naive"]
     assert m["n_queries"] >= 20
+    # The headline is the claim's narrowest case: the smallest margin of a best chunk over the
+    # document vector, over chunkings and methods, with its paired interval.
+    margins = {
+        (label, method): m["retrieval"][label][method]["document"]["ndcg@10"] - document_vector
+        for label in m["chunkings"]
+        for method in ("naive", "late")
+    }
+    label, method = min(margins, key=margins.get)
+    headline = m["summary"]["headline"]
+    assert headline["value"] == pytest.approx(margins[label, method], abs=1e-5)
+    assert headline["label"].endswith(f"({method}, {label})")
+    assert headline["low"] <= headline["value"] <= headline["high"]
+    if method == "late":  # the same bootstrap as the recorded late margins
+        late = m["best_chunk_minus_document_vector_ndcg10"][label]
+        assert (headline["low"], headline["high"]) == (late["low"], late["high"])
 
 
 def test_07_chunk_size(executed):

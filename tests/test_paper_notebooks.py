@@ -246,6 +246,20 @@ GRID = ["256/0", "256/15", "256/31", "256/63", "512/0", "512/31", "512/63", "512
 def test_10_long_documents(tmp_path):
     m = run("10_long_documents", tmp_path / "out", SMALL_10)
     check_10(m, tmp_path / "out" / "10_long_documents")
+    # The printed choice names this run's pick and the library default apart, whether or not
+    # they agree (a small run often picks 256/0).
+    import nbformat
+
+    executed = nbformat.read(tmp_path / "out" / "10_long_documents.ipynb", 4)
+    printed = "".join(
+        output.get("text", "")
+        for cell in executed.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+    )
+    setting, default = m["choice"]["setting"], m["default_setting"]
+    expected = f"chosen by this run's sweep: {setting}; library default {default}\n"
+    assert expected in printed
 
 
 def check_10(m: dict, output_dir: Path):

@@ -215,11 +215,14 @@ class EmbeddingModel:
             )
             special = window.positions - window.content_tokens
             index, length = stats.first_too_long
+            # The limit is the text a pass holds, not its positions: with 256 positions a text
+            # of 256 tokens is over it, and the message says so in those numbers.
             warnings.warn(
-                f"{stats.too_long} of {stats.n_texts} {what} hold more than "
-                f"{window.content_tokens} tokens and were truncated to {window.content_tokens} "
-                f"(a pass of {window.positions} positions, set by {window.reason} of {self.name}, "
-                f"less {special} special tokens; first: item {index}, {length} tokens){hint}",
+                f"{stats.too_long} of {stats.n_texts} {what} are longer than "
+                f"{window.content_tokens} tokens, the text one pass holds ({window.positions} "
+                f"positions, set by {window.reason} of {self.name}, less {special} special "
+                f"tokens), and were truncated to {window.content_tokens} (first: item {index}, "
+                f"{length} tokens){hint}",
                 stacklevel=stacklevel,
             )
         warn_unknown_chunks(stats.n_unknown, stats.n_texts, self, stacklevel=stacklevel)
