@@ -392,3 +392,90 @@ def test_server_an_actor_killed_mid_run_is_retried_with_nothing_lost_or_doubled(
         )
     finally:
         store.close(client)
+
+
+# ----------------------------------------------------------- windows, failures and Ray's start
+
+# Same-length words that are one token each: swapping them changes the words under the same spans.
+SWAPS = {"cat": "dog", "mat": "rug", "red": "big", "sun": "sky"}
+SENTENCES = [
+    "The cat sat on the red mat while the sun was warm.",
+    "A second line says that the cat likes the mat more than the sun.",
+    "Nothing here is red, yet the cat will not leave the mat.",
+    "When the sun sets, the mat gets cold and the cat goes inside.",
+]
+# (window, overlap) of a version; None takes the default. The tiny model's default pass is its
+# 512 positions, which holds these documents whole; 32 and 48 cut them into overlapping windows.
+WINDOWS = [(None, None), (32, 4), (32, None), (48, 0)]
+SHAPE_FIELDS = ["id", "doc_id", "chunk_index", "start", "end", "text", "method", "model",
+                "chunking", "window", "overlap", "vector"]  # fmt: skip
+
+
+def swapped(text: str) -> str:
+    return " ".join(SWAPS.get(word, word) for word in text.split(" "))
+
+
+def every_row(uri: str, collection: str = "chunks") -> dict:
+    client = store.connect(uri)
+    try:
+        client.load_collection(collection)
+        rows = client.query(
+            collection, filter="chunk_index >= 0", output_fields=SHAPE_FIELDS, limit=16384,
+            consistency_level="Strong",
+        )  # fmt: skip
+    finally:
+        store.close(client)
+    return {r["id"]: r for r in rows}
+
+
+def assert_same_rows(rows: dict, expected: dict) -> None:
+    """Row for row: the same ids, every field equal, vectors within 1e-5."""
+    assert sorted(rows) == sorted(expected)
+    for key, row in rows.items():
+        want = expected[key]
+        assert {k: v for k, v in row.items() if k != "vector"} == {
+            k: v for k, v in want.items() if k != "vector"
+        }
+        difference = np.abs(np.asarray(row["vector"]) - np.asarray(want["vector"])).max()
+        assert difference <= 1e-5, f"row {key} of {row['doc_id']!r}: vectors differ by {difference}"
+
+
+def ingested_fresh(model, texts: dict, uri: str, window=None, overlap=None) -> dict:
+    """What ``store.ingest`` of ``embed_corpus`` makes of ``texts`` in a new collection."""
+    corpus = lc.embed_corpus(
+        model, texts, window=window, overlap=overlap, progress=False, **CHUNKING_16
+    )
+    client = store.connect(uri)
+    try:
+        store.create_collection(client, "chunks", model.dim)
+        store.ingest(client, "chunks", corpus, progress=False)
+    finally:
+        store.close(client)
+    return every_row(uri)
+
+
+CHUNKING_16 = {"strategy": "fixed", "chunk_options": {"chunk_size": 16}}
+
+
+@pytest.mark.slow  # starts Ray actors three times (tens of seconds on 2 cores)
+def test_a_rerun_with_other_windows_embeds_again_as_ingest_would(
+    ray_session, tiny_model, tiny_model_dir, tmp_path
+):
+    texts = {f"d{i}": " ".join(SENTENCES[i:] + SENTENCES[:i]) for i in range(3)}
+    uri = str(tmp_path / "lite.db")
+    run = dict(uri=uri, documents_per_batch=2, progress=False, **CHUNKING_16)
+    first = lc.scale.embed_to_milvus(texts, str(tiny_model_dir), **run)
+    assert first.embedded == 3
+    # Same chunks, other windows: before the fix all three were skipped as already stored.
+    other = lc.scale.embed_to_milvus(texts, str(tiny_model_dir), window=32, overlap=4, **run)
+    assert (other.embedded, other.already_stored) == (3, 0)
+    expected = ingested_fresh(tiny_model, texts, str(tmp_path / "ref.db"), 32, 4)
+    rows = every_row(uri)
+    assert {(r["window"], r["overlap"]) for r in rows.values()} == {(32, 4)}
+    assert_same_rows(rows, expected)
+    # The default overlap of a 32-position window resolves to 1, not 4: embedded again too.
+    default = lc.scale.embed_to_milvus(texts, str(tiny_model_dir), window=32, **run)
+    assert (default.embedded, default.already_stored) == (3, 0)
+    assert {(r["window"], r["overlap"]) for r in every_row(uri).values()} == {(32, 1)}
+    same = lc.scale.embed_to_milvus(texts, str(tiny_model_dir), window=32, overlap=1, **run)
+    assert (same.embedded, same.already_stored) == (0, 3)

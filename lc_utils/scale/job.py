@@ -12,8 +12,9 @@ spread over a Ray cluster (or a local Ray on this machine's cores):
 3. **Chunk** in Ray CPU tasks: ``chunk_text`` (or your callable), then the chunks' token spans
    exactly as ``embed_corpus`` finds them, so chunks holding no token are dropped the same way.
    Empty texts are counted and skipped. A document whose chunks are already stored for this
-   model and method, with the same chunk indices and spans, is skipped too: that is what makes a
-   re-run resume where the last one stopped, and a finished job's re-run a no-op.
+   model, method and chunking, with the same chunk indices, spans, texts and windows (positions
+   and overlap, defaults resolved), is skipped too: that is what makes a re-run resume where the
+   last one stopped, and a finished job's re-run a no-op.
 4. **Embed** in an actor pool, one model per actor (``num_gpus=1`` each when the cluster has
    GPUs), each batch of documents through ``embed_corpus`` itself with the chunks from step 3.
    A killed actor is restarted and its batch retried by Ray.
@@ -42,13 +43,19 @@ import numpy as np
 import torch
 
 from .. import store
-from ..corpus import METHODS, corpus_chunking, embed_corpus
+from ..corpus import METHODS, corpus_chunking, embed_corpus, windowing
 from ..late.prepare import Preparer
 from ..models.loading import load_model
 from ..models.model import EmbeddingModel
 from ..store.connection import is_lite
 from ..text.chunking import Chunk
-from .resume import fingerprint, stored_fingerprints, stored_layouts, stored_text
+from .resume import (
+    check_resumable,
+    fingerprint,
+    stored_fingerprints,
+    stored_layouts,
+    stored_text,
+)
 from .sources import count_unique_documents, read_documents
 
 __all__ = ["embed_to_milvus", "start_ray", "ScaleStats"]
@@ -127,8 +134,8 @@ def _chunk_batch(batch: dict, *, preparer: Preparer, stored, target) -> dict:
     """Ray CPU task: chunk each document, map chunks to tokens, and decide what to embed.
 
     A document's status becomes ``"embed"``, ``"empty"`` (no text) or ``"stored"`` (its chunk
-    layout is already in Milvus for this model and method). The batch's texts are tokenized in
-    one call (``Preparer``), as ``embed_corpus`` does.
+    layout and this job's windows are already in Milvus for this model, method and chunking).
+    The batch's texts are tokenized in one call (``Preparer``), as ``embed_corpus`` does.
     """
     out = {k: [] for k in ("doc_id", "text", "status", "starts", "ends", "tokens", "tokenless")}
     layouts = {}
@@ -146,7 +153,7 @@ def _chunk_batch(batch: dict, *, preparer: Preparer, stored, target) -> dict:
             starts, ends = document.spans[:, 0].tolist(), document.spans[:, 1].tolist()
             n_tokens, tokenless = document.n_tokens, tokenless_of.get(doc_id, 0)
             layouts[doc_id] = fingerprint(
-                (i, a, b, stored_text(text[a:b]))
+                (i, a, b, stored_text(text[a:b]), target["window"], target["overlap"])
                 for i, (a, b) in enumerate(zip(starts, ends, strict=True))
             )
         out["doc_id"].append(doc_id)
@@ -209,7 +216,7 @@ class _Embedder:
             store.ingest(
                 self.client, self.target["collection"], part.records, part.vectors,
                 method=part.method, model=part.model, chunking=self.target["chunking"],
-                progress=False, flush=False,
+                window=part.window, overlap=part.overlap, progress=False, flush=False,
             )  # fmt: skip
         to_driver = self.client is None
         out = {k: [] for k in ("doc_id", "status", "chunks", "tokens", "tokenless", "rows")}
@@ -342,7 +349,9 @@ def embed_to_milvus(
         uri / token / collection: where to write, as for ``lc.store.connect``; the collection
             is created (FLAT or ``index``, COSINE) if it does not exist.
         method, strategy, chunk_options, window, overlap, batch_tokens: as for
-            ``lc.embed_corpus``, with the same results.
+            ``lc.embed_corpus``, with the same results. The window and overlap, defaults
+            resolved (``lc.corpus.windowing``), are stored on every row, so a re-run with other
+            windows embeds the documents again and replaces their rows.
         chunking: the chunking label the rows are stored under (``lc.chunking.chunking_label``);
             derived from a named ``strategy``, required with a callable one.
         documents_per_batch: documents per Ray batch (one chunking task, one actor call, one
@@ -367,7 +376,8 @@ def embed_to_milvus(
         MilvusConnectionError: an unreachable or malformed URI, within about
             ``connect_timeout`` seconds and before Ray starts.
         DuplicateDocumentError: a repeated document id, before any chunking or embedding.
-        ValueError: bad options (named), before any work.
+        ValueError: bad options (named), or a collection created before rows stored their
+            windows, before any work.
     Introduced in notebook 09_scaling_out.
     """
     if method not in METHODS:
@@ -421,7 +431,12 @@ def embed_to_milvus(
         else:
             loaded = load_model(model, device="cpu", verbose=progress, **options)
             model_name = loaded.name
+        # The pass shape this job's vectors get, defaults resolved: part of every row and of the
+        # resume check, so a run with other windows embeds the documents again. A bad window or
+        # overlap fails here, before any actor starts.
+        positions, shared = windowing(loaded, method, window, overlap)
         store.create_collection(client, collection, loaded.dim, index=index)
+        check_resumable(client, collection)
         stats = ScaleStats(
             documents=n_documents, writers=writers, uri=str(uri), collection=collection,
             method=method, model=model_name, chunking=label,
@@ -430,7 +445,8 @@ def embed_to_milvus(
 
         target = {
             "uri": str(uri), "token": token, "collection": collection, "method": method,
-            "model": model_name, "writers": writers, "chunking": label,
+            "model": model_name, "writers": writers, "chunking": label, "window": positions,
+            "overlap": shared,
         }  # fmt: skip
         stored = None
         if lite:
@@ -503,7 +519,7 @@ def embed_to_milvus(
         if writers == "driver":
             store.ingest_batches(
                 client, collection, outputs(), method=method, model=model_name,
-                chunking=label, progress=False,
+                chunking=label, window=positions, overlap=shared, progress=False,
             )  # fmt: skip
         else:
             for _ in outputs():
