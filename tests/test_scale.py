@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import lc_utils as lc
 from lc_utils import store
@@ -479,3 +481,42 @@ def test_a_rerun_with_other_windows_embeds_again_as_ingest_would(
     assert {(r["window"], r["overlap"]) for r in every_row(uri).values()} == {(32, 1)}
     same = lc.scale.embed_to_milvus(texts, str(tiny_model_dir), window=32, overlap=1, **run)
     assert (same.embedded, same.already_stored) == (0, 3)
+
+
+@st.composite
+def corpus_versions(draw):
+    """2-3 versions of a corpus of up to 4 documents. A document, once added, stays (its text
+    may be emptied or come back); each version has its own window settings."""
+    present: list[str] = []
+    versions = []
+    for _ in range(draw(st.integers(2, 3))):
+        new = [d for d in ("a", "b", "c", "d") if d not in present]
+        present += draw(
+            st.lists(st.sampled_from(new), unique=True, min_size=0 if present else 1, max_size=2)
+            if new
+            else st.just([])
+        )
+        texts = {}
+        for index, doc_id in enumerate(present):
+            base = " ".join(SENTENCES[index:] + SENTENCES[:index])
+            texts[doc_id] = draw(st.sampled_from([base, swapped(base), "  "]))
+        versions.append((texts, draw(st.sampled_from(WINDOWS))))
+    return versions
+
+
+@pytest.mark.slow  # several Ray jobs per example
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(versions=corpus_versions())
+def test_scale_out_equals_ingest_of_the_last_version(
+    ray_session, tiny_model, tiny_model_dir, versions
+):
+    with tempfile.TemporaryDirectory(prefix="lcprop", dir="/tmp") as folder:
+        uri = str(Path(folder) / "lite.db")
+        for texts, (window, overlap) in versions:
+            lc.scale.embed_to_milvus(
+                texts, str(tiny_model_dir), uri=uri, window=window, overlap=overlap,
+                documents_per_batch=2, progress=False, **CHUNKING_16,
+            )  # fmt: skip
+        texts, (window, overlap) = versions[-1]
+        expected = ingested_fresh(tiny_model, texts, str(Path(folder) / "ref.db"), window, overlap)
+        assert_same_rows(every_row(uri), expected)
