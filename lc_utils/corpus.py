@@ -31,6 +31,7 @@ __all__ = [
     "iter_embed_corpus",
     "iter_documents",
     "as_documents",
+    "windowing",
     "METHODS",
 ]
 
@@ -59,6 +60,12 @@ class CorpusEmbeddings:
             function without a ``chunking=`` label. The Milvus store keys rows on it.
         doc_ids: every document embedded, in order, including any that gave no chunk, so that
             storing the corpus also clears such a document's old chunks.
+        window / overlap: the pass shape the vectors were made with, defaults resolved
+            (``windowing``): positions per pass, special tokens included (late chunking's
+            document windows, or where naive chunking cuts each chunk), and the tokens
+            consecutive late windows share (0 for naive). None when not known. The Milvus store
+            keeps both on every row, so that a re-run of ``lc.scale.embed_to_milvus`` with
+            other windows embeds the documents again instead of skipping them.
     Introduced in notebook 05_milvus_validation.
     """
 
@@ -69,6 +76,8 @@ class CorpusEmbeddings:
     skipped: list[tuple] = field(default_factory=list)
     chunking: str | None = None
     doc_ids: list[str] = field(default_factory=list)
+    window: int | None = None
+    overlap: int | None = None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -84,7 +93,7 @@ class CorpusEmbeddings:
         """Join parts produced by ``iter_embed_corpus`` into one."""
         if not parts:
             raise ValueError("nothing to concatenate")
-        for label in ("method", "model", "chunking"):
+        for label in ("method", "model", "chunking", "window", "overlap"):
             values = {getattr(p, label) for p in parts}
             if len(values) > 1:
                 raise ValueError(f"the parts have different {label}s {sorted(map(str, values))}")
@@ -96,6 +105,8 @@ class CorpusEmbeddings:
             skipped=[s for p in parts for s in p.skipped],
             chunking=parts[0].chunking,
             doc_ids=[d for p in parts for d in p.doc_ids],
+            window=parts[0].window,
+            overlap=parts[0].overlap,
         )
 
 
@@ -179,6 +190,29 @@ def _missing_chunks_message(doc_id: str, n_missing: int = 1) -> str:
     )
 
 
+def windowing(
+    model: EmbeddingModel,
+    method: str = "late",
+    window: int | None = None,
+    overlap: int | None = None,
+    max_tokens: int | None = None,
+) -> tuple[int, int]:
+    """``(positions, overlap)`` of ``embed_corpus`` with these arguments, defaults resolved.
+
+    ``positions`` is ``model.window(...).positions`` of ``window`` (late) or ``max_tokens``
+    (naive); ``overlap`` is the late windows' overlap (``plan_windows``'s default when None) and
+    0 for naive, which has no windows. Over the same chunks, two runs with equal answers give
+    the same vectors; ``lc.scale.embed_to_milvus`` compares them with what each stored row was
+    made with. Raises ``ValueError`` as ``embed_corpus`` would for a bad window or overlap.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method={method!r}; valid: {METHODS}")
+    if method == "naive":
+        return model.window(max_tokens, argument="max_tokens").positions, 0
+    shape = model.window(window, argument="window")
+    return shape.positions, plan_windows(0, shape.content_tokens, overlap).overlap
+
+
 def iter_embed_corpus(
     model: EmbeddingModel,
     documents,
@@ -212,8 +246,7 @@ def iter_embed_corpus(
     # The window and the batch budget are checked here, once, before any worker starts.
     argument = "window" if method == "late" else "max_tokens"
     shape = model.window(window if method == "late" else max_tokens, argument=argument)
-    if method == "late" and overlap is not None:
-        plan_windows(0, shape.content_tokens, overlap)
+    resolved = windowing(model, method, window, overlap, max_tokens)
     preparer = Preparer(
         model.tokenizer, model.document_prefix, strategy, options, method,
         model.tokenizer.unk_token_id, PassShape.of(model, batch_tokens), shape.content_tokens,
@@ -224,7 +257,7 @@ def iter_embed_corpus(
     if progress:
         total = len(documents) if hasattr(documents, "__len__") else None
         bar = progress_bar(total, f"{method} chunking", "doc")
-    settings = dict(method=method, label=label, progress=progress, window=shape)
+    settings = dict(method=method, label=label, progress=progress, window=shape, resolved=resolved)
     groups = _groups(_with_given_chunks(iter_documents(documents), chunks), documents_per_batch)
     try:
         # While the model embeds one group, the workers prepare the next ones.
@@ -261,7 +294,9 @@ def _workers_for(workers, strategy, options: dict, documents, documents_per_batc
     return default_workers()
 
 
-def _embed_group(model, group, prepared: PreparedGroup, *, method, label, progress, window):
+def _embed_group(
+    model, group, prepared: PreparedGroup, *, method, label, progress, window, resolved
+):
     records = []
     texts = dict(group)
     for document in prepared.documents:
@@ -302,8 +337,9 @@ def _embed_group(model, group, prepared: PreparedGroup, *, method, label, progre
         ) from None
     doc_ids = [doc_id for doc_id, _ in group]
     return CorpusEmbeddings(
-        records, matrix.astype(np.float32), method, model.name, skipped, label, doc_ids
-    )
+        records, matrix.astype(np.float32), method, model.name, skipped, label, doc_ids,
+        *resolved,
+    )  # fmt: skip
 
 
 def embed_corpus(
@@ -371,5 +407,8 @@ def embed_corpus(
     if not parts:
         label = corpus_chunking(strategy, chunk_options or {}, chunks, chunking)
         empty = np.empty((0, model.dim), np.float32)
-        return CorpusEmbeddings([], empty, method, model.name, chunking=label)
+        positions, shared = windowing(model, method, window, overlap, max_tokens)
+        return CorpusEmbeddings(
+            [], empty, method, model.name, chunking=label, window=positions, overlap=shared
+        )
     return CorpusEmbeddings.concatenate(parts)

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import lc_utils as lc
 from lc_utils import store
@@ -392,3 +394,283 @@ def test_server_an_actor_killed_mid_run_is_retried_with_nothing_lost_or_doubled(
         )
     finally:
         store.close(client)
+
+
+# ----------------------------------------------------------- windows, failures and Ray's start
+
+# Same-length words that are one token each: swapping them changes the words under the same spans.
+SWAPS = {"cat": "dog", "mat": "rug", "red": "big", "sun": "sky"}
+SENTENCES = [
+    "The cat sat on the red mat while the sun was warm.",
+    "A second line says that the cat likes the mat more than the sun.",
+    "Nothing here is red, yet the cat will not leave the mat.",
+    "When the sun sets, the mat gets cold and the cat goes inside.",
+]
+# (window, overlap) of a version; None takes the default. The tiny model's default pass is its
+# 512 positions, which holds these documents whole; 32 and 48 cut them into overlapping windows.
+WINDOWS = [(None, None), (32, 4), (32, None), (48, 0)]
+SHAPE_FIELDS = ["id", "doc_id", "chunk_index", "start", "end", "text", "method", "model",
+                "chunking", "window", "overlap", "vector"]  # fmt: skip
+
+
+def swapped(text: str) -> str:
+    return " ".join(SWAPS.get(word, word) for word in text.split(" "))
+
+
+def every_row(uri: str, collection: str = "chunks") -> dict:
+    client = store.connect(uri)
+    try:
+        client.load_collection(collection)
+        rows = client.query(
+            collection, filter="chunk_index >= 0", output_fields=SHAPE_FIELDS, limit=16384,
+            consistency_level="Strong",
+        )  # fmt: skip
+    finally:
+        store.close(client)
+    return {r["id"]: r for r in rows}
+
+
+def assert_same_rows(rows: dict, expected: dict) -> None:
+    """Row for row: the same ids, every field equal, vectors within 1e-5."""
+    assert sorted(rows) == sorted(expected)
+    for key, row in rows.items():
+        want = expected[key]
+        assert {k: v for k, v in row.items() if k != "vector"} == {
+            k: v for k, v in want.items() if k != "vector"
+        }
+        difference = np.abs(np.asarray(row["vector"]) - np.asarray(want["vector"])).max()
+        assert difference <= 1e-5, f"row {key} of {row['doc_id']!r}: vectors differ by {difference}"
+
+
+def ingested_fresh(model, texts: dict, uri: str, window=None, overlap=None) -> dict:
+    """What ``store.ingest`` of ``embed_corpus`` makes of ``texts`` in a new collection."""
+    corpus = lc.embed_corpus(
+        model, texts, window=window, overlap=overlap, progress=False, **CHUNKING_16
+    )
+    client = store.connect(uri)
+    try:
+        store.create_collection(client, "chunks", model.dim)
+        store.ingest(client, "chunks", corpus, progress=False)
+    finally:
+        store.close(client)
+    return every_row(uri)
+
+
+CHUNKING_16 = {"strategy": "fixed", "chunk_options": {"chunk_size": 16}}
+
+
+@pytest.mark.slow  # starts Ray actors three times (tens of seconds on 2 cores)
+def test_a_rerun_with_other_windows_embeds_again_as_ingest_would(
+    ray_session, tiny_model, tiny_model_dir, tmp_path
+):
+    texts = {f"d{i}": " ".join(SENTENCES[i:] + SENTENCES[:i]) for i in range(3)}
+    uri = str(tmp_path / "lite.db")
+    run = dict(uri=uri, documents_per_batch=2, progress=False, **CHUNKING_16)
+    first = lc.scale.embed_to_milvus(texts, str(tiny_model_dir), **run)
+    assert first.embedded == 3
+    # Same chunks, other windows: before the fix all three were skipped as already stored.
+    other = lc.scale.embed_to_milvus(texts, str(tiny_model_dir), window=32, overlap=4, **run)
+    assert (other.embedded, other.already_stored) == (3, 0)
+    expected = ingested_fresh(tiny_model, texts, str(tmp_path / "ref.db"), 32, 4)
+    rows = every_row(uri)
+    assert {(r["window"], r["overlap"]) for r in rows.values()} == {(32, 4)}
+    assert_same_rows(rows, expected)
+    # The default overlap of a 32-position window resolves to 1, not 4: embedded again too.
+    default = lc.scale.embed_to_milvus(texts, str(tiny_model_dir), window=32, **run)
+    assert (default.embedded, default.already_stored) == (3, 0)
+    assert {(r["window"], r["overlap"]) for r in every_row(uri).values()} == {(32, 1)}
+    same = lc.scale.embed_to_milvus(texts, str(tiny_model_dir), window=32, overlap=1, **run)
+    assert (same.embedded, same.already_stored) == (0, 3)
+
+
+@st.composite
+def corpus_versions(draw):
+    """2-3 versions of a corpus of up to 4 documents. A document, once added, stays (its text
+    may be emptied or come back); each version has its own window settings."""
+    present: list[str] = []
+    versions = []
+    for _ in range(draw(st.integers(2, 3))):
+        new = [d for d in ("a", "b", "c", "d") if d not in present]
+        present += draw(
+            st.lists(st.sampled_from(new), unique=True, min_size=0 if present else 1, max_size=2)
+            if new
+            else st.just([])
+        )
+        texts = {}
+        for index, doc_id in enumerate(present):
+            base = " ".join(SENTENCES[index:] + SENTENCES[:index])
+            texts[doc_id] = draw(st.sampled_from([base, swapped(base), "  "]))
+        versions.append((texts, draw(st.sampled_from(WINDOWS))))
+    return versions
+
+
+@pytest.mark.slow  # several Ray jobs per example
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(versions=corpus_versions())
+def test_scale_out_equals_ingest_of_the_last_version(
+    ray_session, tiny_model, tiny_model_dir, versions
+):
+    with tempfile.TemporaryDirectory(prefix="lcprop", dir="/tmp") as folder:
+        uri = str(Path(folder) / "lite.db")
+        for texts, (window, overlap) in versions:
+            lc.scale.embed_to_milvus(
+                texts, str(tiny_model_dir), uri=uri, window=window, overlap=overlap,
+                documents_per_batch=2, progress=False, **CHUNKING_16,
+            )  # fmt: skip
+        texts, (window, overlap) = versions[-1]
+        expected = ingested_fresh(tiny_model, texts, str(Path(folder) / "ref.db"), window, overlap)
+        assert_same_rows(every_row(uri), expected)
+
+
+@pytest.mark.slow  # starts Ray actors three times
+def test_a_ray_failure_mid_run_is_one_line_and_leaves_whole_documents(
+    ray_session, tiny_model, tiny_model_dir, tmp_path, monkeypatch
+):
+    ray = ray_session
+    # Version 2 has fewer chunks per document than version 1, so a document whose old rows
+    # were not cleared after its new ones were written would hold a mix of both.
+    first = {f"d{i}": " ".join(SENTENCES[i:] + SENTENCES[:i]) for i in range(6)}
+    second = {d: swapped(text.split(". ")[0]) + "." for d, text in first.items()}
+    uri = str(tmp_path / "lite.db")
+    run = dict(uri=uri, documents_per_batch=2, progress=False, **CHUNKING_16)
+    lc.scale.embed_to_milvus(first, str(tiny_model_dir), **run)
+
+    real = ray.data.Dataset.iter_batches
+
+    def fails_after_one_batch(self, *args, **kwargs):
+        batches = iter(real(self, *args, **kwargs))
+        if kwargs.get("batch_size", 256) is not None:  # not the job's output stream
+            yield from batches
+            return
+        try:
+            yield next(batches)
+            raise ray.exceptions.ActorDiedError()
+        finally:
+            getattr(batches, "close", lambda: None)()
+
+    monkeypatch.setattr(ray.data.Dataset, "iter_batches", fails_after_one_batch)
+    with pytest.raises(lc.scale.RayJobError) as caught:
+        lc.scale.embed_to_milvus(second, str(tiny_model_dir), **run)
+    message = str(caught.value)
+    assert "\n" not in message, message
+    assert "ActorDiedError" in message and "again" in message and "resume" in message
+    assert isinstance(caught.value.__cause__, ray.exceptions.ActorDiedError)
+    monkeypatch.undo()
+
+    rows = every_row(uri)
+    references = {
+        name: ingested_fresh(tiny_model, texts, str(tmp_path / f"{name}.db"))
+        for name, texts in (("first", first), ("second", second))
+    }
+    versions = {}
+    for doc_id in first:
+        mine = {k: r for k, r in rows.items() if r["doc_id"] == doc_id}
+        for name, reference_rows in references.items():
+            theirs = {k: r for k, r in reference_rows.items() if r["doc_id"] == doc_id}
+            if sorted(mine) == sorted(theirs):
+                try:
+                    assert_same_rows(mine, theirs)
+                except AssertionError:
+                    continue
+                versions[doc_id] = name
+        assert doc_id in versions, f"{doc_id} holds neither version whole"
+    assert "second" in versions.values() and "first" in versions.values(), versions
+    resumed = lc.scale.embed_to_milvus(second, str(tiny_model_dir), **run)
+    rewritten = sum(name == "second" for name in versions.values())
+    assert (resumed.already_stored, resumed.embedded) == (rewritten, len(second) - rewritten)
+    assert_same_rows(every_row(uri), references["second"])
+
+
+class _FakeRay:
+    """Stands in for the ``ray`` module in ``start_ray``: ``init`` fails the first ``failures``
+    calls with ``error``."""
+
+    def __init__(self, error, failures):
+        self.error, self.failures, self.inits, self.shutdowns = error, failures, 0, 0
+
+    def is_initialized(self):
+        return False
+
+    def init(self, **options):
+        self.inits += 1
+        if self.inits <= self.failures:
+            raise self.error
+
+    def shutdown(self):
+        self.shutdowns += 1
+
+
+# Ray 2.60's own words when a local node misses its start deadline (ray/_private/node.py).
+NODE_TIMEOUT = Exception(
+    "The current node timed out during startup. This could happen because some of the raylet "
+    "failed to startup or the GCS has become overloaded."
+)
+
+
+def test_start_ray_retries_a_node_start_timeout_once(monkeypatch):
+    fake = _FakeRay(NODE_TIMEOUT, failures=1)
+    monkeypatch.setattr(lc.scale.job, "_import_ray", lambda: fake)
+    with pytest.warns(RuntimeWarning, match="starting it once more"):
+        assert lc.scale.start_ray(num_cpus=1) is True
+    assert (fake.inits, fake.shutdowns) == (2, 1)
+
+
+def test_start_ray_names_the_wait_setting_when_the_node_times_out_twice(monkeypatch):
+    fake = _FakeRay(NODE_TIMEOUT, failures=2)
+    monkeypatch.setattr(lc.scale.job, "_import_ray", lambda: fake)
+    with pytest.raises(RuntimeError, match="RAY_raylet_start_wait_time_s") as caught:
+        with pytest.warns(RuntimeWarning, match="once more"):
+            lc.scale.start_ray(num_cpus=1)
+    assert "\n" not in str(caught.value) and "timed out during startup" in str(caught.value)
+    assert (fake.inits, fake.shutdowns) == (2, 2)
+    # Any other failure of ray.init is not retried and keeps its own type.
+    other = _FakeRay(ValueError("num_cpus must be positive"), failures=1)
+    monkeypatch.setattr(lc.scale.job, "_import_ray", lambda: other)
+    with pytest.raises(ValueError, match="num_cpus"):
+        lc.scale.start_ray(num_cpus=1)
+    assert other.inits == 1
+
+
+_REPEATED_RUNS = """
+import sys, time
+import lc_utils as lc
+
+texts = {f"d{i}": ("The cat sat on the red mat while the sun was warm. " * 8) + str(i)
+         for i in range(6)}
+for run in range(int(sys.argv[3])):
+    started = time.perf_counter()
+    stats = lc.scale.embed_to_milvus(
+        texts, sys.argv[1], uri=sys.argv[2], collection=f"run{run}", documents_per_batch=2,
+        strategy="fixed", chunk_options={"chunk_size": 16}, num_cpus=2,
+        object_store_memory=200 * 2**20, progress=False,
+    )
+    assert stats.embedded == len(texts) and stats.chunks > 0, stats
+    print(f"run {run} ok {time.perf_counter() - started:.1f} s", flush=True)
+"""
+
+
+@pytest.mark.slow  # ten local Ray starts and jobs: 3-5 minutes on 2 cores (2026-12-04)
+def test_ten_jobs_in_a_row_on_a_fresh_local_ray_each_never_crash(tiny_model_dir, tmp_path):
+    # In a child process: a crash inside Ray's C++ code aborts the process, which would take
+    # pytest down with it. Each run starts its own local Ray and shuts it down, as a user's does.
+    environment = {**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="lcray", dir="/tmp")}
+    environment.pop("RAY_ADDRESS", None)
+    uri = str(tmp_path / "lite.db")
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_REPEATED_RUNS), str(tiny_model_dir), uri, "10"],
+        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    finished = [line for line in result.stdout.splitlines() if line.startswith("run ")]
+    assert result.returncode == 0 and len(finished) == 10, (
+        f"exit {result.returncode} after {len(finished)} runs in {seconds:.0f} s:\n"
+        + result.stderr[-4000:]
+    )
+    print(f"10 runs in {seconds:.1f} s: " + "; ".join(finished))
+    client = store.connect(uri)
+    try:
+        counts = {store.count_chunks(client, f"run{run}") for run in range(10)}
+    finally:
+        store.close(client)
+    assert len(counts) == 1 and counts.pop() > 0

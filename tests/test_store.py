@@ -1029,3 +1029,62 @@ def test_validation_tables_keep_every_report_and_its_queries():
     assert per_query.groupby(["index", "method"]).size().to_dict() == {
         ("FLAT", "late"): 3, ("FLAT", "naive"): 3, ("HNSW", "late"): 2
     }  # fmt: skip
+
+
+def test_rows_keep_the_pass_shape_and_older_collections_still_work(tmp_path):
+    from pymilvus import DataType
+
+    from lc_utils.scale.resume import check_resumable
+
+    def shapes(name):
+        rows = client.query(
+            name, filter="chunk_index >= 0", output_fields=["window", "overlap"],
+            consistency_level="Strong",
+        )  # fmt: skip
+        return {(r["window"], r["overlap"]) for r in rows}
+
+    client = store.connect(tmp_path / "shape.db")
+    try:
+        store.create_collection(client, "c", 4)
+        records, vectors = version_of("doc", 3, "v1", dim=4)
+        corpus = CorpusEmbeddings(
+            records, vectors, "late", "m", [], "fixed-8", ["doc"], window=64, overlap=4
+        )
+        store.ingest(client, "c", corpus, progress=False)
+        assert shapes("c") == {(64, 4)}
+        # Parts without a pass shape store -1 ("not known"), which no scale-out run matches.
+        store.ingest(client, "c", records, vectors, method="late", model="m", chunking="fixed-8",
+                     progress=False)  # fmt: skip
+        assert shapes("c") == {(-1, -1)}
+        store.ingest(client, "c", records, vectors, method="late", model="m", chunking="fixed-8",
+                     window=32, overlap=0, progress=False)  # fmt: skip
+        assert shapes("c") == {(32, 0)}
+        assert store.count_chunks(client, "c") == 3
+        with pytest.raises(ValueError, match="window=128 contradicts the corpus"):
+            store.ingest(client, "c", corpus, window=128, progress=False)
+        with pytest.raises(ValueError, match="overlap=-2; must be an int >= 0"):
+            store.ingest(client, "c", records, vectors, method="late", model="m",
+                         chunking="fixed-8", overlap=-2, progress=False)  # fmt: skip
+        assert shapes("c") == {(32, 0)}
+        check_resumable(client, "c")
+
+        # A collection from before the window fields: still written and searched, but refused
+        # for resuming, with one line that says what to do.
+        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=32)
+        for field in ("doc_id", "method", "model", "chunking", "text"):
+            schema.add_field(field, DataType.VARCHAR, max_length=256)
+        for field in ("chunk_index", "start", "end"):
+            schema.add_field(field, DataType.INT64)
+        schema.add_field("text_truncated", DataType.BOOL)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=4)
+        indexes = client.prepare_index_params()
+        indexes.add_index("vector", index_type="FLAT", metric_type="COSINE")
+        client.create_collection("before", schema=schema, index_params=indexes)
+        assert store.ingest(client, "before", corpus, progress=False) == 3
+        assert len(store.search(client, "before", vectors[:1], k=3)) == 3
+        with pytest.raises(ValueError, match="'before' was created before") as caught:
+            check_resumable(client, "before")
+        assert "\n" not in str(caught.value) and "overwrite=True" in str(caught.value)
+    finally:
+        store.close(client)

@@ -7,6 +7,7 @@ the chunking tasks, the embedding actors and the writes (``embed_to_milvus``). N
 Introduced in notebook 09_scaling_out.
 """
 
+from .job import RayJobError as RayJobError
 from .job import ScaleStats as ScaleStats
 from .job import embed_to_milvus as embed_to_milvus
 from .job import start_ray as start_ray

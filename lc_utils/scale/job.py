@@ -12,8 +12,9 @@ spread over a Ray cluster (or a local Ray on this machine's cores):
 3. **Chunk** in Ray CPU tasks: ``chunk_text`` (or your callable), then the chunks' token spans
    exactly as ``embed_corpus`` finds them, so chunks holding no token are dropped the same way.
    Empty texts are counted and skipped. A document whose chunks are already stored for this
-   model and method, with the same chunk indices and spans, is skipped too: that is what makes a
-   re-run resume where the last one stopped, and a finished job's re-run a no-op.
+   model, method and chunking, with the same chunk indices, spans, texts and windows (positions
+   and overlap, defaults resolved), is skipped too: that is what makes a re-run resume where the
+   last one stopped, and a finished job's re-run a no-op.
 4. **Embed** in an actor pool, one model per actor (``num_gpus=1`` each when the cluster has
    GPUs), each batch of documents through ``embed_corpus`` itself with the chunks from step 3.
    A killed actor is restarted and its batch retried by Ray.
@@ -24,7 +25,10 @@ spread over a Ray cluster (or a local Ray on this machine's cores):
 Memory stays bounded: Ray Data streams blocks of ``documents_per_batch`` documents with
 backpressure, and the driver holds one output batch at a time. Chunks are written per whole
 document in one ``ingest`` call, and a retried batch rewrites the same ids, so every chunk ends up
-stored exactly once whatever dies and is retried.
+stored exactly once whatever dies and is retried. A document cut off mid-write (the process
+killed between two upserts) holds rows that match no fingerprint, so a re-run embeds it again.
+When Ray itself fails, the driver first finishes the documents it has received, then raises
+``RayJobError``.
 
 Introduced in notebook 09_scaling_out.
 """
@@ -34,6 +38,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,20 +47,78 @@ import numpy as np
 import torch
 
 from .. import store
-from ..corpus import METHODS, corpus_chunking, embed_corpus
+from ..corpus import METHODS, corpus_chunking, embed_corpus, windowing
 from ..late.prepare import Preparer
 from ..models.loading import load_model
 from ..models.model import EmbeddingModel
 from ..store.connection import is_lite
 from ..text.chunking import Chunk
-from .resume import fingerprint, stored_fingerprints, stored_layouts, stored_text
+from .resume import (
+    check_resumable,
+    fingerprint,
+    stored_fingerprints,
+    stored_layouts,
+    stored_text,
+)
 from .sources import count_unique_documents, read_documents
 
-__all__ = ["embed_to_milvus", "start_ray", "ScaleStats"]
+__all__ = ["embed_to_milvus", "start_ray", "ScaleStats", "RayJobError"]
 
 WRITERS = ("auto", "driver", "actors")
 # Seconds between two progress lines.
 PROGRESS_EVERY = 5.0
+# Restarts of one embedding actor before the job fails. Ray Data's default restarts forever,
+# so an actor that dies on the same batch every time (a document too big for memory) would
+# loop instead of failing; a few restarts still ride out a one-off kill.
+ACTOR_RESTARTS = 3
+# Words of Ray's own errors when a local node does not come up in time (Ray 2.60: the Python
+# node start, the core worker's node lookup, and services.wait_for_node).
+_START_TIMEOUT_SIGNS = (
+    "timed out during startup",
+    "while waiting for node to startup",
+    "RAY_raylet_start_wait_time_s",
+    "node registration may not be complete",
+)
+
+
+class RayJobError(RuntimeError):
+    """Ray itself failed during ``embed_to_milvus`` (a node, an actor beyond its restarts, an
+    object lost); the message is one line, and a re-run of the same call resumes. Introduced in
+    notebook 09_scaling_out."""
+
+
+def _is_ray_failure(error: BaseException) -> bool:
+    """True for a failure of Ray itself, False for an error raised by chunking or embedding code
+    (ours or the user's), which keeps its own type and message."""
+    import ray.exceptions  # optional: the extra "scale"
+
+    if isinstance(error, ray.exceptions.RayTaskError | ray.exceptions.UserCodeException):
+        return False
+    if isinstance(error, ray.exceptions.RayError):
+        return True
+    try:
+        from ray.data.exceptions import ExecutionTimeoutError
+    except ImportError:  # older Ray Data
+        return False
+    return isinstance(error, ExecutionTimeoutError)
+
+
+def _first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of an error's message, at most ``limit`` characters (Ray's run long)."""
+    lines = str(error).strip().splitlines()
+    line = lines[0].strip() if lines else ""
+    return line[: limit - 3] + "..." if len(line) > limit else line
+
+
+def _ray_failure_message(error: BaseException, stats) -> str:
+    """One line: what failed, how far the job got, and that a re-run resumes."""
+    what = _first_line(error)
+    done = f"{stats.done} of {stats.documents}" if stats is not None else "no"
+    return (
+        f"Ray failed during the job ({type(error).__name__}: {what or 'no message'}); {done} "
+        "documents were done. Run embed_to_milvus again with the same arguments to resume: "
+        "documents stored whole are skipped, any others are embedded again"
+    )
 
 
 @dataclass
@@ -127,8 +190,8 @@ def _chunk_batch(batch: dict, *, preparer: Preparer, stored, target) -> dict:
     """Ray CPU task: chunk each document, map chunks to tokens, and decide what to embed.
 
     A document's status becomes ``"embed"``, ``"empty"`` (no text) or ``"stored"`` (its chunk
-    layout is already in Milvus for this model and method). The batch's texts are tokenized in
-    one call (``Preparer``), as ``embed_corpus`` does.
+    layout and this job's windows are already in Milvus for this model, method and chunking).
+    The batch's texts are tokenized in one call (``Preparer``), as ``embed_corpus`` does.
     """
     out = {k: [] for k in ("doc_id", "text", "status", "starts", "ends", "tokens", "tokenless")}
     layouts = {}
@@ -146,7 +209,7 @@ def _chunk_batch(batch: dict, *, preparer: Preparer, stored, target) -> dict:
             starts, ends = document.spans[:, 0].tolist(), document.spans[:, 1].tolist()
             n_tokens, tokenless = document.n_tokens, tokenless_of.get(doc_id, 0)
             layouts[doc_id] = fingerprint(
-                (i, a, b, stored_text(text[a:b]))
+                (i, a, b, stored_text(text[a:b]), target["window"], target["overlap"])
                 for i, (a, b) in enumerate(zip(starts, ends, strict=True))
             )
         out["doc_id"].append(doc_id)
@@ -209,7 +272,7 @@ class _Embedder:
             store.ingest(
                 self.client, self.target["collection"], part.records, part.vectors,
                 method=part.method, model=part.model, chunking=self.target["chunking"],
-                progress=False, flush=False,
+                window=part.window, overlap=part.overlap, progress=False, flush=False,
             )  # fmt: skip
         to_driver = self.client is None
         out = {k: [] for k in ("doc_id", "status", "chunks", "tokens", "tokenless", "rows")}
@@ -260,7 +323,11 @@ def start_ray(
     ``object_store_memory`` bytes, and its logs and sockets under ``temp_dir`` (keep that path
     short: Unix socket paths are limited to about 100 characters). A Ray already running in this
     process is left as it is. Stop it with ``ray.shutdown()``.
-    Introduced in notebook 09_scaling_out.
+
+    A node that does not come up in time (a busy host: Ray 2.60 gives it a fixed 30 s) is
+    started once more, with a warning; if it fails again, ``RuntimeError`` says so, what to do,
+    and names ``RAY_raylet_start_wait_time_s``, which lengthens the core worker's own wait for
+    the node. Introduced in notebook 09_scaling_out.
     """
     ray = _import_ray()
     if ray.is_initialized():
@@ -268,16 +335,41 @@ def start_ray(
     address = address or os.environ.get("RAY_ADDRESS") or None
     options = {"include_dashboard": False, "log_to_driver": False, "runtime_env": runtime_env}
     if address:
-        ray.init(address=address, **options)
+        options["address"] = address
     else:
         # "local" always starts a fresh instance, never one some other process left running.
-        ray.init(
+        options.update(
             address="local",
             num_cpus=num_cpus or os.cpu_count(),
             object_store_memory=object_store_memory,
             _temp_dir=temp_dir,
-            **options,
         )
+    for attempt in (1, 2):
+        try:
+            ray.init(**options)
+            break
+        except Exception as error:
+            if not any(sign in str(error) for sign in _START_TIMEOUT_SIGNS):
+                raise
+            # Clear what the failed start left behind, so that the next start is a clean one.
+            ray.shutdown()
+            if attempt == 1:
+                warnings.warn(
+                    f"Ray's node did not start in time ({_first_line(error, 120)}); starting it "
+                    "once more",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            else:
+                where = f"at {address!r}" if address else "locally"
+                raise RuntimeError(
+                    f"Ray's node did not start in time {where}, twice ({_first_line(error, 160)}"
+                    "); the host is probably overloaded. Retry when it is quieter, or start Ray "
+                    "once yourself (ray start --head) and pass address='auto'. The environment "
+                    "variable RAY_raylet_start_wait_time_s (seconds, set before Python starts) "
+                    "lengthens the core worker's wait for its node; Ray 2.60's own start-up "
+                    "check waits a fixed 30 s"
+                ) from error
     return True
 
 
@@ -342,7 +434,9 @@ def embed_to_milvus(
         uri / token / collection: where to write, as for ``lc.store.connect``; the collection
             is created (FLAT or ``index``, COSINE) if it does not exist.
         method, strategy, chunk_options, window, overlap, batch_tokens: as for
-            ``lc.embed_corpus``, with the same results.
+            ``lc.embed_corpus``, with the same results. The window and overlap, defaults
+            resolved (``lc.corpus.windowing``), are stored on every row, so a re-run with other
+            windows embeds the documents again and replaces their rows.
         chunking: the chunking label the rows are stored under (``lc.chunking.chunking_label``);
             derived from a named ``strategy``, required with a callable one.
         documents_per_batch: documents per Ray batch (one chunking task, one actor call, one
@@ -367,7 +461,11 @@ def embed_to_milvus(
         MilvusConnectionError: an unreachable or malformed URI, within about
             ``connect_timeout`` seconds and before Ray starts.
         DuplicateDocumentError: a repeated document id, before any chunking or embedding.
-        ValueError: bad options (named), before any work.
+        ValueError: bad options (named), or a collection created before rows stored their
+            windows, before any work.
+        RayJobError: Ray itself failed mid-run (one line: what, and that a re-run resumes).
+            A document the failure left part-written matches no stored fingerprint, so the
+            re-run embeds it again instead of skipping it.
     Introduced in notebook 09_scaling_out.
     """
     if method not in METHODS:
@@ -398,6 +496,7 @@ def embed_to_milvus(
         )
     writers = ("driver" if lite else "actors") if writers == "auto" else writers
     ray_started = False
+    stats = None
     try:
         ray_started = start_ray(
             address,
@@ -421,7 +520,12 @@ def embed_to_milvus(
         else:
             loaded = load_model(model, device="cpu", verbose=progress, **options)
             model_name = loaded.name
+        # The pass shape this job's vectors get, defaults resolved: part of every row and of the
+        # resume check, so a run with other windows embeds the documents again. A bad window or
+        # overlap fails here, before any actor starts.
+        positions, shared = windowing(loaded, method, window, overlap)
         store.create_collection(client, collection, loaded.dim, index=index)
+        check_resumable(client, collection)
         stats = ScaleStats(
             documents=n_documents, writers=writers, uri=str(uri), collection=collection,
             method=method, model=model_name, chunking=label,
@@ -430,7 +534,8 @@ def embed_to_milvus(
 
         target = {
             "uri": str(uri), "token": token, "collection": collection, "method": method,
-            "model": model_name, "writers": writers, "chunking": label,
+            "model": model_name, "writers": writers, "chunking": label, "window": positions,
+            "overlap": shared,
         }  # fmt: skip
         stored = None
         if lite:
@@ -462,19 +567,49 @@ def embed_to_milvus(
             fn_constructor_args=(model_name, options, settings, target, threads),
             batch_size=documents_per_batch,
             batch_format="numpy",
-            # Ray Data restarts a dead actor and retries its batches (max_restarts and
-            # max_task_retries default to -1 for actor pools); writes are upserts, so a retried
-            # batch rewrites the same rows.
             compute=ray.data.ActorPoolStrategy(size=n_actors),
+            # A dead actor is restarted (at most ACTOR_RESTARTS times, not Ray Data's forever)
+            # and its batches retried; writes are upserts, so a retried batch rewrites the same
+            # rows. Ray warns that such an actor "has constructor arguments in the object
+            # store": Ray Data always passes its transformer and context to the actors as
+            # object refs, which the operator holds for the whole run, so a restart finds them.
+            max_restarts=ACTOR_RESTARTS,
+            max_task_retries=-1,
+            # Batches run in the order they were sent to an actor. Ray Data lets actor tasks
+            # run out of order by default, which only helps actors that wait on I/O; ours
+            # compute, so in order costs nothing. The driver crash of issue 20 (a reply for a
+            # task the driver no longer tracks, TaskManager::CompletePendingTask) is in the
+            # bookkeeping of actor-task replies and retries; the ordered path is the older,
+            # simpler one there. That it caused the crash is a suspicion, not a proof.
+            # (These three go to Ray as remote args; Ray 2.60, pinned, warns that they are
+            # deprecated from 2.64 but has no named parameter for them yet.)
+            allow_out_of_order_execution=False,
             **resources,
         )
         del loaded
 
         shown = [0.0]
         emptied: list[str] = []
+        failures: list[BaseException] = []
 
         def outputs():
-            for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
+            batches = iter(embedded.iter_batches(batch_size=None, batch_format="numpy"))
+            try:
+                yield from _written(batches)
+            except Exception as error:
+                if not _is_ray_failure(error):
+                    raise
+                # End the stream normally, so that the writer finishes the documents it has
+                # (stale rows of their earlier versions go too) before the job fails.
+                failures.append(error)
+            finally:
+                # Ray Data's executor stops its tasks here, while Ray is still up.
+                close = getattr(batches, "close", None)
+                if close is not None:
+                    close()
+
+        def _written(batches):
+            for batch in batches:
                 records, vectors = [], []
                 for i, status in enumerate(batch["status"]):
                     if status == "stored":
@@ -500,14 +635,22 @@ def embed_to_milvus(
                 if on_progress is not None:
                     on_progress(stats)
 
-        if writers == "driver":
-            store.ingest_batches(
-                client, collection, outputs(), method=method, model=model_name,
-                chunking=label, progress=False,
-            )  # fmt: skip
-        else:
-            for _ in outputs():
-                pass
+        stream = outputs()
+        try:
+            if writers == "driver":
+                store.ingest_batches(
+                    client, collection, stream, method=method, model=model_name,
+                    chunking=label, window=positions, overlap=shared, progress=False,
+                )  # fmt: skip
+            else:
+                for _ in stream:
+                    pass
+        finally:
+            # Whatever failed, Ray Data's executor stops now, not when the garbage collector
+            # gets to the stream: shutting Ray down under a running executor is a crash risk.
+            stream.close()
+        if failures:
+            raise RayJobError(_ray_failure_message(failures[0], stats)) from failures[0]
         # A document emptied since an earlier run loses its rows, as store.ingest of an
         # embed_corpus result would remove them: nothing stale stays searchable.
         labels = {"method": method, "model": model_name, "chunking": label}
@@ -519,6 +662,11 @@ def embed_to_milvus(
         if progress:
             print(stats.line(), f"in {stats.seconds:.1f} s", flush=True)
         return stats
+    except Exception as error:
+        # Ray failing outside the stream (planning, counting, starting actors): the same line.
+        if _is_ray_failure(error):
+            raise RayJobError(_ray_failure_message(error, stats)) from error
+        raise
     finally:
         store.close(client)
         if ray_started:

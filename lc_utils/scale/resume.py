@@ -1,8 +1,10 @@
 """What a collection already holds, so that a re-run of a scale-out job resumes where it stopped.
 
-A document's *fingerprint* is a hash of its stored chunks: index, span and the text each was made
-from. A document whose fingerprint is already stored for this model, method and chunking is not
-embedded again; a document whose words changed under the same spans is.
+A document's *fingerprint* is a hash of its stored chunks: index, span, the text each was made
+from, and the pass shape (window positions and overlap) its vector was made with. A document
+whose fingerprint is already stored for this model, method and chunking is not embedded again; a
+document whose words changed under the same spans is, and so is one stored with other windows.
+A document written only in part (a crash between two upserts) never matches either.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import json
 
 from ..store import TEXT_MAX_BYTES, connect, filter_expression
 from ..store.ingest import fit_text
+from ..store.schema import WINDOW_FIELDS, collection_layout
 
 __all__ = [
     "QUERY_LIMIT",
+    "check_resumable",
     "fingerprint",
     "stored_fingerprints",
     "stored_layouts",
@@ -33,12 +37,15 @@ def stored_text(text: str) -> str:
 
 
 def fingerprint(rows) -> str:
-    """A document's stored chunks, independent of row order: (chunk_index, start, end, a hash
-    of the text as stored)."""
+    """A document's stored chunks, independent of row order. Each row is ``(chunk_index, start,
+    end, text as stored, window, overlap)``; the text enters as a hash."""
     layout = sorted(
-        (int(i), int(a), int(b), hashlib.blake2b(t.encode(), digest_size=8).hexdigest())
-        for i, a, b, t in rows
-    )
+        (
+            int(i), int(a), int(b), hashlib.blake2b(t.encode(), digest_size=8).hexdigest(),
+            int(w), int(o),
+        )
+        for i, a, b, t, w, o in rows
+    )  # fmt: skip
     return hashlib.blake2b(json.dumps(layout).encode(), digest_size=8).hexdigest()
 
 
@@ -46,9 +53,9 @@ def stored_fingerprints(
     client, collection, method, model, chunking, doc_ids=None
 ) -> dict[str, str]:
     """``{doc_id: fingerprint}`` of what the collection holds for this method, model and
-    chunking."""
+    chunking. The collection needs the window fields (``check_resumable``)."""
     expression = filter_expression(method=method, model=model, chunking=chunking, doc_id=doc_ids)
-    fields = ["doc_id", "chunk_index", "start", "end", "text"]
+    fields = ["doc_id", "chunk_index", "start", "end", "text", *WINDOW_FIELDS]
     rows: dict[str, list] = {}
     # Milvus Lite reopens collections released; reading needs them loaded.
     if "NotLoad" in str(client.get_load_state(collection).get("state")):
@@ -60,9 +67,7 @@ def stored_fingerprints(
         try:
             while page := iterator.next():
                 for r in page:
-                    rows.setdefault(r["doc_id"], []).append(
-                        (r["chunk_index"], r["start"], r["end"], r["text"])
-                    )
+                    rows.setdefault(r["doc_id"], []).append(_row(r))
         finally:
             iterator.close()
     else:
@@ -81,10 +86,28 @@ def stored_fingerprints(
                 )
             return merged
         for r in found:
-            rows.setdefault(r["doc_id"], []).append(
-                (r["chunk_index"], r["start"], r["end"], r["text"])
-            )
+            rows.setdefault(r["doc_id"], []).append(_row(r))
     return {doc_id: fingerprint(layout) for doc_id, layout in rows.items()}
+
+
+def _row(r: dict) -> tuple:
+    return (r["chunk_index"], r["start"], r["end"], r["text"], r["window"], r["overlap"])
+
+
+def check_resumable(client, collection: str) -> None:
+    """Refuse a collection that cannot say which windows its vectors were made with.
+
+    Collections created before the ``window`` and ``overlap`` fields existed stay readable and
+    writable by ``lc.store``, but a resumed job could not tell their rows from rows of another
+    window, so it would skip documents whose vectors should change.
+    """
+    if not collection_layout(client, collection, fresh=True)["has_window_fields"]:
+        raise ValueError(
+            f"collection {collection!r} was created before lc_utils stored each row's window and "
+            "overlap, so a resumed job cannot tell which windows its vectors came from; write to "
+            "a new collection= or recreate this one with lc.store.create_collection(client, "
+            f"{collection!r}, dim, overwrite=True) (its rows are dropped)"
+        )
 
 
 def stored_layouts(doc_ids: list[str], stored, target) -> dict[str, str]:

@@ -7,7 +7,8 @@ A thin layer over ``pymilvus.MilvusClient``; anything not wrapped here is called
   Milvus server or a managed cluster. The same calls work against all of them.
 * **Schema.** One row per chunk: ``id`` (VARCHAR primary key, see ``chunk_id``), ``doc_id``,
   ``chunk_index``, half-open character offsets ``start``/``end`` into the document, ``method``
-  (``"late"``, ``"naive"``, ...), ``model``, ``text``, ``text_truncated`` and a FLOAT_VECTOR
+  (``"late"``, ``"naive"``, ...), ``model``, ``text``, ``text_truncated``, ``window`` and
+  ``overlap`` (the pass shape the vector was made with; -1 where not known) and a FLOAT_VECTOR
   ``vector`` searched with the COSINE metric.
 * **Ids.** ``chunk_id`` hashes ``(doc_id, chunk_index, method, model)``, so ingesting the same
   chunks again overwrites them (upsert) instead of adding rows, and the late and naive vectors of

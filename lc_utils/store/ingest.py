@@ -31,6 +31,7 @@ from .schema import (
     METHOD_MAX_BYTES,
     MODEL_MAX_BYTES,
     RECORD_KEYS,
+    UNKNOWN_WINDOW,
     collection_layout,
     count_rows,
     filter_expression,
@@ -110,6 +111,27 @@ def _identity(records, vectors, method, model, chunking, *, need_vectors: bool =
     return records, vectors, method, model, chunking
 
 
+def _pass_shape(corpus, window, overlap) -> tuple[int, int]:
+    """``(window, overlap)`` to store on every row: the corpus's own (a given value must agree
+    with it), else the values given, else ``UNKNOWN_WINDOW``."""
+    given = {"window": window, "overlap": overlap}
+    for label, value in given.items():
+        own = getattr(corpus, label, None) if corpus is not None else None
+        if value is not None and own is not None and value != own:
+            raise ValueError(f"{label}={value!r} contradicts the corpus, whose {label} is {own!r}")
+        value = own if own is not None else value
+        minimum = 1 if label == "window" else 0
+        if value is None:
+            value = UNKNOWN_WINDOW
+        elif isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+            raise ValueError(
+                f"{label}={value!r}; must be an int >= {minimum} (the resolved pass shape, e.g. "
+                "lc.corpus.windowing(model, method, window, overlap)), or None if not known"
+            )
+        given[label] = int(value)
+    return given["window"], given["overlap"]
+
+
 def _as_records(records) -> list[dict]:
     if hasattr(records, "to_dict") and hasattr(records, "columns"):
         return records.to_dict("records")
@@ -149,8 +171,11 @@ def fit_text(text: str, limit: int) -> tuple[str, bool]:
     return data[:limit].decode("utf-8", errors="ignore"), True
 
 
-def _prepare_rows(records, vectors, layout, method, model, chunking, on_long_text):
+def _prepare_rows(records, vectors, layout, method, model, chunking, on_long_text, shape):
     """Validate everything first, then build the rows, so a bad input writes nothing.
+
+    ``shape`` is ``(window, overlap)`` from ``_pass_shape``, stored where the collection has
+    the fields.
 
     Returns ``(rows, written)``: ``written`` maps each document id to the set of chunk indices
     its new version holds.
@@ -227,6 +252,8 @@ def _prepare_rows(records, vectors, layout, method, model, chunking, on_long_tex
         }
         if layout["has_truncation_flag"]:
             row["text_truncated"] = cut
+        if layout["has_window_fields"]:
+            row["window"], row["overlap"] = shape
         rows.append(row)
     if truncated:
         warnings.warn(
@@ -320,6 +347,8 @@ def ingest(
     method: str | None = None,
     model: str | None = None,
     chunking: str | None = None,
+    window: int | None = None,
+    overlap: int | None = None,
     batch_size: int = 1000,
     progress: bool = True,
     on_long_text: str = "truncate",
@@ -346,6 +375,12 @@ def ingest(
             Leave it out when ``records`` is a ``CorpusEmbeddings``.
         method / model / chunking: stored on every row and part of its id; they default to the
             corpus's own, and a value that contradicts the corpus is refused.
+        window / overlap: the resolved pass shape the vectors were made with
+            (``lc.corpus.windowing``), stored on every row but not part of its id, so a
+            document embedded again with other windows replaces its rows. They default to the
+            corpus's own (a contradicting value is refused), else -1 ("not known", which
+            ``lc.scale.embed_to_milvus`` never takes for its own windows). Collections made
+            before these fields existed are written without them.
         on_long_text: ``"truncate"`` (default; see the package docstring) or ``"error"``.
         flush: seal the new rows at the end. ``None`` (default) flushes on Milvus Lite only:
             Lite searches unflushed rows far more slowly (0.4 s against 0.03 s per query on 10k
@@ -359,12 +394,16 @@ def ingest(
             anything is written.
     Introduced in notebook 05_milvus_validation.
     """
-    documents = getattr(records, "doc_ids", None) if _is_corpus(records) else None
+    corpus = records if _is_corpus(records) else None
+    documents = getattr(corpus, "doc_ids", None)
+    shape = _pass_shape(corpus, window, overlap)
     records, vectors, method, model, chunking = _identity(
         records, vectors, method, model, chunking, need_vectors=True
     )
     layout = collection_layout(client, name, fresh=True)
-    rows, written = _prepare_rows(records, vectors, layout, method, model, chunking, on_long_text)
+    rows, written = _prepare_rows(
+        records, vectors, layout, method, model, chunking, on_long_text, shape
+    )
     for doc_id in documents or ():
         written.setdefault(doc_id, set())
     bar = progress_bar(len(rows), f"ingest {method}", "chunk") if progress else None
@@ -387,6 +426,8 @@ def ingest_batches(
     method: str | None = None,
     model: str | None = None,
     chunking: str | None = None,
+    window: int | None = None,
+    overlap: int | None = None,
     batch_size: int = 1000,
     progress: bool = True,
     on_long_text: str = "truncate",
@@ -399,7 +440,8 @@ def ingest_batches(
     on from one part into the next (a stream sorted by document), and its old chunks are
     deleted only after the part that follows it has been written; a document that comes back
     after another part came between is ingested anew, replacing what came before. ``method``,
-    ``model`` and ``chunking`` default to those of each ``CorpusEmbeddings`` part; the other
+    ``model``, ``chunking``, ``window`` and ``overlap`` default to those of each
+    ``CorpusEmbeddings`` part; the other
     arguments are those of ``ingest``, with one flush at the end. Each part is checked as
     ``ingest`` checks it before it is written; parts written before a failing one stay, and
     running the whole stream again completes it. Returns the number of rows written.
@@ -414,6 +456,7 @@ def ingest_batches(
     try:
         for part in batches:
             documents = getattr(part, "doc_ids", None) if _is_corpus(part) else None
+            shape = _pass_shape(part if _is_corpus(part) else None, window, overlap)
             if _is_corpus(part):
                 records, vectors, *identity = _identity(part, None, method, model, chunking)
             else:
@@ -427,7 +470,7 @@ def ingest_batches(
                 records, vectors, *identity = _identity(
                     records, vectors, method, model, chunking, need_vectors=True
                 )
-            rows, written = _prepare_rows(records, vectors, layout, *identity, on_long_text)
+            rows, written = _prepare_rows(records, vectors, layout, *identity, on_long_text, shape)
             for doc_id in documents or ():
                 written.setdefault(doc_id, set())
             _upsert(client, name, rows, batch_size, bar)

@@ -17,6 +17,8 @@ __all__ = [
     "OUTPUT_FIELDS",
     "RECORD_KEYS",
     "TEXT_MAX_BYTES",
+    "UNKNOWN_WINDOW",
+    "WINDOW_FIELDS",
     "create_collection",
     "collection_layout",
     "read_with_layout",
@@ -46,6 +48,10 @@ OUTPUT_FIELDS = (
     "text_truncated",
 )
 RECORD_KEYS = ("doc_id", "chunk_index", "start", "end", "text")
+# The pass shape a row's vector was made with (``CorpusEmbeddings.window`` / ``.overlap``); the
+# value stored when a caller did not say. Not part of the id: a new window replaces the rows.
+WINDOW_FIELDS = ("window", "overlap")
+UNKNOWN_WINDOW = -1
 # A gRPC message holds at most 64 MB; batches are also cut by text volume to stay far below it.
 BATCH_TEXT_BYTES = 16 * 2**20
 _COLLECTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
@@ -120,6 +126,8 @@ def create_collection(
     schema.add_field("chunking", DataType.VARCHAR, max_length=CHUNKING_MAX_BYTES)
     schema.add_field("text", DataType.VARCHAR, max_length=int(text_max_bytes))
     schema.add_field("text_truncated", DataType.BOOL)
+    for window_field in WINDOW_FIELDS:
+        schema.add_field(window_field, DataType.INT64)
     schema.add_field("vector", DataType.FLOAT_VECTOR, dim=int(dim))
     params = dict(index_params or (HNSW_DEFAULTS if index == "HNSW" else {}))
     indexes = client.prepare_index_params()
@@ -145,8 +153,8 @@ def collection_layout(client, name: str, *, load: bool = False, fresh: bool = Fa
     costs up to five round trips, and ``describe_index`` alone takes Milvus Lite 0.4 s on 10k
     unflushed rows, so the answer is kept per client. Writes and validation ask ``fresh``;
     reads use what is kept and ask again when Milvus rejects them (see ``read_with_layout``).
-    Returns ``{"name", "dim", "text_max_bytes", "has_truncation_flag", "index", "metric",
-    "loaded"}``; the store's modules share it, users rarely need it.
+    Returns ``{"name", "dim", "text_max_bytes", "has_truncation_flag", "has_window_fields",
+    "index", "metric", "loaded"}``; the store's modules share it, users rarely need it.
     """
     _check_name(name)
     known = client_cache(client).setdefault("layouts", {})
@@ -183,6 +191,8 @@ def collection_layout(client, name: str, *, load: bool = False, fresh: bool = Fa
         "dim": int(fields["vector"]["params"]["dim"]),
         "text_max_bytes": int(fields["text"]["params"]["max_length"]),
         "has_truncation_flag": "text_truncated" in fields,
+        # Collections created before the window fields existed are still read and written.
+        "has_window_fields": all(f in fields for f in WINDOW_FIELDS),
         "index": str(index.get("index_type", "?")).upper(),
         "metric": str(index.get("metric_type", "?")).upper(),
         "loaded": load,
