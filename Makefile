@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_DISABLE_PROGRESS_BARS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv run test test-fast test-server verify-findings lint strip clean bench bench-peers
+.PHONY: venv run test test-fast test-server test-stress verify-findings lint strip clean bench bench-peers
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,13 +31,18 @@ run: $(STAMP)
 ## The whole test suite: library, notebooks (papermill, each once), then the real Milvus server
 ## (its own venv, started inside a loopback-only network namespace; see scripts/test_server.sh).
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 	bash scripts/test_server.sh -- tests/test_notebooks.py::test_05_against_a_real_milvus_server \
 		tests/test_scale.py -m server
 
 test-server: $(STAMP)
 	bash scripts/test_server.sh -- tests/test_notebooks.py::test_05_against_a_real_milvus_server \
 		tests/test_scale.py -m server
+
+## Stress tests, not part of `make test`: ten scale-out jobs in a row, each on a fresh local Ray
+## (3-5 minutes on 2 cores), to catch a rare crash of Ray.
+test-stress: $(STAMP)
+	$(PY) -m pytest -m stress -s $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not server" $(PYTEST_ARGS)

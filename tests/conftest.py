@@ -53,3 +53,15 @@ def minilm():
     import lc_utils as lc
 
     return lc.load_model("sentence-transformers/all-MiniLM-L6-v2", device="cpu", verbose=False)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Stress tests (``@pytest.mark.stress``: a whole job repeated many times to catch a rare
+    crash) take minutes and prove nothing new on each run, so they run only when selected:
+    ``make test-stress`` (``pytest -m stress``)."""
+    if "stress" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="a stress test: run it with make test-stress (pytest -m stress)")
+    for item in items:
+        if "stress" in item.keywords:
+            item.add_marker(skip)

@@ -649,7 +649,8 @@ for run in range(int(sys.argv[3])):
 """
 
 
-@pytest.mark.slow  # ten local Ray starts and jobs: 3-5 minutes on 2 cores (2026-12-04)
+@pytest.mark.slow
+@pytest.mark.stress  # ten local Ray starts and jobs: 3-5 minutes on 2 cores (2026-12-04)
 def test_ten_jobs_in_a_row_on_a_fresh_local_ray_each_never_crash(tiny_model_dir, tmp_path):
     # In a child process: a crash inside Ray's C++ code aborts the process, which would take
     # pytest down with it. Each run starts its own local Ray and shuts it down, as a user's does.
