@@ -201,3 +201,25 @@ class ZeroNetwork:
         if self.buffer.numel() < size:
             self.buffer = torch.zeros(size)
         return (self.buffer[:size].view(*input_ids.shape, self.dim),)
+
+
+def add_topic_arguments(parser) -> None:
+    """``--docs``, ``--rounds`` and ``--quick``, as every pydoc-topics script takes them; call
+    ``apply_quick`` on the parsed arguments."""
+    parser.add_argument("--docs", type=int, default=0, help="first N topics by id; 0 means all")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    parser.add_argument("--quick", action="store_true", help="20 topics, 2 rounds")
+
+
+def apply_quick(args) -> None:
+    """``--quick``: 20 topics (unless ``--docs`` says otherwise) and at most 2 rounds."""
+    if args.quick:
+        args.docs, args.rounds = args.docs or 20, min(args.rounds, 2)
+
+
+def cosine_rows(a, b):
+    """Row-wise cosine of two equally shaped matrices, in float64."""
+    import numpy as np
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)

@@ -63,19 +63,10 @@ INSTALL = (
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--docs", type=int, default=0, help="first N topics by id; 0 means all")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
-    parser.add_argument("--quick", action="store_true", help="20 topics, 2 rounds")
+    _common.add_topic_arguments(parser)
     args = parser.parse_args(argv)
-    if args.quick:
-        args.docs, args.rounds = args.docs or 20, min(args.rounds, 2)
+    _common.apply_quick(args)
     return args
-
-
-def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 def describe(values: list[float]) -> dict:
@@ -192,8 +183,8 @@ def agreement(model, documents, ours, results, content_window, n_tokens):
             labelled = part.sort_values("chunk_idx")["idx"].to_numpy()
             if not np.array_equal(labelled, rows):
                 misordered.append(doc_id)
-                as_labelled.extend(cosine_rows(vectors[labelled], mine))
-            cosines[fits[doc_id]].extend(cosine_rows(vectors[rows], mine))
+                as_labelled.extend(_common.cosine_rows(vectors[labelled], mine))
+            cosines[fits[doc_id]].extend(_common.cosine_rows(vectors[rows], mine))
         report["afterthoughts, our chunks"] = {
             "fit one window": describe(cosines[True]),
             "longer": describe(cosines[False]),
@@ -226,7 +217,7 @@ def agreement(model, documents, ours, results, content_window, n_tokens):
             mine = lc.late.pooling.pool_prepared(model, [(tokens, in_tokens)], progress=False)[0]
             theirs = np.stack([np.asarray(c.embedding) for c in kept])
             keep = ~np.isnan(mine).any(axis=1)
-            cosines[fits[doc_id]].extend(cosine_rows(theirs[keep], mine[keep]))
+            cosines[fits[doc_id]].extend(_common.cosine_rows(theirs[keep], mine[keep]))
         report["chonkie LateChunker, against lc_utils on chonkie's chunks"] = {
             "fit one window": describe(cosines[True]),
             "longer": describe(cosines[False]),

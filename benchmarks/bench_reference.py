@@ -57,12 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=os.environ.get("LC_REFERENCE_CHECKOUT"),
         help="a clone of github.com/jina-ai/late-chunking (or $LC_REFERENCE_CHECKOUT)",
     )
-    parser.add_argument("--docs", type=int, default=0, help="first N topics by id; 0 means all")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
-    parser.add_argument("--quick", action="store_true", help="20 topics, 2 rounds")
+    _common.add_topic_arguments(parser)
     args = parser.parse_args(argv)
-    if args.quick:
-        args.docs, args.rounds = args.docs or 20, min(args.rounds, 2)
+    _common.apply_quick(args)
     if not args.checkout:
         parser.error(
             "--checkout is required: git clone https://github.com/jina-ai/late-chunking DIR, "
@@ -175,7 +172,7 @@ def main(argv=None) -> int:
         ratio = _common.median_ratio(b, a)
         mine = by_document(last[f"lc_utils, {name}"])
         cosines = np.concatenate(
-            [_cosines(mine[d], last[f"reference, {name}"][d]) for d in documents]
+            [_common.cosine_rows(mine[d], last[f"reference, {name}"][d]) for d in documents]
         )
         rows.append({
             "windows": name,
@@ -213,11 +210,6 @@ def main(argv=None) -> int:
     }
     print(f"wrote {_common.write_json('reference', payload)}")
     return 0
-
-
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 if __name__ == "__main__":

@@ -56,9 +56,7 @@ DOCUMENTS_PER_GROUP = 32  # embed_corpus's default documents_per_batch, mirrored
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--docs", type=int, default=0, help="first N topics by id; 0 means all")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
-    parser.add_argument("--quick", action="store_true", help="20 topics, 2 rounds")
+    _common.add_topic_arguments(parser)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (needs a GPU build of torch)")
     parser.add_argument(
         "--dtype",
@@ -97,8 +95,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--torch-threads", type=int, default=1, help="--host: torch threads (pooling, padding)"
     )
     args = parser.parse_args(argv)
-    if args.quick:
-        args.docs, args.rounds = args.docs or 20, min(args.rounds, 2)
+    _common.apply_quick(args)
     return args
 
 
