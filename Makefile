@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 ## Execute every notebook into outputs/<run>/ and write a report. Pass ARGS="-p NAME VALUE ...".
-## About 11 minutes on 2 quiet CPU cores (README "Two commands"); the console shows each
+## About 8 minutes on 2 quiet CPU cores (README "Two commands"); the console shows each
 ## notebook's progress bars.
 run: $(STAMP)
 	$(PY) -m lc_utils.run $(ARGS)
