@@ -609,7 +609,7 @@ NODE_TIMEOUT = Exception(
 
 def test_start_ray_retries_a_node_start_timeout_once(monkeypatch):
     fake = _FakeRay(NODE_TIMEOUT, failures=1)
-    monkeypatch.setattr(lc.scale.job, "_import_ray", lambda: fake)
+    monkeypatch.setattr(lc.scale.runtime, "import_ray", lambda: fake)
     with pytest.warns(RuntimeWarning, match="starting it once more"):
         assert lc.scale.start_ray(num_cpus=1) is True
     assert (fake.inits, fake.shutdowns) == (2, 1)
@@ -617,7 +617,7 @@ def test_start_ray_retries_a_node_start_timeout_once(monkeypatch):
 
 def test_start_ray_names_the_wait_setting_when_the_node_times_out_twice(monkeypatch):
     fake = _FakeRay(NODE_TIMEOUT, failures=2)
-    monkeypatch.setattr(lc.scale.job, "_import_ray", lambda: fake)
+    monkeypatch.setattr(lc.scale.runtime, "import_ray", lambda: fake)
     with pytest.raises(RuntimeError, match="RAY_raylet_start_wait_time_s") as caught:
         with pytest.warns(RuntimeWarning, match="once more"):
             lc.scale.start_ray(num_cpus=1)
@@ -625,7 +625,7 @@ def test_start_ray_names_the_wait_setting_when_the_node_times_out_twice(monkeypa
     assert (fake.inits, fake.shutdowns) == (2, 2)
     # Any other failure of ray.init is not retried and keeps its own type.
     other = _FakeRay(ValueError("num_cpus must be positive"), failures=1)
-    monkeypatch.setattr(lc.scale.job, "_import_ray", lambda: other)
+    monkeypatch.setattr(lc.scale.runtime, "import_ray", lambda: other)
     with pytest.raises(ValueError, match="num_cpus"):
         lc.scale.start_ray(num_cpus=1)
     assert other.inits == 1

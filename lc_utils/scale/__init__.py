@@ -7,9 +7,9 @@ the chunking tasks, the embedding actors and the writes (``embed_to_milvus``). N
 Introduced in notebook 09_scaling_out.
 """
 
-from .job import RayJobError as RayJobError
 from .job import ScaleStats as ScaleStats
 from .job import embed_to_milvus as embed_to_milvus
-from .job import start_ray as start_ray
+from .runtime import RayJobError as RayJobError
+from .runtime import start_ray as start_ray
 from .sources import DuplicateDocumentError as DuplicateDocumentError
 from .sources import read_documents as read_documents
