@@ -455,9 +455,10 @@ def ingest_batches(
     pending: dict[tuple, dict[str, set[int]]] = {}
     try:
         for part in batches:
-            documents = getattr(part, "doc_ids", None) if _is_corpus(part) else None
-            shape = _pass_shape(part if _is_corpus(part) else None, window, overlap)
-            if _is_corpus(part):
+            corpus = part if _is_corpus(part) else None
+            documents = getattr(corpus, "doc_ids", None)
+            shape = _pass_shape(corpus, window, overlap)
+            if corpus is not None:
                 records, vectors, *identity = _identity(part, None, method, model, chunking)
             else:
                 try:
