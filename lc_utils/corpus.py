@@ -205,12 +205,19 @@ def windowing(
     the same vectors; ``lc.scale.embed_to_milvus`` compares them with what each stored row was
     made with. Raises ``ValueError`` as ``embed_corpus`` would for a bad window or overlap.
     """
+    shape, shared = _resolved_pass(model, method, window, overlap, max_tokens)
+    return shape.positions, shared
+
+
+def _resolved_pass(model, method, window, overlap, max_tokens):
+    """``(model.window(...), overlap)``: the pass ``embed_corpus`` runs (late chunking's windows,
+    or where naive chunking cuts a chunk) and the resolved overlap (0 for naive)."""
     if method not in METHODS:
         raise ValueError(f"method={method!r}; valid: {METHODS}")
     if method == "naive":
-        return model.window(max_tokens, argument="max_tokens").positions, 0
+        return model.window(max_tokens, argument="max_tokens"), 0
     shape = model.window(window, argument="window")
-    return shape.positions, plan_windows(0, shape.content_tokens, overlap).overlap
+    return shape, plan_windows(0, shape.content_tokens, overlap).overlap
 
 
 def iter_embed_corpus(
@@ -244,9 +251,8 @@ def iter_embed_corpus(
     options = dict(chunk_options or {})
     label = corpus_chunking(strategy, options, chunks, chunking)
     # The window and the batch budget are checked here, once, before any worker starts.
-    argument = "window" if method == "late" else "max_tokens"
-    shape = model.window(window if method == "late" else max_tokens, argument=argument)
-    resolved = windowing(model, method, window, overlap, max_tokens)
+    shape, shared = _resolved_pass(model, method, window, overlap, max_tokens)
+    resolved = (shape.positions, shared)
     preparer = Preparer(
         model.tokenizer, model.document_prefix, strategy, options, method,
         model.tokenizer.unk_token_id, PassShape.of(model, batch_tokens), shape.content_tokens,
