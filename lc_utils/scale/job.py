@@ -9,15 +9,21 @@ spread over a Ray cluster (or a local Ray on this machine's cores):
 2. **Check.** Before any chunking or embedding: the Milvus URI answers (within seconds), and no
    document id appears twice (the error names it). One pass reads only the id column and keeps
    8 bytes per document.
-3. **Chunk** in Ray CPU tasks: ``chunk_text`` (or your callable), then the chunks' token spans
-   exactly as ``embed_corpus`` finds them, so chunks holding no token are dropped the same way.
-   Empty texts are counted and skipped. A document whose chunks are already stored for this
-   model, method and chunking, with the same chunk indices, spans, texts and windows (positions
-   and overlap, defaults resolved), is skipped too: that is what makes a re-run resume where the
-   last one stopped, and a finished job's re-run a no-op.
+3. **Prepare** in Ray CPU tasks, with the ``Preparer`` that ``embed_corpus`` builds for the
+   job's method (``corpus_preparer``): chunk (``chunk_text`` or your callable), tokenize each
+   batch of texts once, and map the chunks to token spans, so chunks holding no token are
+   dropped the same way; for the naive method also each chunk's own ids. Empty texts are
+   counted and skipped. A document whose chunks are already stored for this model, method and
+   chunking, with the same chunk indices, spans, texts and windows (positions and overlap,
+   defaults resolved), is skipped too: that is what makes a re-run resume where the last one
+   stopped, and a finished job's re-run a no-op. Every document left to embed goes on with
+   its prepared arrays (character and token spans, ids) in the batch's columns.
 4. **Embed** in an actor pool, one model per actor (``num_gpus=1`` each when the cluster has
-   GPUs), each batch of documents through ``embed_corpus`` itself with the chunks from step 3.
-   A killed actor is restarted and its batch retried by Ray.
+   GPUs). An actor never tokenizes: it rebuilds the batch's documents to embed from their
+   arrays (``Preparer.regroup``), packs their forward batches, and runs the model, pooling and
+   warnings through ``embed_prepared``, the code ``embed_corpus`` runs for each of its groups.
+   So a GPU is not kept waiting on the tokenizer. A killed actor is restarted and its batch
+   retried by Ray.
 5. **Write** through ``lc.store.ingest`` (idempotent upserts under the same chunk ids as
    ``lc.store.ingest`` of ``embed_corpus``'s output). A server or cluster URI takes one writer per
    actor; Milvus Lite takes one process, so its rows are funnelled to the driver, which writes.
@@ -38,19 +44,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .. import store
-from ..corpus import METHODS, corpus_chunking, embed_corpus, windowing
-from ..late.prepare import Preparer
+from ..corpus import METHODS, corpus_chunking, corpus_preparer, embed_prepared, windowing
+from ..late.prepare import PreparedDocument, Preparer
 from ..models.loading import load_model
 from ..models.model import EmbeddingModel
 from ..store.connection import is_lite
-from ..text.chunking import Chunk
 from .resume import (
     check_resumable,
     fingerprint,
@@ -137,14 +142,24 @@ class ScaleStats:
         )
 
 
+# What a chunking task sends an actor per document, beside its id, text and status: everything
+# the model step needs, as arrays, so that the actor never tokenizes (empty for a document that
+# is not embedded).
+PREPARED_COLUMNS = ("spans", "token_spans", "input_ids", "naive_ids", "naive_lengths")
+
+
 def _chunk_batch(batch: dict, *, preparer: Preparer, stored, target) -> dict:
-    """Ray CPU task: chunk each document, map chunks to tokens, and decide what to embed.
+    """Ray CPU task: chunk and tokenize each document, and decide what to embed.
 
     A document's status becomes ``"embed"``, ``"empty"`` (no text) or ``"stored"`` (its chunk
     layout and this job's windows are already in Milvus for this model, method and chunking).
-    The batch's texts are tokenized in one call (``Preparer``), as ``embed_corpus`` does.
+    The batch's texts are tokenized in one call (``preparer``, the job's method's own, as
+    ``embed_corpus`` runs it). A document to embed leaves with its prepared arrays
+    (``PREPARED_COLUMNS``): its chunks' character and token spans, its int32 ids for late
+    chunking, or for the naive method its chunks' ids end to end with each chunk's length.
     """
-    out = {k: [] for k in ("doc_id", "text", "status", "starts", "ends", "tokens", "tokenless")}
+    names = ("doc_id", "text", "status", "tokens", "tokenless", *PREPARED_COLUMNS)
+    out = {k: [] for k in names}
     layouts = {}
     rows = list(zip(batch["doc_id"], batch["text"], strict=True))
     nonempty = [row for row, (_, text) in enumerate(rows) if text.strip()]
@@ -153,30 +168,57 @@ def _chunk_batch(batch: dict, *, preparer: Preparer, stored, target) -> dict:
     tokenless_of: dict[str, int] = {}
     for doc_id, *_ in prepared.skipped if prepared else []:
         tokenless_of[doc_id] = tokenless_of.get(doc_id, 0) + 1
+    first_chunk = 0  # the document's first row in the group's records (naive ids)
     for row, (doc_id, text) in enumerate(rows):
-        starts, ends, n_tokens, tokenless = [], [], 0, 0
+        arrays, n_tokens, tokenless = _no_arrays(), 0, 0
         if row in found:
             document = found[row]
-            starts, ends = document.spans[:, 0].tolist(), document.spans[:, 1].tolist()
+            n_chunks = len(document.spans)
+            bounds = prepared.naive_bounds[first_chunk : first_chunk + n_chunks + 1]
+            if len(bounds) < 2:  # late chunking (no naive ids), or a document without chunks
+                bounds = np.zeros(1, np.int64)
+            arrays = {
+                "spans": document.spans,
+                "token_spans": document.token_spans,
+                "input_ids": document.input_ids,
+                "naive_ids": prepared.naive_ids[bounds[0] : bounds[-1]],
+                "naive_lengths": np.diff(bounds),
+            }
+            first_chunk += n_chunks
             n_tokens, tokenless = document.n_tokens, tokenless_of.get(doc_id, 0)
             layouts[doc_id] = fingerprint(
                 (i, a, b, stored_text(text[a:b]), target["window"], target["overlap"])
-                for i, (a, b) in enumerate(zip(starts, ends, strict=True))
+                for i, (a, b) in enumerate(document.spans.tolist())
             )
         out["doc_id"].append(doc_id)
         out["text"].append(text)
         out["status"].append("embed" if text.strip() else "empty")
-        out["starts"].append(starts)
-        out["ends"].append(ends)
         out["tokens"].append(n_tokens)
         out["tokenless"].append(tokenless)
+        for name in PREPARED_COLUMNS:
+            out[name].append(arrays[name])
     if layouts:
         found = stored_layouts(list(layouts), stored, target)
         for row, doc_id in enumerate(out["doc_id"]):
             if doc_id in layouts and found.get(doc_id) == layouts[doc_id]:
                 out["status"][row] = "stored"
                 out["text"][row] = ""
+                for name, empty in _no_arrays().items():
+                    out[name][row] = empty
     return {k: _column(v) for k, v in out.items()}
+
+
+def _no_arrays() -> dict[str, np.ndarray]:
+    """The prepared arrays of a document that is not embedded: empty, of the usual types and
+    shapes, so that every row of a column holds the same kind of array."""
+    spans = np.zeros((0, 2), np.int64)
+    return {
+        "spans": spans,
+        "token_spans": spans,
+        "input_ids": np.zeros(0, np.int32),
+        "naive_ids": np.zeros(0, np.int32),
+        "naive_lengths": np.zeros(0, np.int64),
+    }
 
 
 def _chunking_task_resources() -> dict:
@@ -185,37 +227,38 @@ def _chunking_task_resources() -> dict:
 
 def _column(values: list) -> np.ndarray:
     column = np.empty(len(values), dtype=object)
-    column[:] = values
+    # One by one: a slice assignment would let numpy read equal-shaped arrays as one array.
+    for i, value in enumerate(values):
+        column[i] = value
     return column
 
 
 class _Embedder:
-    """Ray actor: one model; embeds a batch of chunked documents and writes or returns them."""
+    """Ray actor: one model; embeds a batch of prepared documents and writes or returns them.
+
+    The actor runs only the model's side of ``embed_corpus``: it rebuilds the batch's documents
+    to embed from the arrays the chunking task prepared, packs their forward batches, and
+    embeds them with ``embed_prepared``; the tokenizer is never called here, so a GPU does not
+    wait on it.
+    """
 
     def __init__(self, model_name, model_options, settings, target, threads):
         if threads:
             torch.set_num_threads(threads)
         self.model = load_model(model_name, verbose=False, **model_options)
         self.settings = settings
+        # Chunking options play no part here: the chunks come prepared.
+        self.preparer = corpus_preparer(
+            self.model, settings["method"], window=settings["window"],
+            overlap=settings["overlap"], batch_tokens=settings["batch_tokens"],
+        )  # fmt: skip
         self.target = target
         self.client = None
         if target["writers"] == "actors":
             self.client = store.connect(target["uri"], target["token"])
 
     def __call__(self, batch: dict) -> dict:
-        todo = [i for i, status in enumerate(batch["status"]) if status == "embed"]
-        documents, chunks = [], {}
-        for i in todo:
-            doc_id, text = batch["doc_id"][i], batch["text"][i]
-            documents.append((doc_id, text))
-            chunks[doc_id] = [
-                Chunk(text[a:b], int(a), int(b))
-                for a, b in zip(batch["starts"][i], batch["ends"][i], strict=True)
-            ]
-        part = embed_corpus(
-            self.model, documents, chunks=chunks, progress=False,
-            documents_per_batch=max(1, len(documents)), **self.settings,
-        )  # fmt: skip
+        part = self.embed(batch)
         per_document: dict[str, list[int]] = {}
         for row, record in enumerate(part.records):
             per_document.setdefault(record["doc_id"], []).append(row)
@@ -244,6 +287,36 @@ class _Embedder:
             else:
                 out["rows"].append(None)
         return {k: _column(v) for k, v in out.items()}
+
+    def embed(self, batch: dict):
+        """``CorpusEmbeddings`` of the batch's documents to embed, as one group of
+        ``embed_corpus`` with their chunks would give."""
+        pairs, documents, naive_ids, naive_lengths = [], [], [], []
+        for i, status in enumerate(batch["status"]):
+            if status != "embed":
+                continue
+            doc_id = str(batch["doc_id"][i])
+            pairs.append((doc_id, batch["text"][i]))
+            arrays = {name: np.asarray(batch[name][i]) for name in PREPARED_COLUMNS}
+            documents.append(
+                PreparedDocument(
+                    doc_id, arrays["spans"].reshape(-1, 2), arrays["token_spans"].reshape(-1, 2),
+                    arrays["input_ids"], int(batch["tokens"][i]),
+                )
+            )  # fmt: skip
+            naive_ids.append(arrays["naive_ids"])
+            naive_lengths.append(arrays["naive_lengths"])
+        # (Late chunking leaves the naive ids empty, and regroup ignores them.)
+        group = self.preparer.regroup(
+            documents,
+            np.concatenate([np.zeros(0, np.int32), *naive_ids]),
+            np.concatenate([np.zeros(0, np.int64), *naive_lengths]),
+        )
+        return embed_prepared(
+            self.model, pairs, group, method=self.settings["method"],
+            window=self.settings["window"], overlap=self.settings["overlap"],
+            chunking=self.target["chunking"],
+        )  # fmt: skip
 
 
 def _pool_shape(actors, gpus_per_actor):
@@ -413,9 +486,15 @@ def embed_to_milvus(
         stored = None
         if lite:
             stored = ray.put(stored_fingerprints(client, collection, method, model_name, label))
-        preparer = Preparer(
-            loaded.tokenizer, loaded.document_prefix, strategy, dict(chunk_options or {}), "late"
-        )
+        # The chunking tasks prepare with the job's method, as embed_corpus would, but pack
+        # nothing: the actors pack the documents that are left to embed.
+        preparer = replace(
+            corpus_preparer(
+                loaded, method, strategy, chunk_options, window=window, overlap=overlap,
+                batch_tokens=batch_tokens,
+            ),
+            shape=None,
+        )  # fmt: skip
         n_actors, resources, threads = _pool_shape(actors, gpus_per_actor)
         stats.actors = n_actors
         settings = {
