@@ -375,8 +375,9 @@ def _embed_group(
     stacklevel: int = 4,
 ) -> CorpusEmbeddings:
     """The model's side of one group, shared by ``iter_embed_corpus`` and ``embed_prepared``:
-    records, warnings, the forward passes and pooling. ``stacklevel`` points the warnings at the
-    caller of the public function."""
+    records, warnings, the forward passes and pooling. ``stacklevel`` counts from here, as
+    ``warnings.warn`` does: the warnings point at the caller of ``embed_corpus`` (4) or of
+    ``embed_prepared`` (3)."""
     records = []
     texts = dict(group)
     for document in prepared.documents:
@@ -405,7 +406,7 @@ def _embed_group(
             matrix = np.concatenate(vectors) if vectors else np.empty((0, model.dim), np.float32)
         else:
             batches, stats = prepared.naive
-            model.warn_encoded(stats, window, "chunks", stacklevel=stacklevel)
+            model.warn_encoded(stats, window, "chunks", stacklevel=stacklevel + 1)
             model.use_role("document")
             matrix = model.encode_packed(batches, len(records), progress=shown, what="chunks")
     except NonFiniteStatesError as error:
