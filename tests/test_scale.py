@@ -138,7 +138,7 @@ def test_the_actor_step_never_tokenizes_and_equals_embed_corpus(
     ``embed_corpus``'s, over batches of 4 documents (one empty, one already stored)."""
     from lc_utils.corpus import windowing
     from lc_utils.late.prepare import Preparer
-    from lc_utils.scale import job
+    from lc_utils.scale import steps
     from lc_utils.scale.resume import fingerprint, stored_text
     from lc_utils.text import tokens
     from lc_utils.text.strategies import chunking_label
@@ -161,13 +161,13 @@ def test_the_actor_step_never_tokenizes_and_equals_embed_corpus(
         for r in expected.records
         if r["doc_id"] == stored_id
     )
-    monkeypatch.setattr(job, "stored_layouts", lambda ids, stored, target: {stored_id: layout})
+    monkeypatch.setattr(steps, "stored_layouts", lambda ids, stored, target: {stored_id: layout})
     preparer = Preparer(
         tiny_model.tokenizer, tiny_model.document_prefix, chunking["strategy"],
         dict(chunking.get("chunk_options", {})), method, tiny_model.tokenizer.unk_token_id,
     )  # fmt: skip
     settings = {"method": method, "window": window, "overlap": None, "batch_tokens": None}
-    embedder = job._Embedder(str(tiny_model_dir), {"device": "cpu"}, settings, target, None)
+    embedder = steps._Embedder(str(tiny_model_dir), {"device": "cpu"}, settings, target, None)
 
     calls = []
     encode = tokens._encode
@@ -183,7 +183,7 @@ def test_the_actor_step_never_tokenizes_and_equals_embed_corpus(
             "doc_id": np.array(ids[start : start + 4], dtype=object),
             "text": np.array([documents[d] for d in ids[start : start + 4]], dtype=object),
         }
-        chunked = job._chunk_batch(batch, preparer=preparer, stored=None, target=target)
+        chunked = steps._chunk_batch(batch, preparer=preparer, stored=None, target=target)
         monkeypatch.setattr(tokens, "_encode", counted)
         out = embedder(chunked)
         monkeypatch.setattr(tokens, "_encode", encode)
