@@ -18,7 +18,7 @@ from .late.pooling import pool_packed
 from .late.prepare import PreparedGroup, Preparer
 from .late.windows import plan_windows
 from .models.batching import NonFiniteStatesError, PassShape
-from .models.model import EmbeddingModel
+from .models.model import EmbeddingModel, Window
 from .progress import progress_bar
 from .text.chunking import Chunk, check_integer
 from .text.strategies import chunking_label
@@ -29,6 +29,8 @@ __all__ = [
     "CorpusEmbeddings",
     "embed_corpus",
     "iter_embed_corpus",
+    "embed_prepared",
+    "corpus_preparer",
     "iter_documents",
     "as_documents",
     "windowing",
@@ -220,6 +222,32 @@ def _resolved_pass(model, method, window, overlap, max_tokens):
     return shape, plan_windows(0, shape.content_tokens, overlap).overlap
 
 
+def corpus_preparer(
+    model: EmbeddingModel,
+    method: str = "late",
+    strategy: str | Callable[[str], list[Chunk]] = "sentences",
+    chunk_options: dict | None = None,
+    *,
+    window: int | None = None,
+    overlap: int | None = None,
+    batch_tokens: int | None = None,
+    max_tokens: int | None = None,
+) -> Preparer:
+    """The ``Preparer`` that ``embed_corpus`` runs with these arguments: the model's tokenizer,
+    prefix and unknown token, its pass shape for ``batch_tokens``, and the resolved window.
+
+    ``lc.scale`` builds its chunking tasks' and embedding actors' preparers here too, so that
+    what they prepare is what ``embed_corpus`` would. Raises ``ValueError`` for a bad method,
+    window, overlap or batch budget.
+    """
+    shape, _ = _resolved_pass(model, method, window, overlap, max_tokens)
+    return Preparer(
+        model.tokenizer, model.document_prefix, strategy, dict(chunk_options or {}), method,
+        model.tokenizer.unk_token_id, PassShape.of(model, batch_tokens), shape.content_tokens,
+        overlap,
+    )  # fmt: skip
+
+
 def iter_embed_corpus(
     model: EmbeddingModel,
     documents,
@@ -253,10 +281,9 @@ def iter_embed_corpus(
     # The window and the batch budget are checked here, once, before any worker starts.
     shape, shared = _resolved_pass(model, method, window, overlap, max_tokens)
     resolved = (shape.positions, shared)
-    preparer = Preparer(
-        model.tokenizer, model.document_prefix, strategy, options, method,
-        model.tokenizer.unk_token_id, PassShape.of(model, batch_tokens), shape.content_tokens,
-        overlap,
+    preparer = corpus_preparer(
+        model, method, strategy, options, window=window, overlap=overlap,
+        batch_tokens=batch_tokens, max_tokens=max_tokens,
     )  # fmt: skip
     workers = _workers_for(workers, strategy, options, documents, documents_per_batch)
     bar = None
@@ -300,9 +327,57 @@ def _workers_for(workers, strategy, options: dict, documents, documents_per_batc
     return default_workers()
 
 
+def embed_prepared(
+    model: EmbeddingModel,
+    documents: Sequence[tuple[str, str]],
+    prepared: PreparedGroup,
+    *,
+    method: str = "late",
+    window: int | None = None,
+    overlap: int | None = None,
+    max_tokens: int | None = None,
+    chunking: str | None = None,
+    progress: bool = False,
+) -> CorpusEmbeddings:
+    """Embed one group of documents that a ``Preparer`` has already chunked, tokenized and
+    packed: the model's side of ``iter_embed_corpus``, which calls the same code per group.
+
+    ``documents`` are the group's ``(doc_id, text)`` pairs in the order of
+    ``prepared.documents``; ``prepared`` comes from ``corpus_preparer(...)`` called on them, or
+    from its ``regroup`` of documents prepared in another process (``lc.scale``'s actors get
+    them from the chunking tasks, and never tokenize). ``method``, ``window``, ``overlap`` and
+    ``max_tokens`` must be those the preparer was built with. The result, warnings included,
+    is what ``embed_corpus`` gives for the group. Raises ``ValueError`` for a group packed for
+    the other method, or not packed (a ``Preparer`` without ``shape``).
+    """
+    shape, shared = _resolved_pass(model, method, window, overlap, max_tokens)
+    if (prepared.late if method == "late" else prepared.naive) is None:
+        raise ValueError(
+            f"the prepared group holds no {method} batches; prepare it with "
+            f"corpus_preparer(model, method={method!r}, ...), which packs them"
+        )
+    return _embed_group(
+        model, list(documents), prepared, method=method, label=chunking, progress=progress,
+        window=shape, resolved=(shape.positions, shared), stacklevel=3,
+    )  # fmt: skip
+
+
 def _embed_group(
-    model, group, prepared: PreparedGroup, *, method, label, progress, window, resolved
-):
+    model,
+    group,
+    prepared: PreparedGroup,
+    *,
+    method: str,
+    label: str | None,
+    progress: bool,
+    window: Window,
+    resolved: tuple[int, int],
+    stacklevel: int = 4,
+) -> CorpusEmbeddings:
+    """The model's side of one group, shared by ``iter_embed_corpus`` and ``embed_prepared``:
+    records, warnings, the forward passes and pooling. ``stacklevel`` counts from here, as
+    ``warnings.warn`` does: the warnings point at the caller of ``embed_corpus`` (4) or of
+    ``embed_prepared`` (3)."""
     records = []
     texts = dict(group)
     for document in prepared.documents:
@@ -319,19 +394,19 @@ def _embed_group(
         warnings.warn(
             f"{len(skipped)} chunk(s) hold no model token and were left out "
             f"(first: document {skipped[0][0]!r}, characters {skipped[0][2]}–{skipped[0][3]})",
-            stacklevel=4,
+            stacklevel=stacklevel,
         )
     shown = None if progress else False
     try:
         if method == "late":
-            warn_unknown_chunks(prepared.n_unknown, len(records), model, stacklevel=4)
+            warn_unknown_chunks(prepared.n_unknown, len(records), model, stacklevel=stacklevel)
             # The group's token bar (shown for groups of many passes) is what moves while a
             # long group runs; the runner echoes it to the console.
             vectors = pool_packed(model, prepared.late, progress=shown)
             matrix = np.concatenate(vectors) if vectors else np.empty((0, model.dim), np.float32)
         else:
             batches, stats = prepared.naive
-            model.warn_encoded(stats, window, "chunks", stacklevel=4)
+            model.warn_encoded(stats, window, "chunks", stacklevel=stacklevel + 1)
             model.use_role("document")
             matrix = model.encode_packed(batches, len(records), progress=shown, what="chunks")
     except NonFiniteStatesError as error:

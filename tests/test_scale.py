@@ -124,6 +124,130 @@ def test_rows_and_vectors_equal_embed_corpus_on_lite(
             store.close(client)
 
 
+@pytest.mark.parametrize("method", ["late", "naive"])
+@pytest.mark.parametrize(
+    "chunking, window",
+    [(CHUNKING, None), ({"strategy": "sentences"}, None), ({"strategy": "sentences"}, 48)],
+    ids=["fixed-32", "sentences", "sentences-window-48"],
+)
+def test_the_actor_step_never_tokenizes_and_equals_embed_corpus(
+    tiny_model, tiny_model_dir, documents, monkeypatch, method, chunking, window
+):
+    """The chunking task and the actor of one job, in this process (no Ray): the actor embeds
+    what the task prepared without one call to the tokenizer, and its rows equal
+    ``embed_corpus``'s, over batches of 4 documents (one empty, one already stored)."""
+    from lc_utils.corpus import windowing
+    from lc_utils.late.prepare import Preparer
+    from lc_utils.scale import steps
+    from lc_utils.scale.resume import fingerprint, stored_text
+    from lc_utils.text import tokens
+    from lc_utils.text.strategies import chunking_label
+
+    label = chunking_label(chunking["strategy"], **chunking.get("chunk_options", {}))
+    positions, shared = windowing(tiny_model, method, window)
+    target = {
+        "uri": "unused", "token": None, "collection": "chunks", "method": method,
+        "model": tiny_model.name, "writers": "driver", "chunking": label, "window": positions,
+        "overlap": shared,
+    }  # fmt: skip
+    texts = {d: t for d, t in documents.items() if t.strip()}
+    expected = lc.embed_corpus(
+        tiny_model, texts, method=method, window=window, progress=False, **chunking
+    )
+    # One document counts as stored already: its exact layout is "in Milvus".
+    stored_id = expected.records[0]["doc_id"]
+    layout = fingerprint(
+        (r["chunk_index"], r["start"], r["end"], stored_text(r["text"]), positions, shared)
+        for r in expected.records
+        if r["doc_id"] == stored_id
+    )
+    monkeypatch.setattr(steps, "stored_layouts", lambda ids, stored, target: {stored_id: layout})
+    preparer = Preparer(
+        tiny_model.tokenizer, tiny_model.document_prefix, chunking["strategy"],
+        dict(chunking.get("chunk_options", {})), method, tiny_model.tokenizer.unk_token_id,
+    )  # fmt: skip
+    settings = {"method": method, "window": window, "overlap": None, "batch_tokens": None}
+    embedder = steps._Embedder(str(tiny_model_dir), {"device": "cpu"}, settings, target, None)
+
+    calls = []
+    encode = tokens._encode
+
+    def counted(tokenizer, texts):
+        calls.append(len(texts))
+        return encode(tokenizer, texts)
+
+    ids = list(documents)
+    records, vectors, counts = [], [], {"tokens": 0, "tokenless": 0, "stored": 0}
+    for start in range(0, len(ids), 4):
+        batch = {
+            "doc_id": np.array(ids[start : start + 4], dtype=object),
+            "text": np.array([documents[d] for d in ids[start : start + 4]], dtype=object),
+        }
+        chunked = steps._chunk_batch(batch, preparer=preparer, stored=None, target=target)
+        monkeypatch.setattr(tokens, "_encode", counted)
+        out = embedder(chunked)
+        monkeypatch.setattr(tokens, "_encode", encode)
+        for i, status in enumerate(out["status"]):
+            counts["stored"] += status == "stored"
+            if status == "embed":
+                counts["tokens"] += int(out["tokens"][i])
+                counts["tokenless"] += int(out["tokenless"][i])
+            if out["rows"][i] is not None:
+                records.extend(out["rows"][i]["records"])
+                vectors.append(np.frombuffer(out["rows"][i]["vectors"], dtype=np.float32))
+    assert calls == [], f"the actor step tokenized {sum(calls)} text(s) in {len(calls)} call(s)"
+    want = [(i, r) for i, r in enumerate(expected.records) if r["doc_id"] != stored_id]
+    assert records == [r for _, r in want]
+    matrix = np.concatenate(vectors).reshape(len(records), -1)
+    reference_vectors = expected.vectors[[i for i, _ in want]]
+    cosine = (matrix * reference_vectors).sum(axis=1) / (
+        np.linalg.norm(matrix, axis=1) * np.linalg.norm(reference_vectors, axis=1)
+    )
+    assert cosine.min() >= 0.99999 and np.abs(matrix - reference_vectors).max() <= 1e-5
+    assert counts["stored"] == 1
+    assert counts["tokenless"] == sum(1 for s in expected.skipped if s[0] != stored_id)
+    assert counts["tokens"] == sum(
+        len(d) for doc_id, d in zip(texts, tokens.tokenize_documents(
+            tiny_model.tokenizer, list(texts.values()), tiny_model.document_prefix
+        ), strict=True) if doc_id != stored_id
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["late", "naive"])
+def test_embed_prepared_of_a_regrouped_subset_is_embed_corpus_of_that_subset(
+    tiny_model, documents, method
+):
+    """What the actors run: documents prepared in one group, a subset of them rebuilt with
+    ``regroup`` and embedded with ``embed_prepared``, equal bitwise to ``embed_corpus`` of that
+    subset in one group. A group packed for the other method is refused, saying so."""
+    from lc_utils.corpus import corpus_preparer, embed_prepared
+
+    texts = {d: t for d, t in documents.items() if t.strip()}
+    preparer = corpus_preparer(tiny_model, method, **CHUNKING)
+    prepared = preparer([(d, t, None) for d, t in texts.items()])
+    keep = [i for i in range(len(prepared.documents)) if i % 3 != 1]
+    subset = [prepared.documents[i] for i in keep]
+    bounds = np.r_[0, np.cumsum([len(d.spans) for d in prepared.documents])]
+    pieces = prepared.naive_chunk_ids()  # none for late chunking
+    chunk_ids = [pieces[k] for i in keep for k in range(bounds[i], bounds[i + 1]) if pieces]
+    group = preparer.regroup(
+        subset,
+        np.concatenate([np.zeros(0, np.int32), *chunk_ids]),
+        np.array([len(ids) for ids in chunk_ids], dtype=np.int64),
+    )
+    pairs = [(d.doc_id, texts[d.doc_id]) for d in subset]
+    got = embed_prepared(tiny_model, pairs, group, method=method, chunking="fixed-32")
+    want = lc.embed_corpus(
+        tiny_model, dict(pairs), method=method, progress=False, workers=0, **CHUNKING
+    )
+    assert got.records == want.records and got.doc_ids == want.doc_ids
+    assert np.array_equal(got.vectors, want.vectors)
+    assert (got.chunking, got.window, got.overlap) == (want.chunking, want.window, want.overlap)
+    other = "naive" if method == "late" else "late"
+    with pytest.raises(ValueError, match=f"holds no {other} batches"):
+        embed_prepared(tiny_model, pairs, group, method=other)
+
+
 @pytest.mark.slow  # starts Ray (tens of seconds on 2 cores)
 def test_a_rerun_replaces_changed_words_and_removes_emptied_documents(
     ray_session, tiny_model, tiny_model_dir, tmp_path

@@ -235,3 +235,39 @@ class Preparer:
             np.concatenate(pieces).astype(np.int32, copy=False) if pieces else np.zeros(0, np.int32)
         )
         out.reused = len(reused)
+
+    def regroup(
+        self,
+        documents: Sequence[PreparedDocument],
+        naive_ids: np.ndarray | None = None,
+        naive_lengths: np.ndarray | None = None,
+    ) -> PreparedGroup:
+        """The ``PreparedGroup`` of documents prepared earlier, rebuilt without the tokenizer.
+
+        For a process that received the prepared arrays from another (``lc.scale``'s embedding
+        actors get them from the chunking tasks): ``documents`` as ``__call__`` made them, and
+        for the naive method every kept chunk's ids, concatenated in record order, with each
+        chunk's length. The unknown-token count is taken again from the ids, and the forward
+        batches are packed for exactly these documents when ``shape`` is set, as ``__call__``
+        does. ``skipped`` stays empty: the chunks without tokens were left out before.
+        """
+        out = PreparedGroup(list(documents))
+        if self.method == "naive":
+            lengths = np.zeros(0, np.int64) if naive_lengths is None else naive_lengths
+            lengths = np.asarray(lengths, dtype=np.int64)
+            ids = np.zeros(0, np.int32) if naive_ids is None else naive_ids
+            out.naive_ids = np.asarray(ids, dtype=np.int32)
+            out.naive_bounds = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+            n_chunks = sum(len(d.spans) for d in out.documents)
+            if len(lengths) != n_chunks or int(out.naive_bounds[-1]) != len(out.naive_ids):
+                raise ValueError(
+                    f"{len(lengths)} naive chunk lengths (summing to {int(out.naive_bounds[-1])}) "
+                    f"for {n_chunks} chunks and {len(out.naive_ids)} ids; they must agree"
+                )
+        elif self.unknown_id is not None:
+            for document in out.documents:
+                unknown = mostly_unknown(document.input_ids, document.token_spans, self.unknown_id)
+                out.n_unknown += int(unknown.sum())
+        if self.shape is not None:
+            self._pack(out)
+        return out

@@ -1,7 +1,8 @@
 """Embed a corpus on Ray Data and write it to Milvus: for corpora that outgrow one process.
 
-``sources`` reads the corpus, ``resume`` knows what a collection already holds, and ``job`` runs
-the chunking tasks, the embedding actors and the writes (``embed_to_milvus``). Needs the extra
+``sources`` reads the corpus, ``resume`` knows what a collection already holds, ``steps`` holds
+the chunking task and the embedding actor, and ``job`` runs them and the writes
+(``embed_to_milvus``). Needs the extra
 "scale" (Ray Data): ``pip install 'lc-utils[scale]'``.
 
 Introduced in notebook 09_scaling_out.

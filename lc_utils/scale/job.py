@@ -9,15 +9,21 @@ spread over a Ray cluster (or a local Ray on this machine's cores):
 2. **Check.** Before any chunking or embedding: the Milvus URI answers (within seconds), and no
    document id appears twice (the error names it). One pass reads only the id column and keeps
    8 bytes per document.
-3. **Chunk** in Ray CPU tasks: ``chunk_text`` (or your callable), then the chunks' token spans
-   exactly as ``embed_corpus`` finds them, so chunks holding no token are dropped the same way.
-   Empty texts are counted and skipped. A document whose chunks are already stored for this
-   model, method and chunking, with the same chunk indices, spans, texts and windows (positions
-   and overlap, defaults resolved), is skipped too: that is what makes a re-run resume where the
-   last one stopped, and a finished job's re-run a no-op.
+3. **Prepare** in Ray CPU tasks, with the ``Preparer`` that ``embed_corpus`` builds for the
+   job's method (``corpus_preparer``): chunk (``chunk_text`` or your callable), tokenize each
+   batch of texts once, and map the chunks to token spans, so chunks holding no token are
+   dropped the same way; for the naive method also each chunk's own ids. Empty texts are
+   counted and skipped. A document whose chunks are already stored for this model, method and
+   chunking, with the same chunk indices, spans, texts and windows (positions and overlap,
+   defaults resolved), is skipped too: that is what makes a re-run resume where the last one
+   stopped, and a finished job's re-run a no-op. Every document left to embed goes on with
+   its prepared arrays (character and token spans, ids) in the batch's columns.
 4. **Embed** in an actor pool, one model per actor (``num_gpus=1`` each when the cluster has
-   GPUs), each batch of documents through ``embed_corpus`` itself with the chunks from step 3.
-   A killed actor is restarted and its batch retried by Ray.
+   GPUs). An actor never tokenizes: it rebuilds the batch's documents to embed from their
+   arrays (``Preparer.regroup``), packs their forward batches, and runs the model, pooling and
+   warnings through ``embed_prepared``, the code ``embed_corpus`` runs for each of its groups.
+   So a GPU is not kept waiting on the tokenizer. A killed actor is restarted and its batch
+   retried by Ray.
 5. **Write** through ``lc.store.ingest`` (idempotent upserts under the same chunk ids as
    ``lc.store.ingest`` of ``embed_corpus``'s output). A server or cluster URI takes one writer per
    actor; Milvus Lite takes one process, so its rows are funnelled to the driver, which writes.
@@ -38,28 +44,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .. import store
-from ..corpus import METHODS, corpus_chunking, embed_corpus, windowing
-from ..late.prepare import Preparer
+from ..corpus import METHODS, corpus_chunking, corpus_preparer, windowing
 from ..models.loading import load_model
 from ..models.model import EmbeddingModel
 from ..store.connection import is_lite
-from ..text.chunking import Chunk
-from .resume import (
-    check_resumable,
-    fingerprint,
-    stored_fingerprints,
-    stored_layouts,
-    stored_text,
-)
+from .resume import check_resumable, stored_fingerprints
 from .runtime import RayJobError, import_ray, is_ray_failure, ray_failure_message, start_ray
 from .sources import count_unique_documents, read_documents
+from .steps import _chunk_batch, _chunking_task_resources, _Embedder
 
 __all__ = ["embed_to_milvus", "ScaleStats"]
 
@@ -135,115 +133,6 @@ class ScaleStats:
             f"{self.empty} empty), {self.chunks} chunks | {self.rate('embedded'):.1f} doc/s, "
             f"{self.rate('chunks'):.1f} chunks/s, {self.rate('tokens'):,.0f} tokens/s"
         )
-
-
-def _chunk_batch(batch: dict, *, preparer: Preparer, stored, target) -> dict:
-    """Ray CPU task: chunk each document, map chunks to tokens, and decide what to embed.
-
-    A document's status becomes ``"embed"``, ``"empty"`` (no text) or ``"stored"`` (its chunk
-    layout and this job's windows are already in Milvus for this model, method and chunking).
-    The batch's texts are tokenized in one call (``Preparer``), as ``embed_corpus`` does.
-    """
-    out = {k: [] for k in ("doc_id", "text", "status", "starts", "ends", "tokens", "tokenless")}
-    layouts = {}
-    rows = list(zip(batch["doc_id"], batch["text"], strict=True))
-    nonempty = [row for row, (_, text) in enumerate(rows) if text.strip()]
-    prepared = preparer([(*rows[row], None) for row in nonempty]) if nonempty else None
-    found = dict(zip(nonempty, prepared.documents if prepared else [], strict=True))
-    tokenless_of: dict[str, int] = {}
-    for doc_id, *_ in prepared.skipped if prepared else []:
-        tokenless_of[doc_id] = tokenless_of.get(doc_id, 0) + 1
-    for row, (doc_id, text) in enumerate(rows):
-        starts, ends, n_tokens, tokenless = [], [], 0, 0
-        if row in found:
-            document = found[row]
-            starts, ends = document.spans[:, 0].tolist(), document.spans[:, 1].tolist()
-            n_tokens, tokenless = document.n_tokens, tokenless_of.get(doc_id, 0)
-            layouts[doc_id] = fingerprint(
-                (i, a, b, stored_text(text[a:b]), target["window"], target["overlap"])
-                for i, (a, b) in enumerate(zip(starts, ends, strict=True))
-            )
-        out["doc_id"].append(doc_id)
-        out["text"].append(text)
-        out["status"].append("embed" if text.strip() else "empty")
-        out["starts"].append(starts)
-        out["ends"].append(ends)
-        out["tokens"].append(n_tokens)
-        out["tokenless"].append(tokenless)
-    if layouts:
-        found = stored_layouts(list(layouts), stored, target)
-        for row, doc_id in enumerate(out["doc_id"]):
-            if doc_id in layouts and found.get(doc_id) == layouts[doc_id]:
-                out["status"][row] = "stored"
-                out["text"][row] = ""
-    return {k: _column(v) for k, v in out.items()}
-
-
-def _chunking_task_resources() -> dict:
-    return {"num_cpus": 1}
-
-
-def _column(values: list) -> np.ndarray:
-    column = np.empty(len(values), dtype=object)
-    column[:] = values
-    return column
-
-
-class _Embedder:
-    """Ray actor: one model; embeds a batch of chunked documents and writes or returns them."""
-
-    def __init__(self, model_name, model_options, settings, target, threads):
-        if threads:
-            torch.set_num_threads(threads)
-        self.model = load_model(model_name, verbose=False, **model_options)
-        self.settings = settings
-        self.target = target
-        self.client = None
-        if target["writers"] == "actors":
-            self.client = store.connect(target["uri"], target["token"])
-
-    def __call__(self, batch: dict) -> dict:
-        todo = [i for i, status in enumerate(batch["status"]) if status == "embed"]
-        documents, chunks = [], {}
-        for i in todo:
-            doc_id, text = batch["doc_id"][i], batch["text"][i]
-            documents.append((doc_id, text))
-            chunks[doc_id] = [
-                Chunk(text[a:b], int(a), int(b))
-                for a, b in zip(batch["starts"][i], batch["ends"][i], strict=True)
-            ]
-        part = embed_corpus(
-            self.model, documents, chunks=chunks, progress=False,
-            documents_per_batch=max(1, len(documents)), **self.settings,
-        )  # fmt: skip
-        per_document: dict[str, list[int]] = {}
-        for row, record in enumerate(part.records):
-            per_document.setdefault(record["doc_id"], []).append(row)
-        if self.client is not None and len(part):
-            store.ingest(
-                self.client, self.target["collection"], part.records, part.vectors,
-                method=part.method, model=part.model, chunking=self.target["chunking"],
-                window=part.window, overlap=part.overlap, progress=False, flush=False,
-            )  # fmt: skip
-        to_driver = self.client is None
-        out = {k: [] for k in ("doc_id", "status", "chunks", "tokens", "tokenless", "rows")}
-        for i, doc_id in enumerate(batch["doc_id"]):
-            rows = per_document.get(doc_id, [])
-            out["doc_id"].append(doc_id)
-            out["status"].append(batch["status"][i])
-            out["chunks"].append(len(rows))
-            out["tokens"].append(int(batch["tokens"][i]))
-            out["tokenless"].append(int(batch["tokenless"][i]))
-            if to_driver and rows:
-                records = [part.records[r] for r in rows]
-                payload = {
-                    "records": records,
-                    "vectors": part.vectors[rows].astype(np.float32).tobytes(),
-                }
-                out["rows"].append(payload)
-            else:
-                out["rows"].append(None)
-        return {k: _column(v) for k, v in out.items()}
 
 
 def _pool_shape(actors, gpus_per_actor):
@@ -413,9 +302,15 @@ def embed_to_milvus(
         stored = None
         if lite:
             stored = ray.put(stored_fingerprints(client, collection, method, model_name, label))
-        preparer = Preparer(
-            loaded.tokenizer, loaded.document_prefix, strategy, dict(chunk_options or {}), "late"
-        )
+        # The chunking tasks prepare with the job's method, as embed_corpus would, but pack
+        # nothing: the actors pack the documents that are left to embed.
+        preparer = replace(
+            corpus_preparer(
+                loaded, method, strategy, chunk_options, window=window, overlap=overlap,
+                batch_tokens=batch_tokens,
+            ),
+            shape=None,
+        )  # fmt: skip
         n_actors, resources, threads = _pool_shape(actors, gpus_per_actor)
         stats.actors = n_actors
         settings = {
