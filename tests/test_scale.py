@@ -167,7 +167,7 @@ def test_the_actor_step_never_tokenizes_and_equals_embed_corpus(
         dict(chunking.get("chunk_options", {})), method, tiny_model.tokenizer.unk_token_id,
     )  # fmt: skip
     settings = {"method": method, "window": window, "overlap": None, "batch_tokens": None}
-    embedder = steps._Embedder(str(tiny_model_dir), {"device": "cpu"}, settings, target, None)
+    embedder = steps.Embedder(str(tiny_model_dir), {"device": "cpu"}, settings, target, None)
 
     calls = []
     encode = tokens._encode
@@ -183,7 +183,7 @@ def test_the_actor_step_never_tokenizes_and_equals_embed_corpus(
             "doc_id": np.array(ids[start : start + 4], dtype=object),
             "text": np.array([documents[d] for d in ids[start : start + 4]], dtype=object),
         }
-        chunked = steps._chunk_batch(batch, preparer=preparer, stored=None, target=target)
+        chunked = steps.chunk_batch(batch, preparer=preparer, stored=None, target=target)
         monkeypatch.setattr(tokens, "_encode", counted)
         out = embedder(chunked)
         monkeypatch.setattr(tokens, "_encode", encode)
@@ -498,7 +498,7 @@ def test_server_an_actor_killed_mid_run_is_retried_with_nothing_lost_or_doubled(
                 title = " ".join(process.cmdline())
             except psutil.Error:
                 continue
-            if "MapBatches(_Embedder)" in title and "_chunk_batch" not in title:
+            if "MapBatches(Embedder)" in title and "chunk_batch" not in title:
                 process.send_signal(signal.SIGKILL)
                 killed.append(process.pid)
                 return

@@ -57,7 +57,7 @@ from ..store.connection import is_lite
 from .resume import check_resumable, stored_fingerprints
 from .runtime import RayJobError, import_ray, is_ray_failure, ray_failure_message, start_ray
 from .sources import count_unique_documents, read_documents
-from .steps import _chunk_batch, _chunking_task_resources, _Embedder
+from .steps import Embedder, chunk_batch, chunking_task_resources
 
 __all__ = ["embed_to_milvus", "ScaleStats"]
 
@@ -320,7 +320,7 @@ def embed_to_milvus(
         # JSON Lines file is one block, which one task and one actor would process alone.
         blocks = dataset.repartition(target_num_rows_per_block=documents_per_batch)
         chunked = blocks.map_batches(
-            _chunk_batch,
+            chunk_batch,
             fn_kwargs={
                 "preparer": preparer, "stored": stored, "target": target,
             },
@@ -328,10 +328,10 @@ def embed_to_milvus(
             batch_format="numpy",
             # A remote-args function keeps Ray Data from fusing these tasks into the model
             # actors: chunking then runs on any free CPU while the actors (GPUs) embed.
-            ray_remote_args_fn=_chunking_task_resources,
+            ray_remote_args_fn=chunking_task_resources,
         )  # fmt: skip
         embedded = chunked.map_batches(
-            _Embedder,
+            Embedder,
             fn_constructor_args=(model_name, options, settings, target, threads),
             batch_size=documents_per_batch,
             batch_format="numpy",

@@ -1,9 +1,9 @@
 """The two Ray steps of ``embed_to_milvus``, and what passes between them.
 
-The chunking task (``_chunk_batch``, Ray CPU tasks) does all the host work of ``embed_corpus``
+The chunking task (``chunk_batch``, Ray CPU tasks) does all the host work of ``embed_corpus``
 for a batch of documents: chunk, tokenize once, map chunks to token spans, and check what is
 already stored. Each document to embed leaves it as numpy arrays in the batch's columns
-(``PREPARED_COLUMNS``). The embedding actor (``_Embedder``, one model each) rebuilds those
+(``PREPARED_COLUMNS``). The embedding actor (``Embedder``, one model each) rebuilds those
 documents without the tokenizer, packs their forward batches and runs the model through
 ``embed_prepared``, the code ``embed_corpus`` runs per group; then it writes the rows or returns
 them to the driver. The names of both show in Ray's process titles, which the tests look for.
@@ -20,13 +20,15 @@ from ..late.prepare import PreparedDocument, Preparer
 from ..models.loading import load_model
 from .resume import fingerprint, stored_layouts, stored_text
 
+__all__ = ["PREPARED_COLUMNS", "chunk_batch", "chunking_task_resources", "Embedder"]
+
 # What a chunking task sends an actor per document, beside its id, text and status: everything
 # the model step needs, as arrays, so that the actor never tokenizes (empty for a document that
 # is not embedded).
 PREPARED_COLUMNS = ("spans", "token_spans", "input_ids", "naive_ids", "naive_lengths")
 
 
-def _chunk_batch(batch: dict, *, preparer: Preparer, stored, target) -> dict:
+def chunk_batch(batch: dict, *, preparer: Preparer, stored, target) -> dict:
     """Ray CPU task: chunk and tokenize each document, and decide what to embed.
 
     A document's status becomes ``"embed"``, ``"empty"`` (no text) or ``"stored"`` (its chunk
@@ -99,7 +101,7 @@ def _no_arrays() -> dict[str, np.ndarray]:
     }
 
 
-def _chunking_task_resources() -> dict:
+def chunking_task_resources() -> dict:
     return {"num_cpus": 1}
 
 
@@ -111,7 +113,7 @@ def _column(values: list) -> np.ndarray:
     return column
 
 
-class _Embedder:
+class Embedder:
     """Ray actor: one model; embeds a batch of prepared documents and writes or returns them.
 
     The actor runs only the model's side of ``embed_corpus``: it rebuilds the batch's documents
