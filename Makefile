@@ -30,14 +30,21 @@ run: $(STAMP)
 
 ## The whole test suite: library, notebooks (papermill, each once), then the real Milvus server
 ## (its own venv, started inside a loopback-only network namespace; see scripts/test_server.sh).
+## pytest runs in TEST_PROCESSES processes (pytest-xdist), each taking whole files, or one
+## notebook's tests, at a time (tests/conftest.py, xdist_scope), so that a shared set-up (a
+## notebook's run, a local Ray) is made once; TEST_PROCESSES=0 runs everything in one process.
+TEST_PROCESSES ?= $(shell $(PYTHON) -c "import os; print(min(4, len(os.sched_getaffinity(0))))" 2>/dev/null || echo 2)
+XDIST := $(if $(filter 0,$(TEST_PROCESSES)),,-n $(TEST_PROCESSES) --dist loadscope)
+# The server tests mostly wait on the server, so they take one process more than the cores.
+SERVER_XDIST := $(if $(filter 0,$(TEST_PROCESSES)),,-n $(shell echo $$(($(TEST_PROCESSES) + 1))) --dist loadscope)
+SERVER_TESTS := tests/test_notebooks.py::test_05_against_a_real_milvus_server tests/test_scale.py \
+	-m server $(SERVER_XDIST) --durations=10
 test: $(STAMP)
-	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
-	bash scripts/test_server.sh -- tests/test_notebooks.py::test_05_against_a_real_milvus_server \
-		tests/test_scale.py -m server
+	$(PY) -m pytest $(XDIST) --durations=15 $(PYTEST_ARGS)
+	bash scripts/test_server.sh -- $(SERVER_TESTS)
 
 test-server: $(STAMP)
-	bash scripts/test_server.sh -- tests/test_notebooks.py::test_05_against_a_real_milvus_server \
-		tests/test_scale.py -m server
+	bash scripts/test_server.sh -- $(SERVER_TESTS)
 
 ## Stress tests, not part of `make test`: ten scale-out jobs in a row, each on a fresh local Ray
 ## (3-5 minutes on 2 cores), to catch a rare crash of Ray.

@@ -110,35 +110,51 @@ def notebook_names() -> list[str]:
     return [p.stem for p in runner.find_notebooks(NOTEBOOKS)]
 
 
+class Executions:
+    """Each notebook executed once, when a test first asks for it, into one folder, so that
+    ``-k 04_naive`` runs only notebook 04. A failure is kept and reported by each test that reads
+    the notebook. (``make test`` spreads the suite over processes, each taking every test of one
+    notebook at a time: ``xdist_scope`` in tests/conftest.py.)"""
+
+    def __init__(self, out: Path) -> None:
+        from lc_utils.run import runner
+
+        self.out = out
+        self.paths = {path.stem: path for path in runner.find_notebooks(NOTEBOOKS)}
+        self.results: dict[str, object] = {}
+
+    def result(self, name: str):
+        """The papermill result of ``name`` (or the exception it raised), run on first use."""
+        from lc_utils.run import runner
+
+        if name not in self.results:
+            path = self.paths[name]
+            declared = runner.notebook_parameters(path)
+            params = {k: v for k, v in SMALL.get(name, {}).items() if k in declared}
+            try:
+                self.results[name] = runner.execute_notebook(
+                    path, self.out, params, progress_bar=False
+                )
+            except Exception as error:  # noqa: BLE001 - reported by the notebook's own tests
+                self.results[name] = error
+        return self.results[name]
+
+
 @pytest.fixture(scope="module")
-def executed(tmp_path_factory):
-    """Run every notebook once; a failure is kept and reported by that notebook's tests."""
-    from lc_utils.run import runner
-
+def executed(tmp_path_factory) -> Executions:
     os.environ["HF_HUB_OFFLINE"] = "1"
-    out = tmp_path_factory.mktemp("notebooks")
-    results = {}
-    for path in runner.find_notebooks(NOTEBOOKS):
-        if (ONLY and path.stem not in ONLY) or path.stem in TESTED_ELSEWHERE:
-            continue
-        declared = runner.notebook_parameters(path)
-        params = {k: v for k, v in SMALL.get(path.stem, {}).items() if k in declared}
-        try:
-            results[path.stem] = runner.execute_notebook(path, out, params, progress_bar=False)
-        except Exception as error:  # noqa: BLE001 - reported by the notebook's own test
-            results[path.stem] = error
-    return out, results
+    return Executions(tmp_path_factory.mktemp("notebooks"))
 
 
-def metrics_of(executed, name: str) -> dict:
-    out, results = executed
+def metrics_of(executed: Executions, name: str) -> dict:
     if ONLY and name not in ONLY:
         pytest.skip(f"LC_NOTEBOOKS={','.join(ONLY)} leaves {name} out")
-    if name not in results:
+    if name not in executed.paths or name in TESTED_ELSEWHERE:
         pytest.fail(f"notebook {name} does not exist")
-    if isinstance(results[name], Exception):
-        pytest.fail(f"notebook {name} failed: {results[name]}")
-    return json.loads((out / name / "metrics.json").read_text())
+    result = executed.result(name)
+    if isinstance(result, Exception):
+        pytest.fail(f"notebook {name} failed: {result}")
+    return json.loads((executed.out / name / "metrics.json").read_text())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,11 +285,10 @@ def check_summary(m: dict) -> None:
 
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_summary_follows_the_report_convention(executed, name):
-    out, _ = executed
     m = metrics_of(executed, name)
     check_summary(m)
     figure = m["summary"]["figure"]
-    assert figure is None or (out / name / figure).is_file(), f"{name}: no figure {figure}"
+    assert figure is None or (executed.out / name / figure).is_file(), f"{name}: no figure {figure}"
 
 
 def test_01_chunking(executed):
@@ -542,9 +557,8 @@ def test_the_cell_comparison_follows_nbval():
 @pytest.mark.parametrize("name", notebooks_with_checked_cells())
 def test_checked_cells_match_their_expected_outputs(executed, name):
     """What ``pytest --nbval-lax`` checked, on the one papermill run (this file's docstring)."""
-    out, _ = executed
     metrics_of(executed, name)  # skips or fails as the pins do when the notebook did not run
-    actual = checked_cells(out / f"{name}.ipynb")
+    actual = checked_cells(executed.out / f"{name}.ipynb")
     expected_file = CELLS / f"{name}.json"
     if UPDATE:
         old = json.loads(expected_file.read_text()) if expected_file.exists() else None
