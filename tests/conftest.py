@@ -101,9 +101,9 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The longest files first (above). Stress tests (``@pytest.mark.stress``: a whole job repeated many times to catch a rare
-    crash) take minutes and prove nothing new on each run, so they run only when selected:
-    ``make test-stress`` (``pytest -m stress``)."""
+    """The longest files first (above). Stress tests (``@pytest.mark.stress``: a whole job
+    repeated many times to catch a rare crash) take minutes and prove nothing new on each run,
+    so they run only when selected: ``make test-stress`` (``pytest -m stress``)."""
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
     if "stress" in (config.getoption("markexpr") or ""):
