@@ -242,3 +242,13 @@ def test_chunking_labels_name_strategy_and_size():
         lc.chunking_label("sentences", chunk_size=3)
     with pytest.raises(TypeError, match="chunk_size='64'"):
         lc.chunking_label("fixed", chunk_size="64")
+
+
+def test_whitespace_mask_is_str_isspace_for_every_code_point():
+    """The lookup table behind ``whitespace_mask`` against Python itself, over all of Unicode
+    (surrogates left out: UTF-8 cannot hold them)."""
+    text = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000)
+    expected = np.array([c.isspace() for c in text])
+    mask = lc.whitespace_mask(text)
+    assert mask.dtype == bool and mask.shape == expected.shape
+    assert np.array_equal(mask, expected)

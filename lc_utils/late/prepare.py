@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..models.batching import PackedBatch, PassShape, TextStats, pack_jobs, text_jobs
-from ..text.chunking import Chunk, fixed_spans, validate_chunks
+from ..text.chunking import Chunk, fixed_spans, sentence_chunk_spans, validate_chunks
 from ..text.strategies import chunk_text, chunking_label
 from ..text.tokens import (
     TokenizedDocument,
@@ -35,6 +35,9 @@ from ..text.tokens import (
 from .pooling import LateBatches, late_batches
 
 __all__ = ["Preparer", "PreparedDocument", "PreparedGroup", "name_document"]
+
+# The named strategies whose spans the preparer computes as arrays, with no Chunk objects.
+_ARRAY_STRATEGIES = ("fixed", "sentences")
 
 
 @dataclass
@@ -144,9 +147,10 @@ class Preparer:
         tokens = tokenize_documents(
             self.tokenizer, texts, self.prefix, words=naive and bool(self._reusable)
         )
-        fixed = self.strategy == "fixed" and not callable(self.strategy)
-        if fixed:  # the options' names and the size's type, once per group
-            chunking_label("fixed", **self.options)
+        named = None if callable(self.strategy) else self.strategy
+        if named in _ARRAY_STRATEGIES:  # the options' names and the size's type, once per group
+            chunking_label(named, **self.options)
+        fixed = named == "fixed"
         plain = tokens
         if fixed and self.prefix:  # fixed chunks count the text's own tokens, without a prefix
             plain = tokenize_documents(self.tokenizer, texts)
@@ -197,8 +201,11 @@ class Preparer:
             out.naive = (pack_jobs(jobs, self.shape), stats)
 
     def _spans(self, text: str, given, own: TokenizedDocument, fixed: bool) -> np.ndarray:
-        if given is None and fixed:  # built from the tokens, valid by construction
+        # Fixed chunks (from the tokens) and sentences come as arrays, valid by construction.
+        if given is None and fixed:
             return fixed_spans(text, own.starts, int(self.options.get("chunk_size", 64)))
+        if given is None and self.strategy == "sentences":
+            return sentence_chunk_spans(text, **self.options)
         if given is not None:
             chunks = list(given)
         elif callable(self.strategy):
@@ -215,9 +222,9 @@ class Preparer:
         before it, and its last token ends inside it."""
         if not self._reusable or document.word_starts is None or not len(spans):
             return np.zeros(len(spans), dtype=bool)
-        words = np.r_[document.word_starts, True]  # past the last token counts as a new word
+        words = np.append(document.word_starts, True)  # past the last token: a new word
         first, last = in_tokens[:, 0], in_tokens[:, 1]
-        before = np.r_[-1, document.ends][first]  # the end of the token before the chunk's first
+        before = np.append(-1, document.ends)[first]  # the end of the token before the first
         inside = (before <= spans[:, 0]) & (document.ends[last - 1] <= spans[:, 1])
         return words[first] & words[last] & inside
 

@@ -24,6 +24,7 @@ __all__ = [
     "Chunk",
     "check_integer",
     "chunk_sentences",
+    "sentence_chunk_spans",
     "chunk_fixed",
     "fixed_chunks",
     "fixed_spans",
@@ -102,21 +103,27 @@ def chunk_sentences(
     one chunk. Returns chunks in order with exact character spans. Introduced in notebook
     01_chunking.
     """
+    spans = sentence_chunk_spans(text, sentences_per_chunk=sentences_per_chunk, splitter=splitter)
+    return [Chunk(text[a:b], a, b) for a, b in spans.tolist()]
+
+
+def sentence_chunk_spans(
+    text: str, *, sentences_per_chunk: int = 1, splitter: str = "fast"
+) -> np.ndarray:
+    """The spans of ``chunk_sentences`` as an int64 array ``(n, 2)``: the form a pipeline uses,
+    with no ``Chunk`` objects and nothing to validate (the sentence spans come sorted, disjoint
+    and stripped, and a group of them runs from its first sentence's start to its last one's
+    end, so it is stripped too)."""
     sentences_per_chunk = check_integer("sentences_per_chunk", sentences_per_chunk, minimum=1)
     check_encodable(text)
     if not text.strip():
-        return []
-    sentence_chunks = _chunks_from_spans(text, sentence_spans(text, splitter=splitter).tolist())
-    if sentences_per_chunk == 1:
-        return sentence_chunks
-    grouped = [
-        (group[0].start, group[-1].end)
-        for group in (
-            sentence_chunks[i : i + sentences_per_chunk]
-            for i in range(0, len(sentence_chunks), sentences_per_chunk)
-        )
-    ]
-    return _chunks_from_spans(text, grouped)
+        return np.zeros((0, 2), dtype=np.int64)
+    spans = sentence_spans(text, splitter=splitter).astype(np.int64, copy=False).reshape(-1, 2)
+    if sentences_per_chunk == 1 or not len(spans):
+        return spans
+    firsts = np.arange(0, len(spans), sentences_per_chunk)
+    lasts = np.minimum(firsts + sentences_per_chunk, len(spans)) - 1
+    return np.stack([spans[firsts, 0], spans[lasts, 1]], axis=1)
 
 
 _BLANK_LINE = re.compile(r"\n[^\S\n]*\n\s*")
@@ -193,7 +200,7 @@ def fixed_spans(text: str, starts: np.ndarray, chunk_size: int) -> np.ndarray:
             if k == len(new_character):
                 break
             first_tokens.append(int(new_character[k]))
-    boundaries = np.r_[starts[first_tokens].astype(np.int64), len(text)]
+    boundaries = np.append(starts[first_tokens].astype(np.int64), len(text))
     # Strip: a span runs from its first to past its last non-whitespace character.
     visible = np.flatnonzero(~whitespace_mask(text))
     if not len(visible):

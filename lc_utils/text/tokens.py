@@ -34,11 +34,15 @@ __all__ = [
     "warn_unknown_chunks",
 ]
 
-# Codepoints for which str.isspace() is true. Kept as an array so whitespace tests over a whole
-# document run in numpy rather than in a Python loop over characters.
-_WHITESPACE_CODEPOINTS = np.array(
-    [cp for cp in range(0x3000 + 1) if chr(cp).isspace()], dtype=np.uint32
-)
+# Whether str.isspace() holds, for every code point up to the last one for which it does
+# (U+3000), and False one past it, where every higher code point is looked up: a table, so that
+# the whitespace of a whole document is one numpy gather, not a Python loop over characters.
+_LAST_SPACE = 0x3000
+_IS_SPACE = np.array([chr(cp).isspace() for cp in range(_LAST_SPACE + 1)] + [False])
+
+
+def _is_space(codepoints: np.ndarray) -> np.ndarray:
+    return _IS_SPACE[np.minimum(codepoints, _LAST_SPACE + 1)]
 
 
 def whitespace_mask(text: str) -> np.ndarray:
@@ -47,8 +51,7 @@ def whitespace_mask(text: str) -> np.ndarray:
     Vectorised through the UTF-32 code points, so it costs the same for a 5-million-character
     document as a handful of numpy calls. Introduced in notebook 01_chunking.
     """
-    codepoints = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    return np.isin(codepoints, _WHITESPACE_CODEPOINTS)
+    return _is_space(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32))
 
 
 def check_encodable(text, label: str = "text") -> str:
@@ -272,7 +275,7 @@ def _word_starts(encoding, n_tokens: int) -> np.ndarray | None:
     word_ids = np.fromiter(
         (-1 if w is None else w for w in encoding.word_ids), dtype=np.int64, count=n_tokens
     )
-    return np.r_[True, word_ids[1:] != word_ids[:-1]] if n_tokens else np.zeros(0, bool)
+    return np.append(True, word_ids[1:] != word_ids[:-1]) if n_tokens else np.zeros(0, bool)
 
 
 def _first_visible(full: str, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -287,9 +290,9 @@ def _first_visible(full: str, starts: np.ndarray, ends: np.ndarray) -> np.ndarra
     codepoints = np.frombuffer(full.encode("utf-32-le"), dtype=np.uint32)
     inside = starts < len(full)
     at = codepoints[np.minimum(starts, len(full) - 1)]
-    if not np.isin(at[inside], _WHITESPACE_CODEPOINTS).any():
+    if not _is_space(at[inside]).any():
         return starts
-    space = np.isin(codepoints, _WHITESPACE_CODEPOINTS)
+    space = _is_space(codepoints)
     position = np.where(space, len(full), np.arange(len(full)))
     next_non_space = np.minimum.accumulate(position[::-1])[::-1]
     moved = next_non_space[np.minimum(starts, len(full) - 1)]
@@ -349,7 +352,7 @@ def mostly_unknown(input_ids: np.ndarray, token_spans: np.ndarray, unknown_id) -
     token_spans = np.asarray(token_spans, dtype=np.int64).reshape(-1, 2)
     if unknown_id is None or not len(token_spans):
         return np.zeros(len(token_spans), dtype=bool)
-    unknown = np.r_[0, np.cumsum(np.asarray(input_ids) == unknown_id)]
+    unknown = np.append(0, np.cumsum(np.asarray(input_ids) == unknown_id))
     counts = unknown[token_spans[:, 1]] - unknown[token_spans[:, 0]]
     lengths = token_spans[:, 1] - token_spans[:, 0]
     return (lengths > 0) & (2 * counts > lengths)
