@@ -189,11 +189,14 @@ def text_jobs(
     first = (too_long[0], len(encoded[too_long[0]])) if too_long else (0, 0)
     jobs = [Job(i, ids[:content_tokens], 0, (0, 0)) for i, ids in enumerate(encoded)]
     n_unknown = 0
-    if unknown_id is not None:
-        n_unknown = sum(
-            2 * int((job.ids == unknown_id).sum()) > len(job.ids) for job in jobs if len(job.ids)
-        )
-    return jobs, TextStats(len(encoded), len(too_long), first, int(n_unknown))
+    if unknown_id is not None and jobs:
+        # Texts that are mostly the unknown token, counted over all of them at once.
+        lengths = np.fromiter((len(job.ids) for job in jobs), dtype=np.int64, count=len(jobs))
+        unknown = np.cumsum(np.concatenate([job.ids for job in jobs]) == unknown_id)
+        ends = np.cumsum(lengths)
+        counts = np.append(0, unknown)[ends] - np.append(0, unknown)[ends - lengths]
+        n_unknown = int(((lengths > 0) & (2 * counts > lengths)).sum())
+    return jobs, TextStats(len(encoded), len(too_long), first, n_unknown)
 
 
 def pack_jobs(jobs: Sequence[Job], shape: PassShape) -> list[PackedBatch]:

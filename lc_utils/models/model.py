@@ -240,8 +240,9 @@ class EmbeddingModel:
             if self.pooling == "cls":
                 pooled = hidden[:, 0]
             else:
-                weights = mask.unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * weights).sum(1) / weights.sum(1)
+                # The masked sum as one batched product: no (B, L, dim) temporary.
+                weights = mask.to(hidden.dtype).unsqueeze(1)  # (B, 1, L)
+                pooled = torch.bmm(weights, hidden).squeeze(1) / weights.sum(2)
             # A NaN state anywhere in a text is NaN in its pooled vector (for CLS pooling only
             # the first state counts, and only it reaches the vector).
             finite = torch.isfinite(pooled).all(dim=1)

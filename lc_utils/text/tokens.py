@@ -271,10 +271,12 @@ def _document(full: str, encoded: list, block_starts: list[int], words: bool) ->
 def _word_starts(encoding, n_tokens: int) -> np.ndarray | None:
     if encoding is None:
         return None
-    # None (no word) becomes -1; a token starts a word where its word index changes.
-    word_ids = np.fromiter(
-        (-1 if w is None else w for w in encoding.word_ids), dtype=np.int64, count=n_tokens
-    )
+    # None (no word) becomes -1; a token starts a word where its word index changes. Without
+    # special tokens there is seldom a None, and the list goes to numpy as it is.
+    words = encoding.word_ids
+    if None in words:
+        words = [-1 if w is None else w for w in words]
+    word_ids = np.fromiter(words, dtype=np.int64, count=n_tokens)
     return np.append(True, word_ids[1:] != word_ids[:-1]) if n_tokens else np.zeros(0, bool)
 
 
