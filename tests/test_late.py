@@ -287,6 +287,9 @@ def test_the_truncation_warning_counts_only_texts_over_what_a_pass_holds(tiny_mo
     assert message.startswith("2 of 3 chunks are longer than 14 tokens, the text one pass holds ")
     assert "(16 positions, " in message and "less 2 special tokens)" in message
     assert "truncated to 14 (first: item 1, 15 tokens)" in message
+    # Whole documents (the no-chunking baseline) are called documents.
+    with pytest.warns(UserWarning, match=r"^1 of 2 documents are longer than 14 tokens"):
+        lc.naive_chunking(tiny_model, [fits, over], max_tokens=16, what="documents")
     # Cut to 14 tokens, the longer text is the text that fits.
     np.testing.assert_allclose(vectors[1], vectors[0], atol=1e-6)
 

@@ -46,6 +46,7 @@ def naive_chunking(
     max_tokens: int | None = None,
     batch_tokens: int | None = None,
     progress: bool | None = None,
+    what: str = "chunks",
 ) -> np.ndarray:
     """The baseline: embed every chunk on its own, with the model's standard pooling.
 
@@ -62,6 +63,8 @@ def naive_chunking(
             for all-MiniLM-L6-v2, which is where sentence-transformers truncates), else
             ``model.max_length``. Pass ``model.max_length`` for the position limit. Longer texts
             are truncated with a warning that says where.
+        what: what the texts are, as the warnings and the progress bar name them: "chunks",
+            or "documents" for the no-chunking baseline's whole documents.
     Returns:
         float32 ``(len(chunks_or_texts), model.dim)``. Warns when chunks are mostly the
         tokenizer's unknown token. Introduced in notebook 03_late_pooling.
@@ -81,7 +84,7 @@ def naive_chunking(
         max_tokens=max_tokens,
         batch_tokens=batch_tokens,
         progress=progress,
-        what="chunks",
+        what=what,
     )
 
 
