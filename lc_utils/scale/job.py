@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -319,41 +320,46 @@ def embed_to_milvus(
         # One block per batch of documents (a streaming split, no shuffle): otherwise one
         # JSON Lines file is one block, which one task and one actor would process alone.
         blocks = dataset.repartition(target_num_rows_per_block=documents_per_batch)
-        chunked = blocks.map_batches(
-            chunk_batch,
-            fn_kwargs={
-                "preparer": preparer, "stored": stored, "target": target,
-            },
-            batch_size=documents_per_batch,
-            batch_format="numpy",
-            # A remote-args function keeps Ray Data from fusing these tasks into the model
-            # actors: chunking then runs on any free CPU while the actors (GPUs) embed.
-            ray_remote_args_fn=chunking_task_resources,
-        )  # fmt: skip
-        embedded = chunked.map_batches(
-            Embedder,
-            fn_constructor_args=(model_name, options, settings, target, threads),
-            batch_size=documents_per_batch,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=n_actors),
-            # A dead actor is restarted (at most ACTOR_RESTARTS times, not Ray Data's forever)
-            # and its batches retried; writes are upserts, so a retried batch rewrites the same
-            # rows. Ray warns that such an actor "has constructor arguments in the object
-            # store": Ray Data always passes its transformer and context to the actors as
-            # object refs, which the operator holds for the whole run, so a restart finds them.
-            max_restarts=ACTOR_RESTARTS,
-            max_task_retries=-1,
-            # Batches run in the order they were sent to an actor. Ray Data lets actor tasks
-            # run out of order by default, which only helps actors that wait on I/O; ours
-            # compute, so in order costs nothing. The driver crash of issue 20 (a reply for a
-            # task the driver no longer tracks, TaskManager::CompletePendingTask) is in the
-            # bookkeeping of actor-task replies and retries; the ordered path is the older,
-            # simpler one there. That it caused the crash is a suspicion, not a proof.
-            # (These three go to Ray as remote args; Ray 2.60, pinned, warns that they are
-            # deprecated from 2.64 but has no named parameter for them yet.)
-            allow_out_of_order_execution=False,
-            **resources,
-        )
+        with warnings.catch_warnings():
+            # Ray 2.60 (pinned) warns that ray_remote_args_fn and the remote args below go in
+            # Ray 2.64, and has nothing else for them yet (see the comments below); the
+            # warnings would only alarm a user of this pinned version.
+            warnings.filterwarnings("ignore", message="`ray_remote_args(_fn)?` is deprecated")
+            chunked = blocks.map_batches(
+                chunk_batch,
+                fn_kwargs={
+                    "preparer": preparer, "stored": stored, "target": target,
+                },
+                batch_size=documents_per_batch,
+                batch_format="numpy",
+                # A remote-args function keeps Ray Data from fusing these tasks into the model
+                # actors: chunking then runs on any free CPU while the actors (GPUs) embed.
+                ray_remote_args_fn=chunking_task_resources,
+            )  # fmt: skip
+            embedded = chunked.map_batches(
+                Embedder,
+                fn_constructor_args=(model_name, options, settings, target, threads),
+                batch_size=documents_per_batch,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=n_actors),
+                # A dead actor is restarted (at most ACTOR_RESTARTS times, not Ray Data's forever)
+                # and its batches retried; writes are upserts, so a retried batch rewrites the same
+                # rows. Ray warns that such an actor "has constructor arguments in the object
+                # store": Ray Data always passes its transformer and context to the actors as
+                # object refs, which the operator holds for the whole run, so a restart finds them.
+                max_restarts=ACTOR_RESTARTS,
+                max_task_retries=-1,
+                # Batches run in the order they were sent to an actor. Ray Data lets actor tasks
+                # run out of order by default, which only helps actors that wait on I/O; ours
+                # compute, so in order costs nothing. The driver crash of issue 20 (a reply for a
+                # task the driver no longer tracks, TaskManager::CompletePendingTask) is in the
+                # bookkeeping of actor-task replies and retries; the ordered path is the older,
+                # simpler one there. That it caused the crash is a suspicion, not a proof.
+                # (These three go to Ray as remote args; Ray 2.60, pinned, warns that they are
+                # deprecated from 2.64 but has no named parameter for them yet.)
+                allow_out_of_order_execution=False,
+                **resources,
+            )
         del loaded
 
         shown = [0.0]
