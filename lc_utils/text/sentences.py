@@ -239,7 +239,7 @@ def _tokenize_new(profile: _Profile, pieces: list[str]) -> dict[str, tuple] | No
 
 
 def _after(first, values: np.ndarray) -> np.ndarray:
-    """``[first, *values]`` in ``values``'s dtype (``np.r_`` costs ~10 µs a call, this ~1)."""
+    """``[first, *values]`` in ``values``'s dtype (``np.r_`` costs ~2.5 µs a call, this ~0.7)."""
     return np.concatenate((np.array([first], dtype=values.dtype), values))
 
 
