@@ -17,6 +17,7 @@ import torch
 
 from ..progress import progress_bar
 from ..text.chunking import check_integer
+from ..text.tokens import mostly_unknown
 
 __all__ = [
     "NonFiniteStatesError",
@@ -190,12 +191,13 @@ def text_jobs(
     jobs = [Job(i, ids[:content_tokens], 0, (0, 0)) for i, ids in enumerate(encoded)]
     n_unknown = 0
     if unknown_id is not None and jobs:
-        # Texts that are mostly the unknown token, counted over all of them at once.
+        # Texts that are mostly the unknown token, counted over all of them at once: each text
+        # is a span of the texts' ids end to end.
         lengths = np.fromiter((len(job.ids) for job in jobs), dtype=np.int64, count=len(jobs))
-        unknown = np.cumsum(np.concatenate([job.ids for job in jobs]) == unknown_id)
         ends = np.cumsum(lengths)
-        counts = np.append(0, unknown)[ends] - np.append(0, unknown)[ends - lengths]
-        n_unknown = int(((lengths > 0) & (2 * counts > lengths)).sum())
+        spans = np.stack([ends - lengths, ends], axis=1)
+        ids = np.concatenate([job.ids for job in jobs])
+        n_unknown = int(mostly_unknown(ids, spans, unknown_id).sum())
     return jobs, TextStats(len(encoded), len(too_long), first, n_unknown)
 
 
