@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .late.pooling import pool_packed
-from .late.prepare import PreparedGroup, Preparer
+from .late.pooling import pool_packed_table
+from .late.prepare import PreparedGroup, Preparer, chunk_records
 from .late.windows import plan_windows
 from .models.batching import NonFiniteStatesError, PassShape
 from .models.model import EmbeddingModel, Window
@@ -378,15 +378,10 @@ def _embed_group(
     records, warnings, the forward passes and pooling. ``stacklevel`` counts from here, as
     ``warnings.warn`` does: the warnings point at the caller of ``embed_corpus`` (4) or of
     ``embed_prepared`` (3)."""
-    records = []
-    texts = dict(group)
-    for document in prepared.documents:
-        text = texts[document.doc_id]
-        for index, (a, b) in enumerate(document.spans.tolist()):
-            records.append(
-                {"doc_id": document.doc_id, "chunk_index": index, "start": a, "end": b,
-                 "text": text[a:b]}
-            )  # fmt: skip
+    records = prepared.records
+    if records is None:  # a group regrouped without its texts
+        texts = dict(group)
+        records = chunk_records(prepared.documents, [texts[d.doc_id] for d in prepared.documents])
     # Chunks without tokens are dropped for both methods alike, so that late and naive results
     # always hold the same records and can be compared row for row.
     skipped = prepared.skipped
@@ -402,8 +397,7 @@ def _embed_group(
             warn_unknown_chunks(prepared.n_unknown, len(records), model, stacklevel=stacklevel)
             # The group's token bar (shown for groups of many passes) is what moves while a
             # long group runs; the runner echoes it to the console.
-            vectors = pool_packed(model, prepared.late, progress=shown)
-            matrix = np.concatenate(vectors) if vectors else np.empty((0, model.dim), np.float32)
+            matrix = pool_packed_table(model, prepared.late, progress=shown)
         else:
             batches, stats = prepared.naive
             model.warn_encoded(stats, window, "chunks", stacklevel=stacklevel + 1)
@@ -418,7 +412,7 @@ def _embed_group(
         ) from None
     doc_ids = [doc_id for doc_id, _ in group]
     return CorpusEmbeddings(
-        records, matrix.astype(np.float32), method, model.name, skipped, label, doc_ids,
+        records, matrix.astype(np.float32, copy=False), method, model.name, skipped, label, doc_ids,
         *resolved,
     )  # fmt: skip
 

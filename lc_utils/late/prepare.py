@@ -34,7 +34,7 @@ from ..text.tokens import (
 )
 from .pooling import LateBatches, late_batches
 
-__all__ = ["Preparer", "PreparedDocument", "PreparedGroup", "name_document"]
+__all__ = ["Preparer", "PreparedDocument", "PreparedGroup", "chunk_records", "name_document"]
 
 # The named strategies whose spans the preparer computes as arrays, with no Chunk objects.
 _ARRAY_STRATEGIES = ("fixed", "sentences")
@@ -74,6 +74,9 @@ class PreparedGroup:
         late: the late method's batches (``Preparer.shape`` given), else None.
         naive: the naive method's batches, one job per kept chunk in record order, and what
             the model's warnings need (``Preparer.shape`` given), else None.
+        records: the chunk records (``chunk_records``), built by the worker that prepared the
+            group so that the model's thread need not; None for a group ``regroup`` rebuilt
+            without the texts.
     """
 
     documents: list[PreparedDocument]
@@ -84,11 +87,26 @@ class PreparedGroup:
     reused: int = 0
     late: LateBatches | None = None
     naive: tuple[list[PackedBatch], TextStats] | None = None
+    records: list[dict] | None = None
 
     def naive_chunk_ids(self) -> list[np.ndarray]:
         """The naive ids split per chunk (views into ``naive_ids``)."""
         bounds = self.naive_bounds
         return [self.naive_ids[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def chunk_records(documents: Sequence[PreparedDocument], texts: Sequence[str]) -> list[dict]:
+    """One record per kept chunk, in document order: ``doc_id``, ``chunk_index`` (among the
+    document's kept chunks), half-open character ``start`` and ``end``, and the chunk's
+    ``text``; ``texts`` are the documents' texts, in the same order."""
+    records = []
+    for document, text in zip(documents, texts, strict=True):
+        doc_id = document.doc_id
+        for index, (a, b) in enumerate(document.spans.tolist()):
+            records.append(
+                {"doc_id": doc_id, "chunk_index": index, "start": a, "end": b, "text": text[a:b]}
+            )
+    return records
 
 
 def name_document(error: Exception, doc_id: str) -> Exception:
@@ -188,6 +206,7 @@ class Preparer:
             out.documents.append(PreparedDocument(doc_id, spans, in_tokens, ids, len(document)))
         if naive:
             self._gather_naive(out, row, reused, pending)
+        out.records = chunk_records(out.documents, texts)
         if self.shape is not None:
             self._pack(out)
         return out

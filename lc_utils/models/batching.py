@@ -155,7 +155,7 @@ class PackedBatch:
         jobs: the batch's jobs, one per row.
         ids: int32 ``(B, L)``, each row ``before + job.ids + after`` then padding.
         lengths: int32 ``(B,)``, the unpadded length of each row.
-        rows: int32 ``(B, L)`` or None: for late pooling, the row of the chunk-sum table that each
+        rows: int64 ``(B, L)`` or None: for late pooling, the row of the chunk-sum table that each
             position adds to (``pool_packed``); filled by the caller of ``pack_jobs``.
     """
 
