@@ -297,7 +297,7 @@ def host_main(args) -> int:
             columns.insert(-2, f"{w} workers / 1 worker")
         _common.print_table(
             [{"path": k, "2 workers / 1 worker, throughput": v,
-              "2 workers / none (one thread), throughput": against_none.get(k),
+              "2 workers / none (one thread), throughput": against_none.get(k, ""),
               **{f"{w} workers / 1 worker": beyond.get(k, {}).get(w, "") for w in more},
               **({"goal": f">= {SCALING_GOAL}", "met": "yes" if v >= SCALING_GOAL else "no"}
                  if k in cases else {"goal": "(the machine)", "met": ""})}

@@ -241,6 +241,9 @@ def test_embed_prepared_of_a_regrouped_subset_is_embed_corpus_of_that_subset(
         tiny_model, dict(pairs), method=method, progress=False, workers=0, **CHUNKING
     )
     assert got.records == want.records and got.doc_ids == want.doc_ids
+    # The records come from the worker that prepared a group, or, for a regrouped one, from
+    # the texts on the model's side: the same either way.
+    assert group.records is None and prepared.records is not None
     assert np.array_equal(got.vectors, want.vectors)
     assert (got.chunking, got.window, got.overlap) == (want.chunking, want.window, want.overlap)
     other = "naive" if method == "late" else "late"

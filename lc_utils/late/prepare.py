@@ -74,9 +74,9 @@ class PreparedGroup:
         late: the late method's batches (``Preparer.shape`` given), else None.
         naive: the naive method's batches, one job per kept chunk in record order, and what
             the model's warnings need (``Preparer.shape`` given), else None.
-        records: the chunk records (``chunk_records``), built by the worker that prepared the
-            group so that the model's thread need not; None for a group ``regroup`` rebuilt
-            without the texts.
+        records: the chunk records (``chunk_records``), built with the batches by the worker
+            that prepared the group (``Preparer.shape`` given), so that the model's thread need
+            not; else None, as for a group that ``regroup`` rebuilt without the texts.
     """
 
     documents: list[PreparedDocument]
@@ -206,8 +206,8 @@ class Preparer:
             out.documents.append(PreparedDocument(doc_id, spans, in_tokens, ids, len(document)))
         if naive:
             self._gather_naive(out, row, reused, pending)
-        out.records = chunk_records(out.documents, texts)
-        if self.shape is not None:
+        if self.shape is not None:  # this group goes to a model next: its records with it
+            out.records = chunk_records(out.documents, texts)
             self._pack(out)
         return out
 
