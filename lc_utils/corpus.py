@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .late.pooling import pool_packed_table
-from .late.prepare import PreparedGroup, Preparer, chunk_records
+from .late.prepare import PreparedGroup, Preparer, chunk_records, split_group
 from .late.windows import plan_windows
 from .models.batching import NonFiniteStatesError, PassShape
 from .models.model import EmbeddingModel, Window
@@ -23,7 +23,7 @@ from .progress import progress_bar
 from .text.chunking import Chunk, check_integer
 from .text.strategies import chunking_label
 from .text.tokens import warn_unknown_chunks
-from .workers import default_workers, ordered_map
+from .workers import default_workers, ordered_split_map
 
 __all__ = [
     "CorpusEmbeddings",
@@ -294,7 +294,14 @@ def iter_embed_corpus(
     groups = _groups(_with_given_chunks(iter_documents(documents), chunks), documents_per_batch)
     try:
         # While the model embeds one group, the workers prepare the next ones.
-        for group, prepared in ordered_map(preparer, groups, workers):
+        # With two or more workers a group is prepared in parts, one per worker, and combined
+        # by the worker that finishes its last part, so that the stream's last group (or a
+        # corpus of one group) keeps every worker busy; the result is the same.
+        stream = ordered_split_map(
+            lambda group: split_group(group, workers), preparer.prepare_documents,
+            preparer.combine, groups, workers,
+        )  # fmt: skip
+        for group, prepared in stream:
             pairs = [(doc_id, text) for doc_id, text, _ in group]
             yield _embed_group(model, pairs, prepared, **settings)
             if bar is not None:

@@ -147,12 +147,59 @@ def test_any_number_of_workers_gives_the_same_result_in_the_same_order(
             progress=False,
             workers=workers,
         )  # fmt: skip
-        for workers in (0, 1, 2)
+        for workers in (0, 1, 2, 3)  # 2 and 3 prepare each group in as many parts
     ]
     for run in runs[1:]:
         assert run.records == runs[0].records
         assert run.doc_ids == list(corpus)
         assert np.array_equal(run.vectors, runs[0].vectors)
+
+
+@pytest.mark.parametrize("method", ["late", "naive"])
+def test_a_group_prepared_in_parts_and_combined_is_the_group_prepared_whole(tiny_model, method):
+    """What two or more workers do with a group: prepare consecutive parts apart and combine
+    them. Every field equals one call over the group, chunks without tokens (skipped) and the
+    naive ids (some reused from the document, some tokenized alone) included."""
+    from lc_utils.corpus import corpus_preparer
+    from lc_utils.late.prepare import split_group
+
+    corpus = {
+        **_corpus(9), "blank": "   ", "mixed": "Un été à Kyōto 😀.\n\nAnd more.",
+        "zero-width": "A paragraph.\n\n\u200b\u200b\n\nAnother one, after a chunk of no token.",
+    }  # fmt: skip
+    group = [(d, t, None) for d, t in corpus.items()]
+    preparer = corpus_preparer(tiny_model, method, "paragraphs", {})
+    whole = preparer(group)
+    assert whole.skipped == [("zero-width", 1, 14, 16)]
+    for n in (2, 3, 5, 12):
+        parts = split_group(group, n)
+        assert [item for part in parts for item in part] == group and all(parts)
+        assert len(parts) <= n
+        got = preparer.combine(group, [preparer.prepare_documents(part) for part in parts])
+        assert got.records == whole.records and got.skipped == whole.skipped
+        assert (got.n_unknown, got.reused) == (whole.n_unknown, whole.reused)
+        assert np.array_equal(got.naive_ids, whole.naive_ids)
+        assert np.array_equal(got.naive_bounds, whole.naive_bounds)
+        for a, b in zip(got.documents, whole.documents, strict=True):
+            assert a.doc_id == b.doc_id and a.n_tokens == b.n_tokens
+            for field in ("spans", "token_spans", "input_ids"):
+                assert np.array_equal(getattr(a, field), getattr(b, field))
+        batches = got.late.batches if method == "late" else got.naive[0]
+        want = whole.late.batches if method == "late" else whole.naive[0]
+        assert len(batches) == len(want)
+        for a, b in zip(batches, want, strict=True):
+            assert np.array_equal(a.ids, b.ids) and np.array_equal(a.lengths, b.lengths)
+            assert (a.rows is None and b.rows is None) or np.array_equal(a.rows, b.rows)
+
+
+def test_a_group_is_split_into_parts_of_about_equal_text():
+    from lc_utils.late.prepare import split_group
+
+    group = [(str(i), "x" * size, None) for i, size in enumerate([10, 10, 10, 10, 40, 10, 10])]
+    halves = split_group(group, 2)
+    assert [len(part) for part in halves] == [4, 3]  # 40 and 60 characters of 100
+    assert split_group(group, 1) == [group] and split_group(group[:1], 4) == [group[:1]]
+    assert [len(part) for part in split_group(group, 20)] == [1] * 7
 
 
 def test_a_stream_of_documents_is_prepared_in_workers_too(tiny_model):
@@ -267,6 +314,63 @@ def test_ordered_map_keeps_order_and_holds_few_items_at_once(workers, kind):
         assert len(pulled) - item <= max(1, 2 * workers)
         seen.append(item)
     assert seen == list(range(20))
+
+
+def test_the_parts_of_one_item_run_on_different_workers_and_merge_in_order():
+    """``ordered_split_map``: each item's parts run side by side (here they can only finish if
+    they do: every part waits for the others of its item at a barrier), the results come back in
+    order, merged, with at most 2 * workers items in flight; an error in a part, in the merge or
+    in the split reaches the caller at its item."""
+    import threading
+
+    from lc_utils.workers import ordered_split_map
+
+    barriers: dict = {}
+
+    def split(item):
+        barriers[item] = threading.Barrier(2, timeout=10)
+        return [(item, 0), (item, 1)]
+
+    def work(part):
+        item, index = part
+        barriers[item].wait()
+        if item == "bad part" and index == 1:
+            raise KeyError("a part failed")
+        return 10 * item + index if isinstance(item, int) else index
+
+    def merge(item, results):
+        if item == "bad merge":
+            raise ValueError("the merge failed")
+        return results
+
+    pulled = []
+
+    def items():
+        for i in range(12):
+            pulled.append(i)
+            yield i
+
+    seen = []
+    for item, merged in ordered_split_map(split, work, merge, items(), 2):
+        assert merged == [10 * item, 10 * item + 1]
+        assert len(pulled) - item <= 4
+        seen.append(item)
+    assert seen == list(range(12))
+    got = list(ordered_split_map(split, work, merge, [7], 2))  # one item alone: still in parallel
+    assert got == [(7, [70, 71])]
+    with pytest.raises(KeyError, match="a part failed"):
+        list(ordered_split_map(split, work, merge, [1, "bad part"], 2))
+    with pytest.raises(ValueError, match="the merge failed"):
+        list(ordered_split_map(split, work, merge, [1, "bad merge"], 2))
+
+    def bad_split(item):
+        raise TypeError(f"cannot split {item}")
+
+    with pytest.raises(TypeError, match="cannot split 2"):
+        list(ordered_split_map(bad_split, work, merge, [2], 2))
+    # With fewer than two workers the parts run one after another, in the caller's order.
+    serial = list(ordered_split_map(lambda i: [i, i + 1], lambda p: p * p, merge, [1, 2], 1))
+    assert serial == [(1, [1, 4]), (2, [4, 9])]
 
 
 def test_a_worker_that_dies_is_reported_with_what_to_do():

@@ -7,6 +7,10 @@ group's forward batches, padded, with the chunk row of every position for late p
 as well in a worker process as in the caller's thread (``lc_utils.workers``) while the model is
 busy with the group before; the caller only runs the batches and adds up the states.
 
+The work that each document needs alone (``Preparer.prepare_documents``) is split from what a
+whole group needs (``Preparer.combine``: its records and batches), so that several workers can
+prepare parts of one group and the result is the same as one call over it.
+
 One tokenization serves everything: fixed chunks are cut from the same token offsets that late
 pooling uses, the tokens of a whole group go through the tokenizer's Rust backend in one batched
 call, and a naive chunk reuses its document's tokens wherever that is provably what tokenizing the
@@ -34,7 +38,14 @@ from ..text.tokens import (
 )
 from .pooling import LateBatches, late_batches
 
-__all__ = ["Preparer", "PreparedDocument", "PreparedGroup", "chunk_records", "name_document"]
+__all__ = [
+    "Preparer",
+    "PreparedDocument",
+    "PreparedGroup",
+    "chunk_records",
+    "name_document",
+    "split_group",
+]
 
 # The named strategies whose spans the preparer computes as arrays, with no Chunk objects.
 _ARRAY_STRATEGIES = ("fixed", "sentences")
@@ -109,6 +120,35 @@ def chunk_records(documents: Sequence[PreparedDocument], texts: Sequence[str]) -
     return records
 
 
+def _concatenate(parts: Sequence[PreparedGroup]) -> PreparedGroup:
+    """Parts of a group, prepared apart (``Preparer.prepare_documents``), as one group."""
+    ids = [part.naive_ids for part in parts]
+    lengths = [np.diff(part.naive_bounds) for part in parts]
+    return PreparedGroup(
+        [document for part in parts for document in part.documents],
+        [chunk for part in parts for chunk in part.skipped],
+        sum(part.n_unknown for part in parts),
+        np.concatenate(ids).astype(np.int32, copy=False),
+        np.concatenate([np.zeros(1, np.int64), np.cumsum(np.concatenate(lengths))]),
+        sum(part.reused for part in parts),
+    )
+
+
+def split_group(group: Sequence, parts: int) -> list[Sequence]:
+    """``group`` cut into at most ``parts`` consecutive, non-empty runs of about equal text
+    (what ``Preparer.prepare_documents`` costs grows with it); ``[group]`` for one part."""
+    if parts <= 1 or len(group) <= 1:
+        return [group]
+    # before[c]: the characters of the first c documents; each cut is the c nearest its target.
+    before = np.concatenate(([0], np.cumsum([len(text) for _, text, _ in group])))
+    targets = before[-1] * np.arange(1, parts) / parts
+    above = np.maximum(np.searchsorted(before, targets, side="left"), 1)
+    nearer_below = targets - before[above - 1] <= before[np.minimum(above, len(group))] - targets
+    cuts = np.unique(np.clip(np.where(nearer_below, above - 1, above), 1, len(group) - 1))
+    bounds = [0, *cuts.tolist(), len(group)]
+    return [group[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
+
 def name_document(error: Exception, doc_id: str) -> Exception:
     """``error`` with its message prefixed by the document it came from, same type; for a type
     that cannot be rebuilt from a message, the original with a note naming the document."""
@@ -153,6 +193,12 @@ class Preparer:
     _reusable: bool | None = field(default=None, repr=False)
 
     def __call__(self, group: Sequence[tuple[str, str, Sequence | None]]) -> PreparedGroup:
+        return self.combine(group, [self.prepare_documents(group)])
+
+    def prepare_documents(self, group: Sequence[tuple[str, str, Sequence | None]]) -> PreparedGroup:
+        """The work of ``__call__`` that each document needs alone (chunking, tokenizing, span
+        mapping, naive ids), without the records and batches, which belong to a whole group:
+        ``combine`` of the results for consecutive parts of a group is ``__call__`` of it."""
         for doc_id, text, _ in group:
             try:
                 check_encodable(text)
@@ -206,8 +252,17 @@ class Preparer:
             out.documents.append(PreparedDocument(doc_id, spans, in_tokens, ids, len(document)))
         if naive:
             self._gather_naive(out, row, reused, pending)
+        return out
+
+    def combine(
+        self, group: Sequence[tuple[str, str, Sequence | None]], parts: Sequence[PreparedGroup]
+    ) -> PreparedGroup:
+        """One group from ``prepare_documents`` of its consecutive parts, in order; with
+        ``shape``, its records and forward batches too (built here, for the whole group, so that
+        they do not depend on how the group was cut)."""
+        out = parts[0] if len(parts) == 1 else _concatenate(parts)
         if self.shape is not None:  # this group goes to a model next: its records with it
-            out.records = chunk_records(out.documents, texts)
+            out.records = chunk_records(out.documents, [text for _, text, _ in group])
             self._pack(out)
         return out
 
